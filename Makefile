@@ -1,0 +1,37 @@
+# linesync — two commands on a fresh machine: `make serve` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ./data
+HOST ?= 127.0.0.1
+PORT ?= 8440
+
+.PHONY: serve test lint typecheck unit bench clean
+
+$(BIN)/linesync: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/linesync
+
+serve: $(BIN)/linesync
+	$(BIN)/linesync serve --data $(DATA) --host $(HOST) --port $(PORT)
+
+lint: $(BIN)/linesync
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(BIN)/linesync
+	$(BIN)/mypy src
+
+unit: $(BIN)/linesync
+	$(BIN)/pytest -q -n 2
+
+test: lint typecheck unit
+
+bench: $(BIN)/linesync
+	$(BIN)/python bench/wire.py
+	$(BIN)/python bench/chunking.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""Chunk payload codecs: raw, zstd, and zstd with a base chunk as dictionary.
+
+``zstd-dict`` compresses a chunk with an older chunk (the one it replaces) as
+a raw-content dictionary, so a chunk in which one line changed costs about one
+line. Decoding is bounded: a payload may never expand past ``limit`` bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from enum import IntEnum
+
+import zstandard
+
+from linesync.protocol.errors import Code, LinesyncError
+
+
+class Codec(IntEnum):
+    RAW = 0
+    ZSTD = 1
+    ZSTD_DICT = 2
+
+
+NAMES = {"raw": Codec.RAW, "zstd": Codec.ZSTD, "zstd-dict": Codec.ZSTD_DICT}
+LEVEL = 3
+
+
+def _cctx(base: bytes | None) -> zstandard.ZstdCompressor:
+    if base is None:
+        return zstandard.ZstdCompressor(level=LEVEL)
+    d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return zstandard.ZstdCompressor(level=LEVEL, dict_data=d)
+
+
+def encode(data: bytes, base: bytes | None = None) -> tuple[Codec, bytes]:
+    """The smallest of raw / zstd / zstd-dict (when a base is given)."""
+    best = (Codec.RAW, data)
+    if len(data) > 16:
+        packed = _cctx(None).compress(data)
+        if len(packed) < len(best[1]):
+            best = (Codec.ZSTD, packed)
+    if base:
+        packed = _cctx(base).compress(data)
+        if len(packed) < len(best[1]):
+            best = (Codec.ZSTD_DICT, packed)
+    return best
+
+
+def decode(codec: int, payload: bytes, base: bytes | None, limit: int) -> bytes:
+    """Decode a payload, refusing to produce more than ``limit`` bytes."""
+    if codec == Codec.RAW:
+        if len(payload) > limit:
+            raise LinesyncError(Code.PAYLOAD_TOO_LARGE, "chunk is larger than the limit")
+        return payload
+    if codec == Codec.ZSTD:
+        dctx = zstandard.ZstdDecompressor()
+    elif codec == Codec.ZSTD_DICT:
+        if base is None:
+            raise LinesyncError(Code.BAD_REQUEST, "zstd-dict chunk without a base")
+        d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        dctx = zstandard.ZstdDecompressor(dict_data=d)
+    else:
+        raise LinesyncError(Code.BAD_REQUEST, f"unknown chunk codec {codec}")
+    try:
+        with dctx.stream_reader(io.BytesIO(payload), read_across_frames=True) as reader:
+            out = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise LinesyncError(Code.BAD_REQUEST, f"chunk does not decompress: {exc}") from exc
+    if len(out) > limit:
+        raise LinesyncError(Code.PAYLOAD_TOO_LARGE, "chunk decompresses past the size limit")
+    return bytes(out)

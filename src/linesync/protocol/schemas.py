@@ -1,0 +1,170 @@
+"""Wire schemas of API v1, shared by the server and the client.
+
+JSON bodies are decoded straight into these structs (msgspec validates types
+and bounds); rules that span fields live in the server's validation.
+Binary values travel as base64url without padding; one chunk id travels as
+64 hex characters, a list of ids "packed" (see ``linesync.core.ids``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+import msgspec
+
+API_VERSION = 1
+
+Jid = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+Size = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+MtimeNs = Annotated[int, msgspec.Meta(ge=-(2**62), le=2**62)]
+PathStr = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+HexId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+Packed = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]*$", max_length=16 * 2**20)]
+Target = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+DeltaEdit = tuple[Jid, Jid, Packed]
+
+
+class Kind(StrEnum):
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    TOMBSTONE = "tombstone"
+
+
+class Content(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A file's blocklist: either ``ids`` in full, or ``edits`` against version ``base``."""
+
+    ids: Packed | None = None
+    base: Jid | None = None
+    edits: list[DeltaEdit] | None = None
+
+
+class InlineChunk(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Chunk bytes carried inside a JSON body; the receiver computes the id.
+
+    ``codec`` "zstd-dict" means zstd with the chunk ``base`` as raw-content
+    dictionary: a changed chunk costs about what changed.
+    """
+
+    data: Annotated[str, msgspec.Meta(max_length=2 * 2**20)]
+    codec: Literal["raw", "zstd", "zstd-dict"] = "zstd"
+    base: HexId | None = None
+
+
+class CommitOp(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One path to commit. ``base_jid`` is the JID of the entry at ``path`` that the
+    client based this version on (0 when it believes the path never existed).
+    A move names its source in ``move_from`` with the source's JID in ``move_base``."""
+
+    path: PathStr
+    kind: Kind
+    base_jid: Jid = 0
+    size: Size = 0
+    mtime_ns: MtimeNs = 0
+    exec: bool = False
+    target: Target | None = None
+    content: Content | None = None
+    move_from: PathStr | None = None
+    move_base: Jid = 0
+
+
+class CommitRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    ops: list[CommitOp]
+    chunks: list[InlineChunk] = []
+
+
+class Entry(msgspec.Struct, omit_defaults=True):
+    """A journal entry as the server reports it."""
+
+    jid: Jid
+    path: str
+    kind: Kind
+    size: Size = 0
+    mtime_ns: MtimeNs = 0
+    exec: bool = False
+    target: str | None = None
+    device: str = ""
+    base_jid: Jid = 0
+    moved_from: str | None = None
+    content: Content | None = None
+
+
+class CommitResult(msgspec.Struct, omit_defaults=True):
+    """``status`` is "ok" (``jid`` set), "missing" (``missing`` lists the chunk ids
+    the namespace lacks) or "conflict" (``reason`` and the ``current`` entry)."""
+
+    path: str
+    status: Literal["ok", "missing", "conflict"]
+    jid: Jid | None = None
+    missing: Packed | None = None
+    reason: str | None = None
+    current: Entry | None = None
+
+
+class CommitResponse(msgspec.Struct, omit_defaults=True):
+    results: list[CommitResult]
+
+
+class ListResponse(msgspec.Struct, omit_defaults=True):
+    entries: list[Entry]
+    cursor: str
+    more: bool = False
+    chunks: list[InlineChunk] = []
+
+
+class HeadResponse(msgspec.Struct):
+    cursor: str
+    jid: Jid
+
+
+class HistoryResponse(msgspec.Struct, omit_defaults=True):
+    entries: list[Entry]
+
+
+class IdsRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """``ids`` packed; for chunk downloads ``bases`` may name, per id, a chunk the
+    client already holds (all-zero id for none) to receive a zstd-dict delta."""
+
+    ids: Packed
+    bases: Packed | None = None
+
+
+class MissingResponse(msgspec.Struct):
+    missing: Packed
+
+
+class UploadResponse(msgspec.Struct):
+    stored: int
+    bytes: int
+
+
+class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True):
+    path: PathStr
+    jid: Jid
+    base_jid: Jid = 0
+
+
+class NamespaceInfo(msgspec.Struct):
+    id: int
+    name: str
+    role: Literal["rw", "ro"]
+    cursor: str
+    head: Jid
+
+
+class MeResponse(msgspec.Struct):
+    user: str
+    device: str
+    token_role: Literal["rw", "ro"]
+    namespaces: list[NamespaceInfo]
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+    detail: dict[str, object] | None = None
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorBody

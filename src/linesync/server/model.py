@@ -1,0 +1,59 @@
+"""Plain records the server's layers pass between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from linesync.protocol.schemas import Kind
+
+Role = Literal["rw", "ro"]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A journal entry without its blocklist."""
+
+    jid: int
+    path: str
+    kind: Kind
+    size: int = 0
+    mtime_ns: int = 0
+    exec: bool = False
+    target: str | None = None
+    device: str = ""
+    base_jid: int = 0
+    moved_from: str | None = None
+    chash: bytes | None = None  # content hash of the blocklist (files only)
+
+    @property
+    def live(self) -> bool:
+        return self.kind is not Kind.TOMBSTONE
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    token_id: int
+    user_id: int
+    user: str
+    device: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    id: int
+    name: str
+    journal: str
+    head: int
+    role: Role  # the asking user's role in it
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLoc:
+    chunk_id: bytes
+    pack: str
+    offset: int
+    length: int
+    codec: int
+    raw_size: int

@@ -1,0 +1,695 @@
+"""SQLite metadata store: the embedded default.
+
+One connection, used from one dedicated thread, so every transaction is
+serialized (SQLite allows one writer anyway) and JIDs are assigned gaplessly
+inside ``BEGIN IMMEDIATE``. WAL mode with ``synchronous=FULL``: a commit that
+returned is on disk. Admin commands may open the same file from another
+process; ``busy_timeout`` makes them wait their turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from linesync.core import blocklist as bl
+from linesync.core import paths
+from linesync.core.ids import ChunkId, join_ids, split_ids
+from linesync.protocol.schemas import CommitOp, Kind
+from linesync.server.commit import Limits, Write, plan_commit
+from linesync.server.model import ChunkLoc, Namespace, Role, Row, TokenInfo
+from linesync.server.stores.base import CommitOutcome, GcStats, Head, StoreError
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+MAX_DELTA_DEPTH = 32
+_SQL_VARS = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+  id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
+  device TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL,
+  created REAL NOT NULL, revoked REAL);
+CREATE TABLE IF NOT EXISTS namespaces (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, owner_id INTEGER NOT NULL,
+  journal TEXT NOT NULL, head INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+  ns_id INTEGER NOT NULL, user_id INTEGER NOT NULL, role TEXT NOT NULL,
+  PRIMARY KEY (ns_id, user_id));
+CREATE TABLE IF NOT EXISTS entries (
+  ns_id INTEGER NOT NULL, jid INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+  size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, exec INTEGER NOT NULL,
+  target TEXT, device TEXT NOT NULL, base_jid INTEGER NOT NULL, moved_from TEXT,
+  chash BLOB, bl_full BLOB, bl_delta BLOB, bl_base INTEGER, bl_depth INTEGER NOT NULL,
+  nonce TEXT NOT NULL, created REAL NOT NULL,
+  PRIMARY KEY (ns_id, jid));
+CREATE INDEX IF NOT EXISTS entries_path ON entries (ns_id, path, jid);
+CREATE TABLE IF NOT EXISTS current (
+  ns_id INTEGER NOT NULL, path TEXT NOT NULL, jid INTEGER NOT NULL,
+  live INTEGER NOT NULL, fold TEXT NOT NULL,
+  PRIMARY KEY (ns_id, path));
+CREATE INDEX IF NOT EXISTS current_jid ON current (ns_id, jid);
+CREATE INDEX IF NOT EXISTS current_fold ON current (ns_id, fold) WHERE live = 1;
+CREATE TABLE IF NOT EXISTS chunks (
+  id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL,
+  length INTEGER NOT NULL, codec INTEGER NOT NULL, raw_size INTEGER NOT NULL,
+  created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_pack ON chunks (pack);
+CREATE TABLE IF NOT EXISTS ns_chunks (
+  ns_id INTEGER NOT NULL, chunk_id BLOB NOT NULL, committed INTEGER NOT NULL,
+  touched REAL NOT NULL, PRIMARY KEY (ns_id, chunk_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ns_chunks_chunk ON ns_chunks (chunk_id);
+CREATE INDEX IF NOT EXISTS ns_chunks_stale ON ns_chunks (touched) WHERE committed = 0;
+"""
+
+_ENTRY_COLS = "jid, path, kind, size, mtime_ns, exec, target, device, base_jid, moved_from, chash"
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def new_token() -> str:
+    return "lst_" + secrets.token_urlsafe(32)
+
+
+def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
+    return Row(
+        jid=r[0],
+        path=r[1],
+        kind=Kind(r[2]),
+        size=r[3],
+        mtime_ns=r[4],
+        exec=bool(r[5]),
+        target=r[6],
+        device=r[7],
+        base_jid=r[8],
+        moved_from=r[9],
+        chash=r[10],
+    )
+
+
+def _batches(items: Sequence[T], n: int = _SQL_VARS) -> list[Sequence[T]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+class _LRU:
+    """Resolved blocklists by (ns, jid), bounded by the number of ids held."""
+
+    def __init__(self, max_ids: int) -> None:
+        self.data: OrderedDict[tuple[int, int], list[ChunkId]] = OrderedDict()
+        self.max_ids = max_ids
+        self.size = 0
+
+    def get(self, key: tuple[int, int]) -> list[ChunkId] | None:
+        ids = self.data.get(key)
+        if ids is not None:
+            self.data.move_to_end(key)
+        return ids
+
+    def put(self, key: tuple[int, int], ids: list[ChunkId]) -> None:
+        if key in self.data or len(ids) > self.max_ids // 4:
+            return
+        self.data[key] = ids
+        self.size += len(ids)
+        while self.size > self.max_ids:
+            _, old = self.data.popitem(last=False)
+            self.size -= len(old)
+
+
+class SqliteStore:
+    """MetadataStore on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._cache = _LRU(max_ids=2_000_000)
+
+    # -- plumbing ----------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        store = cls(path)
+        await store._run(store._open)
+        return store
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA foreign_keys=ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}; this linesync knows "
+                f"{SCHEMA_VERSION}. Upgrade linesync."
+            )
+        if version < SCHEMA_VERSION:
+            db.execute("BEGIN IMMEDIATE")
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        self._db = db
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "store is closed"
+        return self._db
+
+    def _tx(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` inside a write transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(*args)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return out
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(_close)
+        self._pool.shutdown(wait=True)
+
+    # -- admin -------------------------------------------------------------
+
+    def _user_id(self, name: str) -> int:
+        r = self.db.execute("SELECT id FROM users WHERE name=?", (name,)).fetchone()
+        if r is None:
+            raise StoreError(f"no user named {name!r}")
+        return int(r[0])
+
+    def _ns_id(self, name: str) -> int:
+        r = self.db.execute("SELECT id FROM namespaces WHERE name=?", (name,)).fetchone()
+        if r is None:
+            raise StoreError(f"no namespace named {name!r}")
+        return int(r[0])
+
+    def _create_ns(self, name: str, owner_id: int) -> int:
+        if self.db.execute("SELECT 1 FROM namespaces WHERE name=?", (name,)).fetchone():
+            raise StoreError(f"a namespace named {name!r} already exists")
+        cur = self.db.execute(
+            "INSERT INTO namespaces (name, owner_id, journal, created) VALUES (?,?,?,?)",
+            (name, owner_id, secrets.token_hex(8), time.time()),
+        )
+        ns_id = int(cur.lastrowid or 0)
+        self.db.execute(
+            "INSERT INTO members (ns_id, user_id, role) VALUES (?,?,'rw')", (ns_id, owner_id)
+        )
+        return ns_id
+
+    async def create_user(self, name: str) -> int:
+        def go() -> int:
+            if self.db.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone():
+                raise StoreError(f"a user named {name!r} already exists")
+            cur = self.db.execute(
+                "INSERT INTO users (name, created) VALUES (?,?)", (name, time.time())
+            )
+            uid = int(cur.lastrowid or 0)
+            self._create_ns(name, uid)
+            return uid
+
+        return await self._run(self._tx, go)
+
+    async def create_token(self, user: str, device: str, role: Role) -> str:
+        token = new_token()
+
+        def go() -> None:
+            self.db.execute(
+                "INSERT INTO tokens (user_id, device, hash, role, created) VALUES (?,?,?,?,?)",
+                (self._user_id(user), device, hash_token(token), role, time.time()),
+            )
+
+        await self._run(self._tx, go)
+        return token
+
+    async def revoke_tokens(self, user: str, device: str | None = None) -> int:
+        def go() -> int:
+            q = "UPDATE tokens SET revoked=? WHERE user_id=? AND revoked IS NULL"
+            args: list[Any] = [time.time(), self._user_id(user)]
+            if device is not None:
+                q += " AND device=?"
+                args.append(device)
+            return self.db.execute(q, args).rowcount
+
+        return await self._run(self._tx, go)
+
+    async def list_tokens(self, user: str | None = None) -> list[dict[str, object]]:
+        def go() -> list[dict[str, object]]:
+            q = (
+                "SELECT t.id, u.name, t.device, t.role, t.created, t.revoked "
+                "FROM tokens t JOIN users u ON u.id=t.user_id"
+            )
+            args: tuple[Any, ...] = ()
+            if user is not None:
+                q += " WHERE u.name=?"
+                args = (user,)
+            keys = ("id", "user", "device", "role", "created", "revoked")
+            return [
+                dict(zip(keys, r, strict=True)) for r in self.db.execute(q + " ORDER BY t.id", args)
+            ]
+
+        return await self._run(go)
+
+    async def list_users(self) -> list[str]:
+        def go() -> list[str]:
+            return [r[0] for r in self.db.execute("SELECT name FROM users ORDER BY name")]
+
+        return await self._run(go)
+
+    async def create_namespace(self, name: str, owner: str) -> int:
+        return await self._run(self._tx, lambda: self._create_ns(name, self._user_id(owner)))
+
+    async def share(self, namespace: str, user: str, role: Role | None) -> None:
+        def go() -> None:
+            ns_id, uid = self._ns_id(namespace), self._user_id(user)
+            if role is None:
+                self.db.execute("DELETE FROM members WHERE ns_id=? AND user_id=?", (ns_id, uid))
+            else:
+                self.db.execute(
+                    "INSERT INTO members (ns_id, user_id, role) VALUES (?,?,?) "
+                    "ON CONFLICT (ns_id, user_id) DO UPDATE SET role=excluded.role",
+                    (ns_id, uid, role),
+                )
+
+        await self._run(self._tx, go)
+
+    async def list_namespaces(self) -> list[dict[str, object]]:
+        def go() -> list[dict[str, object]]:
+            out: list[dict[str, object]] = []
+            for ns_id, name, head, owner in self.db.execute(
+                "SELECT n.id, n.name, n.head, u.name FROM namespaces n "
+                "JOIN users u ON u.id=n.owner_id ORDER BY n.id"
+            ).fetchall():
+                members = {
+                    u: r
+                    for u, r in self.db.execute(
+                        "SELECT u.name, m.role FROM members m JOIN users u ON u.id=m.user_id "
+                        "WHERE m.ns_id=? ORDER BY u.name",
+                        (ns_id,),
+                    )
+                }
+                out.append(
+                    {"id": ns_id, "name": name, "owner": owner, "head": head, "members": members}
+                )
+            return out
+
+        return await self._run(go)
+
+    async def reset_namespace(self, namespace: str) -> None:
+        """Erase a namespace's journal and mint a new journal id (cursors die)."""
+
+        def go() -> None:
+            ns_id = self._ns_id(namespace)
+            for table in ("entries", "current", "ns_chunks"):
+                self.db.execute(f"DELETE FROM {table} WHERE ns_id=?", (ns_id,))
+            self.db.execute(
+                "UPDATE namespaces SET head=0, journal=? WHERE id=?", (secrets.token_hex(8), ns_id)
+            )
+
+        await self._run(self._tx, go)
+        self._cache = _LRU(self._cache.max_ids)
+
+    # -- auth --------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> TokenInfo | None:
+        digest = hash_token(token)
+
+        def go() -> TokenInfo | None:
+            r = self.db.execute(
+                "SELECT t.id, t.user_id, u.name, t.device, t.role FROM tokens t "
+                "JOIN users u ON u.id=t.user_id WHERE t.hash=? AND t.revoked IS NULL",
+                (digest,),
+            ).fetchone()
+            return TokenInfo(r[0], r[1], r[2], r[3], r[4]) if r else None
+
+        return await self._run(go)
+
+    def _namespaces(self, user_id: int, ns_id: int | None) -> list[Namespace]:
+        q = (
+            "SELECT n.id, n.name, n.journal, n.head, m.role FROM namespaces n "
+            "JOIN members m ON m.ns_id=n.id WHERE m.user_id=?"
+        )
+        args: tuple[Any, ...] = (user_id,)
+        if ns_id is not None:
+            q += " AND n.id=?"
+            args += (ns_id,)
+        return [Namespace(*r) for r in self.db.execute(q + " ORDER BY n.id", args)]
+
+    async def namespace(self, ns_id: int, user_id: int) -> Namespace | None:
+        found = await self._run(self._namespaces, user_id, ns_id)
+        return found[0] if found else None
+
+    async def namespaces_of(self, user_id: int) -> list[Namespace]:
+        return await self._run(self._namespaces, user_id, None)
+
+    # -- journal -----------------------------------------------------------
+
+    async def commit(
+        self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
+    ) -> CommitOutcome:
+        return await self._run(self._tx, self._commit, ns_id, ops, device, limits)
+
+    def _commit(
+        self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
+    ) -> CommitOutcome:
+        head = self.db.execute("SELECT head FROM namespaces WHERE id=?", (ns_id,)).fetchone()[0]
+        plan = plan_commit(_View(self, ns_id), ops, device, head, limits)
+        now = time.time()
+        for w in plan.writes:
+            self._insert(ns_id, w, now)
+        if plan.writes:
+            head = plan.writes[-1].row.jid
+            self.db.execute("UPDATE namespaces SET head=? WHERE id=?", (head, ns_id))
+        return CommitOutcome(results=plan.results, head=head)
+
+    def _insert(self, ns_id: int, w: Write, now: float) -> None:
+        r = w.row
+        full = delta = None
+        base = None
+        depth = 0
+        if w.blocklist is not None:
+            full = join_ids(w.blocklist)
+            if w.delta_base is not None and w.delta is not None:
+                enc = bl.encode_delta(w.delta)
+                d = self.db.execute(
+                    "SELECT bl_depth FROM entries WHERE ns_id=? AND jid=?", (ns_id, w.delta_base)
+                ).fetchone()
+                if d is not None and d[0] < MAX_DELTA_DEPTH and 2 * len(enc) <= len(full):
+                    delta, base, depth, full = enc, w.delta_base, d[0] + 1, None
+            self._cache.put((ns_id, r.jid), w.blocklist)
+        self.db.execute(
+            "INSERT INTO entries (ns_id, jid, path, kind, size, mtime_ns, exec, target, device,"
+            " base_jid, moved_from, chash, bl_full, bl_delta, bl_base, bl_depth, nonce, created)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ns_id, r.jid, r.path, r.kind.value, r.size, r.mtime_ns, int(r.exec), r.target,
+                r.device, r.base_jid, r.moved_from, r.chash, full, delta, base, depth,
+                secrets.token_hex(8), now,
+            ),
+        )  # fmt: skip
+        self.db.execute(
+            "INSERT INTO current (ns_id, path, jid, live, fold) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (ns_id, path) DO UPDATE SET jid=excluded.jid, live=excluded.live",
+            (ns_id, r.path, r.jid, int(r.live), paths.fold_key(r.path)),
+        )
+        for batch in _batches(w.new_chunks):
+            self.db.execute(
+                f"UPDATE ns_chunks SET committed=1 WHERE ns_id=? AND chunk_id IN "
+                f"({','.join('?' * len(batch))})",
+                (ns_id, *batch),
+            )
+
+    def _blocklist(self, ns_id: int, jid: int) -> list[ChunkId] | None:
+        chain: list[bytes] = []
+        cur = jid
+        ids: list[ChunkId] | None = None
+        while True:
+            cached = self._cache.get((ns_id, cur))
+            if cached is not None:
+                ids = cached
+                break
+            r = self.db.execute(
+                "SELECT kind, bl_full, bl_delta, bl_base FROM entries WHERE ns_id=? AND jid=?",
+                (ns_id, cur),
+            ).fetchone()
+            if r is None or r[0] != Kind.FILE.value:
+                if not chain:
+                    return None
+                raise StoreError(f"blocklist chain of {ns_id}/{jid} is broken at {cur}")
+            if r[1] is not None:
+                ids = split_ids(r[1])
+                break
+            chain.append(r[2])
+            cur = r[3]
+        for raw in reversed(chain):
+            ids = bl.apply(ids, bl.decode_delta(raw))
+        self._cache.put((ns_id, jid), ids)
+        return ids
+
+    async def blocklist(self, ns_id: int, jid: int) -> list[ChunkId] | None:
+        return await self._run(self._blocklist, ns_id, jid)
+
+    async def head(self, ns_id: int) -> Head:
+        def go() -> Head:
+            journal, head = self.db.execute(
+                "SELECT journal, head FROM namespaces WHERE id=?", (ns_id,)
+            ).fetchone()
+            return Head(journal, head, self._nonce(ns_id, head) or "0")
+
+        return await self._run(go)
+
+    def _nonce(self, ns_id: int, jid: int) -> str | None:
+        if jid == 0:
+            return "0"
+        r = self.db.execute(
+            "SELECT nonce FROM entries WHERE ns_id=? AND jid=?", (ns_id, jid)
+        ).fetchone()
+        return str(r[0]) if r else None
+
+    async def nonce(self, ns_id: int, jid: int) -> str | None:
+        return await self._run(self._nonce, ns_id, jid)
+
+    async def changes(self, ns_id: int, after: int, limit: int) -> tuple[list[Row], int]:
+        """The current entry of every path changed after ``after``, in JID order,
+        and the head as of the same read."""
+
+        def go() -> tuple[list[Row], int]:
+            self.db.execute("BEGIN")
+            try:
+                head = self.db.execute(
+                    "SELECT head FROM namespaces WHERE id=?", (ns_id,)
+                ).fetchone()[0]
+                rows = [
+                    _row(r)
+                    for r in self.db.execute(
+                        f"SELECT {', '.join('e.' + c.strip() for c in _ENTRY_COLS.split(','))} "
+                        "FROM current c JOIN entries e ON e.ns_id=c.ns_id AND e.jid=c.jid "
+                        "WHERE c.ns_id=? AND c.jid>? ORDER BY c.jid LIMIT ?",
+                        (ns_id, after, limit),
+                    )
+                ]
+            finally:
+                self.db.execute("COMMIT")
+            return rows, head
+
+        return await self._run(go)
+
+    def _version_at(self, ns_id: int, path: str, jid: int) -> Row | None:
+        r = self.db.execute(
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE ns_id=? AND path=? AND jid<=? "
+            "ORDER BY jid DESC LIMIT 1",
+            (ns_id, path, jid),
+        ).fetchone()
+        return _row(r) if r else None
+
+    async def version_at(self, ns_id: int, path: str, jid: int) -> Row | None:
+        return await self._run(self._version_at, ns_id, path, jid)
+
+    def _entry(self, ns_id: int, jid: int) -> Row | None:
+        r = self.db.execute(
+            f"SELECT {_ENTRY_COLS} FROM entries WHERE ns_id=? AND jid=?", (ns_id, jid)
+        ).fetchone()
+        return _row(r) if r else None
+
+    async def entry(self, ns_id: int, jid: int) -> Row | None:
+        return await self._run(self._entry, ns_id, jid)
+
+    async def history(self, ns_id: int, path: str, before: int, limit: int) -> list[Row]:
+        def go() -> list[Row]:
+            return [
+                _row(r)
+                for r in self.db.execute(
+                    f"SELECT {_ENTRY_COLS} FROM entries WHERE ns_id=? AND path=? AND jid<? "
+                    "ORDER BY jid DESC LIMIT ?",
+                    (ns_id, path, before, limit),
+                )
+            ]
+
+        return await self._run(go)
+
+    # -- chunks ------------------------------------------------------------
+
+    def _held(self, ns_id: int, ids: Sequence[ChunkId]) -> set[ChunkId]:
+        held: set[ChunkId] = set()
+        for batch in _batches(ids):
+            held.update(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT chunk_id FROM ns_chunks WHERE ns_id=? AND chunk_id IN "
+                    f"({','.join('?' * len(batch))})",
+                    (ns_id, *batch),
+                )
+            )
+        return held
+
+    def _missing(self, ns_id: int, ids: Sequence[ChunkId]) -> set[ChunkId]:
+        return set(ids) - self._held(ns_id, ids)
+
+    async def missing(self, ns_id: int, ids: Sequence[ChunkId]) -> set[ChunkId]:
+        return await self._run(self._missing, ns_id, ids)
+
+    def _locate(self, ns_id: int | None, ids: Sequence[ChunkId]) -> dict[ChunkId, ChunkLoc]:
+        out: dict[ChunkId, ChunkLoc] = {}
+        for batch in _batches(ids):
+            marks = ",".join("?" * len(batch))
+            if ns_id is None:
+                q = (
+                    "SELECT id, pack, offset, length, codec, raw_size FROM chunks "
+                    f"WHERE id IN ({marks})"
+                )
+                args: tuple[Any, ...] = tuple(batch)
+            else:
+                q = (
+                    "SELECT c.id, c.pack, c.offset, c.length, c.codec, c.raw_size FROM ns_chunks n "
+                    f"JOIN chunks c ON c.id=n.chunk_id WHERE n.ns_id=? AND n.chunk_id IN ({marks})"
+                )
+                args = (ns_id, *batch)
+            for r in self.db.execute(q, args):
+                out[r[0]] = ChunkLoc(*r)
+        return out
+
+    async def locate(self, ns_id: int, ids: Sequence[ChunkId]) -> dict[ChunkId, ChunkLoc]:
+        return await self._run(self._locate, ns_id, ids)
+
+    async def locate_stored(self, ids: Sequence[ChunkId]) -> dict[ChunkId, ChunkLoc]:
+        """Global lookup, for dedup on upload only: never answer a client with it."""
+        return await self._run(self._locate, None, ids)
+
+    def _chunk_sizes(self, ids: Sequence[ChunkId]) -> dict[ChunkId, int]:
+        return {cid: loc.raw_size for cid, loc in self._locate(None, ids).items()}
+
+    async def add_chunks(self, ns_id: int, chunks: Sequence[ChunkLoc]) -> None:
+        def go() -> None:
+            now = time.time()
+            self.db.executemany(
+                "INSERT INTO chunks (id, pack, offset, length, codec, raw_size, created) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                [
+                    (c.chunk_id, c.pack, c.offset, c.length, c.codec, c.raw_size, now)
+                    for c in chunks
+                ],
+            )
+            self.db.executemany(
+                "INSERT INTO ns_chunks (ns_id, chunk_id, committed, touched) VALUES (?,?,0,?) "
+                "ON CONFLICT (ns_id, chunk_id) DO UPDATE SET touched=excluded.touched",
+                [(ns_id, c.chunk_id, now) for c in chunks],
+            )
+
+        await self._run(self._tx, go)
+
+    async def gc(self, grace_seconds: float) -> tuple[GcStats, list[ChunkLoc]]:
+        """Drop uploads no entry took up within the grace period, then chunks that no
+        namespace holds; returns the dropped chunks' locations (for pack compaction)."""
+
+        def go() -> tuple[GcStats, list[ChunkLoc]]:
+            cutoff = time.time() - grace_seconds
+            stale = self.db.execute(
+                "DELETE FROM ns_chunks WHERE committed=0 AND touched<?", (cutoff,)
+            ).rowcount
+            dead = [
+                ChunkLoc(*r)
+                for r in self.db.execute(
+                    "SELECT id, pack, offset, length, codec, raw_size FROM chunks c "
+                    "WHERE created<? AND NOT EXISTS "
+                    "(SELECT 1 FROM ns_chunks n WHERE n.chunk_id=c.id)",
+                    (cutoff,),
+                )
+            ]
+            for batch in _batches([d.chunk_id for d in dead]):
+                self.db.execute(
+                    f"DELETE FROM chunks WHERE id IN ({','.join('?' * len(batch))})", tuple(batch)
+                )
+            freed = sum(d.length for d in dead)
+            return GcStats(stale, len(dead), freed), dead
+
+        return await self._run(self._tx, go)
+
+    async def pack_usage(self) -> dict[str, int]:
+        """Live payload bytes per pack."""
+
+        def go() -> dict[str, int]:
+            return {
+                p: int(n)
+                for p, n in self.db.execute("SELECT pack, SUM(length) FROM chunks GROUP BY pack")
+            }
+
+        return await self._run(go)
+
+    async def relocate(self, moves: Sequence[ChunkLoc]) -> None:
+        def go() -> None:
+            self.db.executemany(
+                "UPDATE chunks SET pack=?, offset=?, length=? WHERE id=?",
+                [(m.pack, m.offset, m.length, m.chunk_id) for m in moves],
+            )
+
+        await self._run(self._tx, go)
+
+
+class _View:
+    """CommitView over the store, inside the committing transaction."""
+
+    def __init__(self, store: SqliteStore, ns_id: int) -> None:
+        self.s = store
+        self.ns = ns_id
+
+    def _rows(self, where: str, args: tuple[Any, ...]) -> list[Row]:
+        cols = ", ".join("e." + c.strip() for c in _ENTRY_COLS.split(","))
+        return [
+            _row(r)
+            for r in self.s.db.execute(
+                f"SELECT {cols} FROM current c JOIN entries e ON e.ns_id=c.ns_id AND e.jid=c.jid "
+                f"WHERE c.ns_id=? AND {where}",
+                (self.ns, *args),
+            )
+        ]
+
+    def current(self, path: str) -> Row | None:
+        found = self._rows("c.path=?", (path,))
+        return found[0] if found else None
+
+    def entry(self, jid: int) -> Row | None:
+        return self.s._entry(self.ns, jid)
+
+    def live_under(self, path: str, limit: int | None) -> list[Row]:
+        return self._rows(
+            "c.path>=? AND c.path<? AND c.live=1 ORDER BY c.path LIMIT ?",
+            (path + "/", path + "0", -1 if limit is None else limit),
+        )
+
+    def live_by_fold(self, key: str) -> list[Row]:
+        return self._rows("c.fold=? AND c.live=1", (key,))
+
+    def blocklist(self, jid: int) -> list[ChunkId] | None:
+        return self.s._blocklist(self.ns, jid)
+
+    def missing(self, ids: Sequence[ChunkId]) -> set[ChunkId]:
+        return self.s._missing(self.ns, ids)
+
+    def chunk_sizes(self, ids: Sequence[ChunkId]) -> dict[ChunkId, int]:
+        return self.s._chunk_sizes(ids)
