@@ -163,7 +163,7 @@ class MeResponse(msgspec.Struct):
 class ErrorBody(msgspec.Struct):
     code: str
     message: str
-    detail: dict[str, object] | None = None
+    detail: dict[str, int | str] | None = None
 
 
 class ErrorResponse(msgspec.Struct):

@@ -641,6 +641,58 @@ class SqliteStore:
 
         return await self._run(go)
 
+    async def pack_chunks(self, pack: str) -> list[ChunkLoc]:
+        def go() -> list[ChunkLoc]:
+            return [
+                ChunkLoc(*r)
+                for r in self.db.execute(
+                    "SELECT id, pack, offset, length, codec, raw_size FROM chunks WHERE pack=?",
+                    (pack,),
+                )
+            ]
+
+        return await self._run(go)
+
+    async def all_chunks(self) -> list[ChunkLoc]:
+        def go() -> list[ChunkLoc]:
+            q = "SELECT id, pack, offset, length, codec, raw_size FROM chunks ORDER BY pack, offset"
+            return [ChunkLoc(*r) for r in self.db.execute(q)]
+
+        return await self._run(go)
+
+    async def check_entries(self) -> list[str]:
+        """Every file entry's blocklist resolves, and its chunks are indexed and
+        held (committed) by its namespace; JIDs are gapless up to the head."""
+
+        def go() -> list[str]:
+            problems: list[str] = []
+            for ns_id, head in self.db.execute("SELECT id, head FROM namespaces").fetchall():
+                n, top = self.db.execute(
+                    "SELECT COUNT(*), COALESCE(MAX(jid), 0) FROM entries WHERE ns_id=?", (ns_id,)
+                ).fetchone()
+                if n != head or top != head:
+                    problems.append(f"namespace {ns_id}: {n} entries, max jid {top}, head {head}")
+                files = self.db.execute(
+                    "SELECT jid FROM entries WHERE ns_id=? AND kind='file'", (ns_id,)
+                ).fetchall()
+                for (jid,) in files:
+                    try:
+                        ids = self._blocklist(ns_id, jid) or []
+                    except (StoreError, bl.DeltaError) as exc:
+                        problems.append(f"entry {ns_id}/{jid}: {exc}")
+                        continue
+                    uniq = list(dict.fromkeys(ids))
+                    held = self._held(ns_id, uniq)
+                    stored = self._locate(None, uniq)
+                    for cid in uniq:
+                        if cid not in stored:
+                            problems.append(f"entry {ns_id}/{jid}: chunk {cid.hex()} not stored")
+                        elif cid not in held:
+                            problems.append(f"entry {ns_id}/{jid}: chunk {cid.hex()} not held")
+            return problems
+
+        return await self._run(go)
+
     async def relocate(self, moves: Sequence[ChunkLoc]) -> None:
         def go() -> None:
             self.db.executemany(

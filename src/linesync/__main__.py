@@ -1,0 +1,3 @@
+from linesync.cli.main import main
+
+raise SystemExit(main())

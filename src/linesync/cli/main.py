@@ -1,0 +1,216 @@
+"""The ``linesync`` command: argument parsing and output only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from linesync import __version__
+from linesync.server.runner import DataDirBusy
+from linesync.server.stores.base import StoreError
+
+DEFAULT_DATA = os.environ.get("LINESYNC_DATA", "data")
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(DEFAULT_DATA),
+        help="server data directory (default: $LINESYNC_DATA or ./data)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="linesync",
+        description="Self-hosted file sync: a one-line edit sends about one line.",
+    )
+    parser.add_argument("--version", action="version", version=f"linesync {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the server")
+    _data_arg(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8440, help="port (default 8440; 0 picks a free one)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--rate", type=float, help="requests per second allowed per token")
+    p.add_argument("--gc-grace", type=float, help="seconds an uncommitted upload is kept")
+
+    users = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    p = users.add_parser("add", help="create a user and their home namespace")
+    _data_arg(p)
+    p.add_argument("name")
+    p = users.add_parser("list", help="list users")
+    _data_arg(p)
+
+    tokens = sub.add_parser("token", help="manage device tokens").add_subparsers(
+        dest="action", required=True
+    )
+    p = tokens.add_parser("create", help="create a token for a device and print it")
+    _data_arg(p)
+    p.add_argument("user")
+    p.add_argument("--device", required=True, help="device name, shown in history and conflicts")
+    p.add_argument("--read-only", action="store_true", help="the token can read but never write")
+    p = tokens.add_parser("revoke", help="revoke a user's tokens (all, or one device's)")
+    _data_arg(p)
+    p.add_argument("user")
+    p.add_argument("--device", help="revoke only this device's tokens")
+    p = tokens.add_parser("list", help="list tokens (never their secret)")
+    _data_arg(p)
+    p.add_argument("user", nargs="?")
+
+    spaces = sub.add_parser("namespace", help="manage namespaces").add_subparsers(
+        dest="action", required=True
+    )
+    p = spaces.add_parser("create", help="create a shared namespace")
+    _data_arg(p)
+    p.add_argument("name")
+    p.add_argument("--owner", required=True)
+    p = spaces.add_parser("share", help="give a user access to a namespace")
+    _data_arg(p)
+    p.add_argument("namespace")
+    p.add_argument("user")
+    p.add_argument("--read-only", action="store_true")
+    p = spaces.add_parser("unshare", help="take a user's access away")
+    _data_arg(p)
+    p.add_argument("namespace")
+    p.add_argument("user")
+    p = spaces.add_parser("list", help="list namespaces and members")
+    _data_arg(p)
+    p = spaces.add_parser("reset", help="erase a namespace's journal (clients re-sync)")
+    _data_arg(p)
+    p.add_argument("namespace")
+    p.add_argument("--yes", action="store_true", help="really erase it")
+
+    p = sub.add_parser("gc", help="collect chunks no entry references")
+    _data_arg(p)
+    p.add_argument("--grace", type=float, default=24 * 3600.0, help="seconds (default 86400)")
+    p = sub.add_parser("check", help="verify that every indexed chunk reads back intact")
+    _data_arg(p)
+    return parser
+
+
+def _with_store(data: Path, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from linesync.server.config import ServerConfig
+    from linesync.server.runner import open_stores
+
+    if not (data / "meta.sqlite3").exists():
+        print(f"linesync: no server data in {data} (start the server once, or pass --data)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+
+    async def go() -> int:
+        async with open_stores(ServerConfig(data_dir=data)) as (meta, packs):
+            return await fn((meta, packs))
+
+    return asyncio.run(go())
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+
+    from linesync.server.config import ServerConfig
+    from linesync.server.runner import FIRST_TOKEN_FILE, run
+
+    cfg = ServerConfig(data_dir=args.data, host=args.host, port=args.port)
+    if args.rate is not None:
+        cfg = dataclasses.replace(cfg, rate_per_second=args.rate, rate_burst=max(args.rate * 5, 1))
+    if args.gc_grace is not None:
+        cfg = dataclasses.replace(cfg, gc_grace_seconds=args.gc_grace)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+
+    def announce(url: str, token: str | None) -> None:
+        print(f"linesync {__version__} serving {url}  (data: {cfg.data_dir.resolve()})", flush=True)
+        if token:
+            print("First start: created user 'admin' with a read-write token:", flush=True)
+            print(f"  {token}", flush=True)
+            print(f"  (a copy is in {cfg.data_dir / FIRST_TOKEN_FILE}, readable only by you)")
+            print(f"Sync a folder:  linesync init ~/Notes --server {url} --token {token}",
+                  flush=True)  # fmt: skip
+
+    run(cfg, announce, args.log_level if args.log_level != "info" else "warning")
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    async def go(stores: Any) -> int:
+        meta, packs = stores
+        c, a = args.command, getattr(args, "action", None)
+        if (c, a) == ("user", "add"):
+            await meta.create_user(args.name)
+            print(f"created user {args.name!r} with home namespace {args.name!r}")
+        elif (c, a) == ("user", "list"):
+            for name in await meta.list_users():
+                print(name)
+        elif (c, a) == ("token", "create"):
+            role = "ro" if args.read_only else "rw"
+            print(await meta.create_token(args.user, args.device, role))
+        elif (c, a) == ("token", "revoke"):
+            n = await meta.revoke_tokens(args.user, args.device)
+            print(f"revoked {n} token(s)")
+        elif (c, a) == ("token", "list"):
+            _print_json(await meta.list_tokens(args.user))
+        elif (c, a) == ("namespace", "create"):
+            await meta.create_namespace(args.name, args.owner)
+            print(f"created namespace {args.name!r} owned by {args.owner!r}")
+        elif (c, a) == ("namespace", "share"):
+            await meta.share(args.namespace, args.user, "ro" if args.read_only else "rw")
+            print(f"shared {args.namespace!r} with {args.user!r}"
+                  f" ({'read-only' if args.read_only else 'read-write'})")  # fmt: skip
+        elif (c, a) == ("namespace", "unshare"):
+            await meta.share(args.namespace, args.user, None)
+            print(f"{args.user!r} no longer has access to {args.namespace!r}")
+        elif (c, a) == ("namespace", "list"):
+            _print_json(await meta.list_namespaces())
+        elif (c, a) == ("namespace", "reset"):
+            if not args.yes:
+                print("linesync: this erases the namespace's history; add --yes", file=sys.stderr)
+                return 2
+            await meta.reset_namespace(args.namespace)
+            print(f"reset {args.namespace!r}: clients will notice and re-sync")
+        elif c == "gc":
+            from linesync.server.gc import collect
+            from linesync.server.runner import exclusive
+
+            retired: list[str] = []
+            with exclusive(args.data):
+                report = await collect(meta, packs, args.grace, retired)
+                report2 = await collect(meta, packs, args.grace, retired)
+            print(f"dropped {report.stats.stale_refs} stale upload(s), "
+                  f"{report.stats.chunks_deleted} chunk(s), {report.stats.bytes_freed} bytes; "
+                  f"rewrote {len(report.packs_rewritten)} pack(s), "
+                  f"deleted {len(report2.packs_deleted)} pack(s)")  # fmt: skip
+        elif c == "check":
+            from linesync.server.check import check
+
+            problems = await check(meta, packs)
+            for p in problems:
+                print(p)
+            print("ok" if not problems else f"{len(problems)} problem(s)")
+            return 0 if not problems else 1
+        return 0
+
+    return _with_store(args.data, go)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        return cmd_admin(args)
+    except (StoreError, DataDirBusy) as exc:
+        print(f"linesync: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,193 @@
+"""The client's view of the server: API v1 over HTTP (aiohttp).
+
+Every method returns wire structs or raises :class:`LinesyncError` with the
+server's code; a transport failure raises :class:`RemoteUnavailable` (a
+subclass, code ``unavailable``) so callers can retry it and never mistake it
+for an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from linesync import __version__
+from linesync.core.ids import ChunkId, pack_ids
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.framing import MEDIA_TYPE, Frame, FrameReader, encode_frames
+from linesync.protocol.schemas import (
+    CommitOp,
+    CommitResponse,
+    CommitResult,
+    Entry,
+    ErrorResponse,
+    HeadResponse,
+    HistoryResponse,
+    IdsRequest,
+    InlineChunk,
+    ListResponse,
+    MeResponse,
+    MissingResponse,
+    RestoreRequest,
+    UploadResponse,
+)
+
+T = TypeVar("T")
+_enc = msgspec.json.Encoder()
+
+
+class RemoteUnavailable(LinesyncError):
+    def __init__(self, message: str) -> None:
+        super().__init__(Code.UNAVAILABLE, message)
+
+
+class Remote:
+    """One server, one token. Use as an async context manager."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": f"linesync/{__version__}",
+        }
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Remote:
+        self._session = aiohttp.ClientSession(
+            headers=self._headers,
+            timeout=self._timeout,
+            skip_auto_headers=("Accept-Encoding",),
+            connector=aiohttp.TCPConnector(limit=16),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "use Remote as an async context manager"
+        return self._session
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        kind: type[T] | None,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> Any:
+        body = _enc.encode(json) if json is not None else data
+        headers = {"Content-Type": content_type} if body is not None else None
+        extra = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        try:
+            async with self.session.request(
+                method, self.url + path, data=body, params=params, headers=headers, timeout=extra
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp.status, raw)
+                if kind is None:
+                    return raw
+                return msgspec.json.decode(raw, type=kind)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            raise RemoteUnavailable(
+                f"cannot reach {self.url}: {exc or type(exc).__name__}"
+            ) from exc
+
+    # -- calls -------------------------------------------------------------
+
+    async def me(self) -> MeResponse:
+        return await self._call("GET", "/v1/me", MeResponse)  # type: ignore[no-any-return]
+
+    async def head(self, ns: int) -> HeadResponse:
+        return await self._call("GET", f"/v1/ns/{ns}/head", HeadResponse)  # type: ignore[no-any-return]
+
+    async def list_changes(
+        self, ns: int, cursor: str | None = None, *, wait: int = 0, inline: int = 0,
+        limit: int | None = None,
+    ) -> ListResponse:  # fmt: skip
+        params = {}
+        if cursor:
+            params["cursor"] = cursor
+        if wait:
+            params["wait"] = str(wait)
+        if inline:
+            params["inline"] = str(inline)
+        if limit:
+            params["limit"] = str(limit)
+        return await self._call(  # type: ignore[no-any-return]
+            "GET", f"/v1/ns/{ns}/list", ListResponse, params=params, timeout=wait + 60
+        )
+
+    async def commit(
+        self, ns: int, ops: Sequence[CommitOp], chunks: Sequence[InlineChunk] = ()
+    ) -> list[CommitResult]:
+        body: dict[str, Any] = {"ops": list(ops)}
+        if chunks:
+            body["chunks"] = list(chunks)
+        resp = await self._call("POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body)
+        return resp.results  # type: ignore[no-any-return]
+
+    async def restore(self, ns: int, path: str, jid: int, base_jid: int) -> CommitResult:
+        req = RestoreRequest(path=path, jid=jid, base_jid=base_jid)
+        return await self._call("POST", f"/v1/ns/{ns}/restore", CommitResult, json=req)  # type: ignore[no-any-return]
+
+    async def missing(self, ns: int, ids: Sequence[ChunkId]) -> MissingResponse:
+        req = IdsRequest(ids=pack_ids(ids))
+        return await self._call("POST", f"/v1/ns/{ns}/chunks/missing", MissingResponse, json=req)  # type: ignore[no-any-return]
+
+    async def upload(self, ns: int, frames: Sequence[Frame]) -> UploadResponse:
+        return await self._call(  # type: ignore[no-any-return]
+            "POST", f"/v1/ns/{ns}/chunks", UploadResponse,
+            data=encode_frames(frames), content_type=MEDIA_TYPE,
+        )  # fmt: skip
+
+    async def fetch(
+        self, ns: int, ids: Sequence[ChunkId], bases: Sequence[ChunkId | None] | None = None
+    ) -> list[Frame]:
+        req = IdsRequest(ids=pack_ids(ids))
+        if bases is not None:
+            req.bases = pack_ids(b or bytes(32) for b in bases)
+        raw = await self._call("POST", f"/v1/ns/{ns}/chunks/get", None, json=req)
+        reader = FrameReader(max_payload=64 * 2**20)
+        frames = reader.feed(raw)
+        reader.close()
+        return frames
+
+    async def entry(self, ns: int, jid: int) -> Entry:
+        return await self._call("GET", f"/v1/ns/{ns}/entries/{jid}", Entry)  # type: ignore[no-any-return]
+
+    async def history(
+        self, ns: int, path: str, *, before: int | None = None, limit: int = 100
+    ) -> HistoryResponse:
+        params = {"path": path, "limit": str(limit)}
+        if before is not None:
+            params["before"] = str(before)
+        return await self._call(  # type: ignore[no-any-return]
+            "GET", f"/v1/ns/{ns}/history", HistoryResponse, params=params
+        )
+
+
+def _error(status: int, raw: bytes) -> LinesyncError:
+    try:
+        body = msgspec.json.decode(raw, type=ErrorResponse).error
+        code = Code(body.code)
+        return LinesyncError(code, body.message, **(body.detail or {}))
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        if status >= 500:
+            return RemoteUnavailable(f"server error {status}")
+        return LinesyncError(Code.BAD_REQUEST, f"unexpected HTTP {status}: {raw[:200]!r}")

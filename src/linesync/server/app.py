@@ -1,0 +1,202 @@
+"""The ASGI application: routing, authentication, limits and error rendering.
+
+Handlers stay thin: they parse and check the request, call the metadata store
+or the chunk service, and render the answer. Every failure leaves as a JSON
+error body with a stable code (see ``linesync.protocol.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from linesync import __version__
+from linesync.core import paths
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.server import gc, routes
+from linesync.server.chunks import ChunkService
+from linesync.server.config import ServerConfig
+from linesync.server.metrics import Metrics
+from linesync.server.model import Namespace, TokenInfo
+from linesync.server.notify import Notifier
+from linesync.server.ratelimit import RateLimiter
+from linesync.server.responses import error_response
+from linesync.server.stores.base import MetadataStore
+from linesync.server.stores.packs import ChunkStore
+
+log = logging.getLogger("linesync.server")
+T = TypeVar("T")
+
+_JSON = "application/json"
+
+
+@dataclass
+class Context:
+    """Everything a handler needs, built once per server."""
+
+    config: ServerConfig
+    meta: MetadataStore
+    chunks: ChunkService
+    metrics: Metrics
+    notifier: Notifier
+    limiter: RateLimiter
+
+    async def auth(self, request: Request) -> TokenInfo:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise LinesyncError(Code.UNAUTHENTICATED, "missing bearer token")
+        info = await self.meta.authenticate(token.strip())
+        if info is None:
+            raise LinesyncError(Code.UNAUTHENTICATED, "token is invalid or revoked")
+        wait = self.limiter.allow(info.token_id)
+        if wait > 0:
+            raise LinesyncError(
+                Code.RATE_LIMITED, "too many requests", retry_after=round(wait + 0.5)
+            )
+        return info
+
+    async def namespace(self, request: Request, write: bool) -> tuple[TokenInfo, Namespace]:
+        token = await self.auth(request)
+        ns_id = request.path_params["ns"]
+        ns = await self.meta.namespace(ns_id, token.user_id) if ns_id < 2**62 else None
+        if ns is None:
+            raise LinesyncError(Code.NOT_FOUND, "namespace not found")
+        if write and token.role != "rw":
+            raise LinesyncError(Code.FORBIDDEN, "this token is read-only")
+        if write and ns.role != "rw":
+            raise LinesyncError(Code.FORBIDDEN, "you have read-only access to this namespace")
+        return token, ns
+
+    async def body(self, request: Request, limit: int) -> bytes:
+        """The whole body, refused past ``limit`` bytes or when the client stalls."""
+        out = bytearray()
+        async for piece in self.stream(request, limit):
+            out += piece
+        return bytes(out)
+
+    async def stream(self, request: Request, limit: int) -> AsyncIterator[bytes]:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise LinesyncError(Code.BAD_REQUEST, "bad Content-Length")
+            if int(declared) > limit:
+                raise LinesyncError(
+                    Code.PAYLOAD_TOO_LARGE, f"body is larger than {limit} bytes", limit=limit
+                )
+        seen = 0
+        it = request.stream().__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(self.config.body_idle_timeout):
+                    piece = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise LinesyncError(Code.REQUEST_TIMEOUT, "request body stalled") from None
+            seen += len(piece)
+            if seen > limit:
+                raise LinesyncError(
+                    Code.PAYLOAD_TOO_LARGE, f"body is larger than {limit} bytes", limit=limit
+                )
+            if piece:
+                yield piece
+
+    async def decode(self, request: Request, kind: type[T]) -> T:
+        ctype = request.headers.get("content-type", _JSON).split(";")[0].strip().lower()
+        if ctype != _JSON:
+            raise LinesyncError(Code.UNSUPPORTED_MEDIA_TYPE, f"expected {_JSON}")
+        raw = await self.body(request, self.config.max_json_body)
+        try:
+            return msgspec.json.decode(raw, type=kind)
+        except msgspec.ValidationError as exc:
+            raise LinesyncError(Code.BAD_REQUEST, f"invalid request: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            raise LinesyncError(Code.BAD_REQUEST, f"body is not valid JSON: {exc}") from exc
+
+
+Handler = Callable[[Context, Request], Awaitable[Response]]
+
+
+def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await handler(ctx, request)
+        except LinesyncError as exc:
+            headers = None
+            if exc.code is Code.UNAUTHENTICATED:
+                headers = {"www-authenticate": "Bearer"}
+            elif exc.code is Code.RATE_LIMITED:
+                headers = {"retry-after": str(exc.detail.get("retry_after", 1))}
+            response = error_response(exc, headers)
+        except paths.PathError as exc:
+            response = error_response(LinesyncError(Code.BAD_PATH, str(exc)))
+        ctx.metrics.inc("linesync_requests_total", route=name, status=str(response.status_code))
+        ctx.metrics.observe(name, time.perf_counter() - started)
+        return response
+
+    return endpoint
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED}.get(
+        exc.status_code, Code.BAD_REQUEST
+    )
+    return error_response(LinesyncError(code, str(exc.detail)))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(LinesyncError(Code.INTERNAL, "internal server error"))
+
+
+def create_app(
+    config: ServerConfig, meta: MetadataStore, packs: ChunkStore, *, run_gc: bool = True
+) -> Starlette:
+    metrics = Metrics()
+    ctx = Context(
+        config=config,
+        meta=meta,
+        chunks=ChunkService(meta, packs, config.max_chunk, metrics),
+        metrics=metrics,
+        notifier=Notifier(),
+        limiter=RateLimiter(config.rate_per_second, config.rate_burst),
+    )
+    table = [
+        Route(path, _route(ctx, name, handler), methods=[method], name=name)
+        for method, path, name, handler in routes.ROUTES
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(gc.gc_loop(ctx)) if run_gc else None
+        log.info("linesync %s ready", __version__)
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = Starlette(
+        routes=table,
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    return app

@@ -1,0 +1,193 @@
+"""Chunk upload, download and inline transfer, verified against their ids.
+
+A chunk enters a namespace only after its bytes hashed to its id; it is
+stored zstd-compressed (or raw when that is smaller) in a pack, and indexed
+as held by that namespace. Reads go through the namespace's holdings only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+
+from linesync.core.ids import ChunkId, chunk_id
+from linesync.protocol import codec
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.framing import Frame
+from linesync.protocol.schemas import InlineChunk
+from linesync.server.metrics import Metrics
+from linesync.server.model import ChunkLoc
+from linesync.server.stores.base import MetadataStore
+from linesync.server.stores.packs import ChunkStore, ChunkStoreError, Location, Record
+
+ZERO_ID = bytes(32)
+
+
+def b64decode(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise LinesyncError(Code.BAD_REQUEST, "inline chunk data is not base64url") from exc
+
+
+def b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class ChunkService:
+    def __init__(
+        self, meta: MetadataStore, packs: ChunkStore, max_chunk: int, metrics: Metrics
+    ) -> None:
+        self.meta = meta
+        self.packs = packs
+        self.max_chunk = max_chunk
+        self.metrics = metrics
+
+    # -- reading -----------------------------------------------------------
+
+    async def _read_locs(self, locs: Sequence[ChunkLoc]) -> list[bytes]:
+        try:
+            return await self.packs.read_many([Location(c.pack, c.offset, c.length) for c in locs])
+        except ChunkStoreError as exc:
+            raise LinesyncError(Code.UNAVAILABLE, f"chunk storage: {exc}") from exc
+
+    async def raw(self, ns_id: int, ids: Sequence[ChunkId]) -> dict[ChunkId, bytes]:
+        """Decompressed bytes of the chunks this namespace holds (others left out)."""
+        found = await self.meta.locate(ns_id, list(dict.fromkeys(ids)))
+        locs = list(found.values())
+        payloads = await self._read_locs(locs)
+        return {
+            loc.chunk_id: codec.decode(loc.codec, p, None, self.max_chunk)
+            for loc, p in zip(locs, payloads, strict=True)
+        }
+
+    async def fetch(
+        self, ns_id: int, ids: Sequence[ChunkId], bases: Sequence[ChunkId | None]
+    ) -> list[Frame]:
+        """Frames for ``ids``; each as a delta against its base where that is smaller.
+        A chunk the namespace does not hold is refused as a whole request."""
+        found = await self.meta.locate(ns_id, list(dict.fromkeys(ids)))
+        absent = [c for c in ids if c not in found]
+        if absent:
+            raise LinesyncError(
+                Code.CHUNK_UNAVAILABLE, f"{len(absent)} chunk(s) not in this namespace"
+            )
+        want_bases = [b for b in bases if b is not None]
+        base_raw = await self.raw(ns_id, want_bases) if want_bases else {}
+        locs = [found[c] for c in ids]
+        payloads = await self._read_locs(locs)
+        frames: list[Frame] = []
+        for loc, payload, base in zip(locs, payloads, bases, strict=True):
+            braw = base_raw.get(base) if base is not None else None
+            if braw is not None:
+                data = codec.decode(loc.codec, payload, None, self.max_chunk)
+                kind, enc = codec.encode(data, braw)
+                if kind is codec.Codec.ZSTD_DICT:
+                    frames.append(Frame(loc.chunk_id, kind, base, enc))
+                    continue
+            frames.append(Frame(loc.chunk_id, loc.codec, None, payload))
+        self.metrics.inc("linesync_chunks_sent_total", len(frames))
+        return frames
+
+    # -- writing -----------------------------------------------------------
+
+    async def verify(
+        self, ns_id: int, frames: Sequence[Frame]
+    ) -> list[tuple[ChunkId, bytes, Frame]]:
+        """Decode every frame and check its bytes against its id; nothing is stored."""
+        bases = [f.base for f in frames if f.base is not None]
+        base_raw = await self.raw(ns_id, bases) if bases else {}
+        out: list[tuple[ChunkId, bytes, Frame]] = []
+        for f in frames:
+            base = None
+            if f.base is not None:
+                base = base_raw.get(f.base)
+                if base is None:
+                    raise LinesyncError(
+                        Code.CHUNK_UNAVAILABLE,
+                        f"base chunk {f.base.hex()} is not in this namespace",
+                    )
+            data = codec.decode(f.codec, f.payload, base, self.max_chunk)
+            cid = chunk_id(data)
+            if f.chunk_id != ZERO_ID and cid != f.chunk_id:
+                raise LinesyncError(
+                    Code.CHUNK_MISMATCH,
+                    f"chunk {f.chunk_id.hex()} does not match its bytes ({cid.hex()})",
+                )
+            out.append((cid, data, f))
+        return out
+
+    async def store(self, ns_id: int, verified: Sequence[tuple[ChunkId, bytes, Frame]]) -> int:
+        """Write verified chunks (those not stored yet) and index them for ``ns_id``.
+        Returns the number of payload bytes written to packs."""
+        unique = {cid: (data, f) for cid, data, f in verified}
+        stored = await self.meta.locate_stored(list(unique))
+        records: list[Record] = []
+        sizes: list[int] = []
+        for cid, (data, f) in unique.items():
+            if cid in stored:
+                continue
+            if f.codec == codec.Codec.ZSTD:
+                kind, payload = codec.Codec.ZSTD, f.payload
+                if len(payload) >= len(data):
+                    kind, payload = codec.Codec.RAW, data
+            else:
+                kind, payload = codec.encode(data)
+            records.append(Record(cid, int(kind), payload))
+            sizes.append(len(data))
+        if records:
+            try:
+                locs = await self.packs.append(records)
+            except ChunkStoreError as exc:
+                raise LinesyncError(Code.UNAVAILABLE, f"chunk storage: {exc}") from exc
+            for rec, loc, size in zip(records, locs, sizes, strict=True):
+                stored[rec.chunk_id] = ChunkLoc(
+                    rec.chunk_id, loc.pack, loc.offset, loc.length, rec.codec, size
+                )
+        await self.meta.add_chunks(ns_id, [stored[cid] for cid in unique])
+        written = sum(len(r.payload) for r in records)
+        self.metrics.inc("linesync_chunks_received_total", len(unique))
+        self.metrics.inc("linesync_chunk_bytes_stored_total", written)
+        return written
+
+    # -- inline ------------------------------------------------------------
+
+    def inline_frames(self, chunks: Sequence[InlineChunk]) -> list[Frame]:
+        frames: list[Frame] = []
+        for c in chunks:
+            kind = codec.NAMES[c.codec]
+            if (kind is codec.Codec.ZSTD_DICT) != (c.base is not None):
+                raise LinesyncError(Code.BAD_REQUEST, "inline chunk: base goes with zstd-dict")
+            base = bytes.fromhex(c.base) if c.base is not None else None
+            frames.append(Frame(ZERO_ID, kind, base, b64decode(c.data)))
+        return frames
+
+    async def inline_out(
+        self, ns_id: int, pairs: Sequence[tuple[ChunkId, ChunkId | None]], budget: int
+    ) -> list[InlineChunk]:
+        """Encode chunks for a JSON body, each against its base when given, within
+        ``budget`` bytes of payload."""
+        if budget <= 0 or not pairs:
+            return []
+        wanted = [c for c, _ in pairs] + [b for _, b in pairs if b is not None]
+        raw = await self.raw(ns_id, wanted)
+        out: list[InlineChunk] = []
+        for cid, base in pairs:
+            data = raw.get(cid)
+            if data is None:
+                continue
+            braw = raw.get(base) if base is not None else None
+            kind, payload = codec.encode(data, braw)
+            if len(payload) > budget:
+                break
+            budget -= len(payload)
+            name = {v: k for k, v in codec.NAMES.items()}[kind]
+            out.append(
+                InlineChunk(
+                    data=b64encode(payload),
+                    codec=name,  # type: ignore[arg-type]
+                    base=base.hex() if kind is codec.Codec.ZSTD_DICT and base else None,
+                )
+            )
+        return out

@@ -1,0 +1,89 @@
+"""Garbage collection of chunks that no entry references.
+
+A chunk uploaded to a namespace but never taken up by a commit is dropped
+after the grace period (uploads in flight are younger than that). A chunk no
+namespace holds any more leaves the index; a pack left mostly dead is
+rewritten: its live records are copied to the current pack, the index is
+pointed at the copies, and the old pack is deleted one GC round later, so a
+read that looked up the old location just before still finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from linesync.server.model import ChunkLoc
+from linesync.server.stores.base import GcStats, MetadataStore
+from linesync.server.stores.packs import ChunkStore, Location, Record
+
+if TYPE_CHECKING:
+    from linesync.server.app import Context
+
+log = logging.getLogger("linesync.gc")
+
+
+@dataclass
+class GcReport:
+    stats: GcStats
+    packs_rewritten: list[str] = field(default_factory=list)
+    packs_deleted: list[str] = field(default_factory=list)
+
+
+async def collect(
+    meta: MetadataStore,
+    packs: ChunkStore,
+    grace_seconds: float,
+    retired: list[str],
+    min_live_ratio: float = 0.5,
+) -> GcReport:
+    """One GC round. ``retired`` holds packs emptied by the previous round; they
+    are deleted now, and this round's emptied packs are put there."""
+    stats, _ = await meta.gc(grace_seconds)
+    report = GcReport(stats)
+    for pack in retired:
+        await packs.delete_pack(pack)
+        report.packs_deleted.append(pack)
+    retired.clear()
+    usage = await meta.pack_usage()
+    active = packs.current_pack
+    for info in await packs.list_packs():
+        if info.name == active or info.name in report.packs_deleted:
+            continue
+        live = usage.get(info.name, 0)
+        if live == 0:
+            retired.append(info.name)
+        elif live < min_live_ratio * info.size:
+            await _rewrite(meta, packs, info.name)
+            report.packs_rewritten.append(info.name)
+            retired.append(info.name)
+    return report
+
+
+async def _rewrite(meta: MetadataStore, packs: ChunkStore, pack: str) -> None:
+    live = await meta.pack_chunks(pack)
+    payloads = await packs.read_many([Location(c.pack, c.offset, c.length) for c in live])
+    locs = await packs.append(
+        [Record(c.chunk_id, c.codec, p) for c, p in zip(live, payloads, strict=True)]
+    )
+    await meta.relocate(
+        [
+            ChunkLoc(c.chunk_id, loc.pack, loc.offset, loc.length, c.codec, c.raw_size)
+            for c, loc in zip(live, locs, strict=True)
+        ]
+    )
+
+
+async def gc_loop(ctx: Context) -> None:
+    retired: list[str] = []
+    packs = ctx.chunks.packs
+    while True:
+        await asyncio.sleep(ctx.config.gc_interval_seconds)
+        try:
+            report = await collect(ctx.meta, packs, ctx.config.gc_grace_seconds, retired)
+            ctx.metrics.inc("linesync_gc_chunks_deleted_total", report.stats.chunks_deleted)
+            log.info("gc: %s", report)
+        except Exception:
+            log.exception("gc round failed")

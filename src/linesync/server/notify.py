@@ -1,0 +1,30 @@
+"""Wake long-polls when a namespace's journal moves on (in one process)."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._events: dict[int, asyncio.Event] = {}
+
+    def event(self, ns_id: int) -> asyncio.Event:
+        ev = self._events.get(ns_id)
+        if ev is None:
+            ev = self._events[ns_id] = asyncio.Event()
+        return ev
+
+    def publish(self, ns_id: int) -> None:
+        ev = self._events.pop(ns_id, None)
+        if ev is not None:
+            ev.set()
+
+    async def wait(self, ev: asyncio.Event, timeout: float) -> bool:
+        """Wait on an event taken *before* reading the journal; True if it fired."""
+        try:
+            async with asyncio.timeout(timeout):
+                await ev.wait()
+            return True
+        except TimeoutError:
+            return False

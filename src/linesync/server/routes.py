@@ -1,0 +1,329 @@
+"""HTTP handlers of API v1 (see docs/PROTOCOL.md for the contract)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+from linesync import __version__
+from linesync.core import blocklist as bl
+from linesync.core import paths
+from linesync.core.ids import ChunkId, pack_ids, unpack_ids
+from linesync.protocol import cursor as cursors
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.framing import MAGIC, MEDIA_TYPE, FrameReader, encode_frame
+from linesync.protocol.schemas import (
+    CommitOp,
+    CommitRequest,
+    CommitResponse,
+    Content,
+    Entry,
+    HeadResponse,
+    HistoryResponse,
+    IdsRequest,
+    Kind,
+    ListResponse,
+    MeResponse,
+    MissingResponse,
+    NamespaceInfo,
+    RestoreRequest,
+    UploadResponse,
+)
+from linesync.server.model import Namespace, Row
+from linesync.server.responses import json_response
+from linesync.server.wire import delta_content, entry_out, full_content
+
+if TYPE_CHECKING:
+    from linesync.server.app import Context
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise LinesyncError(Code.BAD_REQUEST, f"{name} must be a non-negative integer")
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise LinesyncError(Code.BAD_REQUEST, f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _ids(text: str, limit: int) -> list[ChunkId]:
+    try:
+        ids = unpack_ids(text)
+    except ValueError as exc:
+        raise LinesyncError(Code.BAD_REQUEST, str(exc)) from exc
+    if len(ids) > limit:
+        raise LinesyncError(Code.BATCH_TOO_LARGE, f"more than {limit} chunk ids")
+    return ids
+
+
+def _cursor_of(ns: Namespace, jid: int, nonce: str) -> str:
+    return str(cursors.Cursor(ns.journal, jid, nonce))
+
+
+async def healthz(ctx: Context, request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def metrics(ctx: Context, request: Request) -> Response:
+    return PlainTextResponse(ctx.metrics.render({}), media_type="text/plain; version=0.0.4")
+
+
+async def openapi(ctx: Context, request: Request) -> Response:
+    from linesync.server.openapi import schema
+
+    return json_response(schema())
+
+
+async def me(ctx: Context, request: Request) -> Response:
+    token = await ctx.auth(request)
+    spaces = await ctx.meta.namespaces_of(token.user_id)
+    infos = []
+    for ns in spaces:
+        head = await ctx.meta.head(ns.id)
+        infos.append(
+            NamespaceInfo(
+                id=ns.id,
+                name=ns.name,
+                role=ns.role,
+                cursor=_cursor_of(ns, head.jid, head.nonce),
+                head=head.jid,
+            )
+        )
+    return json_response(
+        MeResponse(user=token.user, device=token.device, token_role=token.role, namespaces=infos)
+    )
+
+
+async def head(ctx: Context, request: Request) -> Response:
+    _, ns = await ctx.namespace(request, write=False)
+    h = await ctx.meta.head(ns.id)
+    return json_response(HeadResponse(cursor=_cursor_of(ns, h.jid, h.nonce), jid=h.jid))
+
+
+async def _check_cursor(ctx: Context, ns: Namespace, text: str | None) -> cursors.Cursor:
+    if text is None or text == "":
+        return cursors.start(ns.journal)
+    cur = cursors.parse(text)
+    if cur.journal != ns.journal:
+        raise LinesyncError(
+            Code.CURSOR_INVALID, "the journal was reset since this cursor was issued"
+        )
+    if await ctx.meta.nonce(ns.id, cur.jid) != cur.nonce:
+        raise LinesyncError(
+            Code.CURSOR_INVALID,
+            "this cursor does not match the journal (was the server restored from a backup?)",
+        )
+    return cur
+
+
+async def _content_for(
+    ctx: Context, ns: Namespace, row: Row, since: int
+) -> tuple[Content | None, list[tuple[ChunkId, ChunkId | None]]]:
+    """A file's content as a delta against the version the client holds (as of
+    ``since``: the same path's, or a move source's), else in full; and the chunks
+    the delta adds, each with a base chunk for compact inline transfer."""
+    if row.kind is not Kind.FILE:
+        return None, []
+    ids = await ctx.meta.blocklist(ns.id, row.jid)
+    assert ids is not None
+    base: Row | None = None
+    if since > 0:
+        for path in (row.path, row.moved_from):
+            if path is None:
+                continue
+            cand = await ctx.meta.version_at(ns.id, path, since)
+            if cand is not None and cand.kind is Kind.FILE:
+                base = cand
+                break
+    if base is not None:
+        base_ids = await ctx.meta.blocklist(ns.id, base.jid)
+        assert base_ids is not None
+        delta = bl.diff(base_ids, ids)
+        if bl.delta_size(delta) < len(ids):
+            pairs: list[tuple[ChunkId, ChunkId | None]] = []
+            for e in delta:
+                olds = (
+                    base_ids[e.start : e.start + e.delete]
+                    or base_ids[max(e.start - 1, 0) : e.start]
+                )
+                for i, cid in enumerate(e.insert):
+                    pairs.append((cid, olds[min(i, len(olds) - 1)] if olds else None))
+            return delta_content(base.jid, delta), pairs
+    return full_content(ids), [(c, None) for c in dict.fromkeys(ids)]
+
+
+async def list_changes(ctx: Context, request: Request) -> Response:
+    _, ns = await ctx.namespace(request, write=False)
+    cfg = ctx.config
+    limit = _int_param(request, "limit", cfg.max_list_page, 1, cfg.max_list_page)
+    wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait_seconds))
+    inline = _int_param(request, "inline", 0, 0, cfg.max_inline_bytes)
+    cur = await _check_cursor(ctx, ns, request.query_params.get("cursor"))
+    deadline = time.monotonic() + wait
+    while True:
+        event = ctx.notifier.event(ns.id)
+        rows, head_jid = await ctx.meta.changes(ns.id, cur.jid, limit)
+        if head_jid < cur.jid:
+            raise LinesyncError(Code.CURSOR_INVALID, "cursor is ahead of the journal")
+        remaining = deadline - time.monotonic()
+        if rows or remaining <= 0:
+            break
+        await ctx.notifier.wait(event, remaining)
+    entries: list[Entry] = []
+    budget = inline
+    inline_chunks = []
+    for row in rows:
+        content, pairs = await _content_for(ctx, ns, row, cur.jid)
+        entries.append(entry_out(row, content))
+        if budget > 0 and pairs:
+            got = await ctx.chunks.inline_out(ns.id, pairs, budget)
+            budget -= sum(len(c.data) * 3 // 4 for c in got)
+            inline_chunks.extend(got)
+    more = len(rows) == limit
+    last = rows[-1].jid if more else head_jid
+    nonce = await ctx.meta.nonce(ns.id, last) or "0"
+    return json_response(
+        ListResponse(
+            entries=entries, cursor=_cursor_of(ns, last, nonce), more=more, chunks=inline_chunks
+        )
+    )
+
+
+async def commit(ctx: Context, request: Request) -> Response:
+    token, ns = await ctx.namespace(request, write=True)
+    req = await ctx.decode(request, CommitRequest)
+    if len(req.ops) > ctx.config.max_batch_paths:
+        raise LinesyncError(
+            Code.BATCH_TOO_LARGE, f"more than {ctx.config.max_batch_paths} paths in one commit"
+        )
+    if req.chunks:
+        verified = await ctx.chunks.verify(ns.id, ctx.chunks.inline_frames(req.chunks))
+        await ctx.chunks.store(ns.id, verified)
+    outcome = await ctx.meta.commit(ns.id, req.ops, token.device, ctx.config.limits)
+    for r in outcome.results:
+        ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
+    if any(r.status == "ok" for r in outcome.results):
+        ctx.notifier.publish(ns.id)
+    return json_response(CommitResponse(results=outcome.results))
+
+
+async def restore(ctx: Context, request: Request) -> Response:
+    token, ns = await ctx.namespace(request, write=True)
+    req = await ctx.decode(request, RestoreRequest)
+    old = await ctx.meta.entry(ns.id, req.jid)
+    if old is None:
+        raise LinesyncError(Code.NOT_FOUND, f"no entry {req.jid} in this namespace")
+    if old.kind is Kind.TOMBSTONE:
+        raise LinesyncError(Code.BAD_REQUEST, f"entry {req.jid} is a deletion")
+    op = CommitOp(
+        path=req.path,
+        kind=old.kind,
+        base_jid=req.base_jid,
+        size=old.size,
+        mtime_ns=old.mtime_ns,
+        exec=old.exec,
+        target=old.target,
+        content=Content(base=old.jid, edits=[]) if old.kind is Kind.FILE else None,
+    )
+    outcome = await ctx.meta.commit(ns.id, [op], token.device, ctx.config.limits)
+    if outcome.results[0].status == "ok":
+        ctx.notifier.publish(ns.id)
+    return json_response(outcome.results[0])
+
+
+async def missing(ctx: Context, request: Request) -> Response:
+    _, ns = await ctx.namespace(request, write=True)
+    req = await ctx.decode(request, IdsRequest)
+    ids = _ids(req.ids, ctx.config.max_ids_per_request)
+    absent = await ctx.meta.missing(ns.id, ids)
+    return json_response(MissingResponse(missing=pack_ids(c for c in ids if c in absent)))
+
+
+async def upload(ctx: Context, request: Request) -> Response:
+    _, ns = await ctx.namespace(request, write=True)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != MEDIA_TYPE:
+        raise LinesyncError(Code.UNSUPPORTED_MEDIA_TYPE, f"expected {MEDIA_TYPE}")
+    reader = FrameReader(max_payload=ctx.config.max_chunk)
+    frames = []
+    async for piece in ctx.stream(request, ctx.config.max_upload_body):
+        frames.extend(reader.feed(piece))
+        if len(frames) > ctx.config.max_ids_per_request:
+            raise LinesyncError(Code.BATCH_TOO_LARGE, "too many chunks in one upload")
+    reader.close()
+    verified = await ctx.chunks.verify(ns.id, frames)
+    written = await ctx.chunks.store(ns.id, verified)
+    return json_response(UploadResponse(stored=len(verified), bytes=written))
+
+
+async def fetch(ctx: Context, request: Request) -> Response:
+    _, ns = await ctx.namespace(request, write=False)
+    req = await ctx.decode(request, IdsRequest)
+    ids = _ids(req.ids, ctx.config.max_ids_per_request)
+    bases: list[ChunkId | None] = [None] * len(ids)
+    if req.bases is not None:
+        raw_bases = _ids(req.bases, ctx.config.max_ids_per_request)
+        if len(raw_bases) != len(ids):
+            raise LinesyncError(Code.BAD_REQUEST, "bases must pair up with ids")
+        bases = [None if b == bytes(32) else b for b in raw_bases]
+    frames = await ctx.chunks.fetch(ns.id, ids, bases)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield MAGIC
+        for f in frames:
+            yield encode_frame(f)
+        yield b"\x00"
+
+    return StreamingResponse(body(), media_type=MEDIA_TYPE)
+
+
+async def entry(ctx: Context, request: Request) -> Response:
+    _, ns = await ctx.namespace(request, write=False)
+    jid = request.path_params["jid"]
+    row = await ctx.meta.entry(ns.id, jid) if jid < 2**62 else None
+    if row is None:
+        raise LinesyncError(Code.NOT_FOUND, "no such entry in this namespace")
+    content = None
+    if row.kind is Kind.FILE:
+        ids = await ctx.meta.blocklist(ns.id, row.jid)
+        assert ids is not None
+        content = full_content(ids)
+    return json_response(entry_out(row, content))
+
+
+async def history(ctx: Context, request: Request) -> Response:
+    _, ns = await ctx.namespace(request, write=False)
+    path = request.query_params.get("path")
+    if path is None:
+        raise LinesyncError(Code.BAD_REQUEST, "path is required")
+    if paths.normalize(path) != path:
+        raise LinesyncError(Code.BAD_PATH, "path is not NFC-normalized")
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    before = _int_param(request, "before", 2**62, 1, 2**62)
+    rows = await ctx.meta.history(ns.id, path, before, limit)
+    return json_response(HistoryResponse(entries=[entry_out(r) for r in rows]))
+
+
+NS = "/v1/ns/{ns:int}"
+ROUTES = [
+    ("GET", "/healthz", "healthz", healthz),
+    ("GET", "/metrics", "metrics", metrics),
+    ("GET", "/v1/openapi.json", "openapi", openapi),
+    ("GET", "/v1/me", "me", me),
+    ("GET", NS + "/head", "head", head),
+    ("GET", NS + "/list", "list", list_changes),
+    ("POST", NS + "/commit", "commit", commit),
+    ("POST", NS + "/restore", "restore", restore),
+    ("POST", NS + "/chunks/missing", "missing", missing),
+    ("POST", NS + "/chunks", "upload", upload),
+    ("POST", NS + "/chunks/get", "fetch", fetch),
+    ("GET", NS + "/entries/{jid:int}", "entry", entry),
+    ("GET", NS + "/history", "history", history),
+]
