@@ -177,7 +177,9 @@ def test_small_pack_limit_rolls_to_new_packs(backend: Backend) -> None:
         store = backend.open(pack_size_limit=1024)
         recs = [rec(data(i, 300)) for i in range(12)] + [rec(data(99, 5000)), rec(b"x")]
         locs = await store.append(recs[:5])
+        assert store.current_pack == locs[-1].pack
         locs += await store.append(recs[5:])
+        assert store.current_pack == locs[-1].pack
         assert_disjoint(locs)
         infos = await store.list_packs()
         assert len({loc.pack for loc in locs}) == len(infos) >= 6
@@ -200,9 +202,11 @@ def test_restart_reads_old_records_and_appends_to_a_new_pack(backend: Backend) -
         await first.close()
 
         second = backend.open(pack_size_limit=4096)
+        assert second.current_pack is None
         assert await second.list_packs() == before  # opening writes nothing
         await assert_reads(second, locs, recs)
         new = await second.append([rec(b"after restart")])
+        assert second.current_pack == new[0].pack
         assert new[0].pack not in {info.name for info in before}
         assert new[0].pack > max(info.name for info in before)  # names sort by sequence
         after = await second.list_packs()
@@ -342,7 +346,9 @@ def test_delete_pack(backend: Backend) -> None:
             loc.pack for loc in locs[1:]
         )
         await store.delete_pack(locs[0].pack)  # deleting again is not an error
+        assert store.current_pack == locs[2].pack
         await store.delete_pack(locs[2].pack)  # the pack being appended to
+        assert store.current_pack is None
         await assert_reads(store, locs[1:2], recs[1:2])
         new = await store.append([rec(b"z")])
         assert await store.read(new[0]) == b"z"

@@ -453,7 +453,7 @@ def new_ids(old: bytes, new: bytes) -> int:
 
 @pytest.fixture(scope="module")
 def big_markdown() -> bytes:
-    return markdown_like(random.Random(42), 16_000)  # about 1 MB
+    return markdown_like(random.Random(42), 27_500)  # about 1 MB
 
 
 def test_editing_one_line_changes_at_most_two_chunks(big_markdown: bytes) -> None:

@@ -8,6 +8,7 @@ for an answer.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -90,8 +91,11 @@ class Remote:
         content_type: str = "application/json",
         timeout: float | None = None,
     ) -> Any:
-        body = _enc.encode(json) if json is not None else data
-        headers = {"Content-Type": content_type} if body is not None else None
+        raw_body = _enc.encode(json) if json is not None else data
+        body: bytes | io.BytesIO | None = raw_body
+        if raw_body is not None and len(raw_body) > 2**20:  # aiohttp wants big bodies as files
+            body = io.BytesIO(raw_body)
+        headers = {"Content-Type": content_type} if raw_body is not None else None
         extra = aiohttp.ClientTimeout(total=timeout) if timeout else None
         try:
             async with self.session.request(

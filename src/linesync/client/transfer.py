@@ -1,0 +1,154 @@
+"""Turning file versions into commit ops and back, with the least on the wire.
+
+Pure functions: they take bytes and lookups and return wire structs. An edit
+is sent as a blocklist delta against the version it was based on, and each
+new chunk as zstd with the chunk it replaces as dictionary, inline in the
+commit when small: a one-line edit is one small request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from linesync.core import blocklist as bl
+from linesync.core.chunking import chunk
+from linesync.core.ids import ChunkId, chunk_id, pack_ids, unpack_ids
+from linesync.protocol import codec
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.schemas import CommitOp, Content, InlineChunk, Kind
+
+INLINE_BUDGET = 64 * 2**10
+_CODEC_NAME = {v: k for k, v in codec.NAMES.items()}
+
+
+def split(data: bytes) -> tuple[list[ChunkId], dict[ChunkId, bytes]]:
+    """The blocklist of ``data`` and the bytes of each chunk."""
+    ids: list[ChunkId] = []
+    chunks: dict[ChunkId, bytes] = {}
+    view = memoryview(data)
+    for c in chunk(data):
+        piece = bytes(view[c.offset : c.offset + c.length])
+        cid = chunk_id(piece)
+        ids.append(cid)
+        chunks[cid] = piece
+    return ids, chunks
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise LinesyncError(Code.BAD_REQUEST, "inline chunk is not base64url") from exc
+
+
+def encode_inline(data: bytes, base_id: ChunkId | None, base: bytes | None) -> InlineChunk:
+    kind, payload = codec.encode(data, base)
+    return InlineChunk(
+        data=b64(payload),
+        codec=_CODEC_NAME[kind],  # type: ignore[arg-type]
+        base=base_id.hex() if kind is codec.Codec.ZSTD_DICT and base_id is not None else None,
+    )
+
+
+def decode_inline(
+    chunks: Sequence[InlineChunk], lookup: Callable[[ChunkId], bytes | None], limit: int = 2**20
+) -> dict[ChunkId, bytes]:
+    """Inline chunks by id; a chunk whose base the caller lacks is skipped (it
+    will be fetched in a batch instead)."""
+    out: dict[ChunkId, bytes] = {}
+    for c in chunks:
+        base = None
+        if c.base is not None:
+            base = lookup(bytes.fromhex(c.base))
+            if base is None:
+                continue
+        data = codec.decode(codec.NAMES[c.codec], unb64(c.data), base, limit)
+        out[chunk_id(data)] = data
+    return out
+
+
+def replaced_bases(
+    base_ids: Sequence[ChunkId], delta: bl.Delta
+) -> list[tuple[ChunkId, ChunkId | None]]:
+    """Pair each chunk a delta adds with the old chunk it most likely replaces."""
+    pairs: list[tuple[ChunkId, ChunkId | None]] = []
+    for e in delta:
+        olds = base_ids[e.start : e.start + e.delete] or base_ids[max(e.start - 1, 0) : e.start]
+        for i, cid in enumerate(e.insert):
+            pairs.append((cid, olds[min(i, len(olds) - 1)] if olds else None))
+    return pairs
+
+
+@dataclass
+class PreparedFile:
+    op: CommitOp
+    inline: list[InlineChunk]
+    new_ids: list[ChunkId]  # chunks the server may lack (inline ones included)
+
+
+def prepare_file(
+    path: str,
+    ids: Sequence[ChunkId],
+    chunks: Mapping[ChunkId, bytes],
+    *,
+    size: int,
+    mtime_ns: int,
+    exec: bool = False,
+    base_jid: int = 0,
+    base_ids: Sequence[ChunkId] | None = None,
+    base_chunks: Callable[[ChunkId], bytes | None] = lambda _: None,
+    inline_budget: int = INLINE_BUDGET,
+) -> PreparedFile:
+    """A commit op for a file version, as a delta against ``base_ids`` when given."""
+    if base_ids is not None and base_jid:
+        delta = bl.diff(base_ids, ids)
+        content = Content(
+            base=base_jid, edits=[(e.start, e.delete, pack_ids(e.insert)) for e in delta]
+        )
+        pairs = replaced_bases(base_ids, delta)
+    else:
+        content = Content(ids=pack_ids(ids))
+        pairs = [(c, None) for c in dict.fromkeys(ids)]
+    inline: list[InlineChunk] = []
+    seen: set[ChunkId] = set()
+    for cid, base_id in pairs:
+        if cid in seen:
+            continue
+        seen.add(cid)
+        data = chunks[cid]
+        if len(data) > inline_budget:
+            continue
+        item = encode_inline(data, base_id, base_chunks(base_id) if base_id else None)
+        cost = len(item.data) * 3 // 4
+        if cost > inline_budget:
+            continue
+        inline_budget -= cost
+        inline.append(item)
+    op = CommitOp(
+        path=path, kind=Kind.FILE, base_jid=base_jid, size=size, mtime_ns=mtime_ns, exec=exec,
+        content=content,
+    )  # fmt: skip
+    return PreparedFile(op=op, inline=inline, new_ids=[c for c, _ in pairs])
+
+
+def resolve_content(
+    content: Content, blocklist_of: Callable[[int], Sequence[ChunkId] | None]
+) -> list[ChunkId] | None:
+    """The full blocklist a list entry describes, or None when its base is unknown
+    here (then fetch the entry in full)."""
+    if content.ids is not None:
+        return unpack_ids(content.ids)
+    if content.base is None or content.edits is None:
+        return None
+    base = blocklist_of(content.base)
+    if base is None:
+        return None
+    delta = [bl.Edit(s, d, tuple(unpack_ids(i))) for s, d, i in content.edits]
+    return bl.apply(base, delta)
