@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import random
 
-_WORDS = (
-    "the of and to in is for with on that recipe salt pepper onion garlic butter "
-    "oil heat stir bake minutes until golden add cup spoon flour sugar egg milk "
-    "config server port path note meeting todo review draft chapter section"
-).split()
+_WORDS = ["the", "of", "and", "to", "in", "is", "for", "with", "on", "that", "recipe", "salt", "pepper", "onion", "garlic", "butter", "oil", "heat", "stir", "bake", "minutes", "until", "golden", "add", "cup", "spoon", "flour", "sugar", "egg", "milk", "config", "server", "port", "path", "note", "meeting", "todo", "review", "draft", "chapter", "section"]
 
 
 def markdown(size: int, seed: int = 1) -> bytes:
@@ -42,7 +38,10 @@ def log_lines(size: int, seed: int = 2) -> bytes:
     t = 1_700_000_000
     while total < size:
         t += rnd.randint(0, 3)
-        line = f"{t} INFO worker-{rnd.randint(1, 8)} handled request id={rnd.getrandbits(48):x} in {rnd.randint(1, 900)}ms"
+        line = (
+            f"{t} INFO worker-{rnd.randint(1, 8)} handled request "
+            f"id={rnd.getrandbits(48):x} in {rnd.randint(1, 900)}ms"
+        )
         out.append(line)
         total += len(line) + 1
     return ("\n".join(out) + "\n").encode()
@@ -52,7 +51,9 @@ def random_bytes(size: int, seed: int = 3) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def edit_middle_line(data: bytes, text: bytes = b"This line was edited on another device.") -> bytes:
+def edit_middle_line(
+    data: bytes, text: bytes = b"This line was edited on another device."
+) -> bytes:
     lines = data.split(b"\n")
     lines[len(lines) // 2] = text
     return b"\n".join(lines)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from linesync.client.remote import Remote
-from linesync.client.transfer import decode_inline, prepare_file, resolve_content, split
+from linesync.client.transfer import prepare_file, resolve_content, split
 from linesync.core import paths
 from linesync.core.ids import ChunkId, unpack_ids
-from linesync.protocol import codec
+from linesync.protocol import codec, inline
 from linesync.protocol.framing import Frame
 from linesync.protocol.schemas import CommitOp, Kind
 from tests.support.proxy import ByteProxy, Counts
@@ -74,7 +74,7 @@ async def measure_edit(url: str, token: str, path: str, old: bytes, new: bytes) 
             assert entry.content is not None
             got = resolve_content(entry.content, lambda j: old_ids if j == jid else None)
             have: dict[ChunkId, bytes] = dict(old_chunks)
-            have.update(decode_inline(listing.chunks, have.get))
+            have.update(inline.decode(listing.chunks, have.get))
             ok = got is not None and all(c in have for c in got)
             rebuilt = b"".join(have[c] for c in got) if ok and got is not None else b""
             return WireCost(upload=up, download=down, reconstructed=rebuilt == new)

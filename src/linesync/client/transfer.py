@@ -8,20 +8,16 @@ commit when small: a one-line edit is one small request.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from linesync.core import blocklist as bl
 from linesync.core.chunking import chunk
 from linesync.core.ids import ChunkId, chunk_id, pack_ids, unpack_ids
-from linesync.protocol import codec
-from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol import inline
 from linesync.protocol.schemas import CommitOp, Content, InlineChunk, Kind
 
 INLINE_BUDGET = 64 * 2**10
-_CODEC_NAME = {v: k for k, v in codec.NAMES.items()}
 
 
 def split(data: bytes) -> tuple[list[ChunkId], dict[ChunkId, bytes]]:
@@ -35,55 +31,6 @@ def split(data: bytes) -> tuple[list[ChunkId], dict[ChunkId, bytes]]:
         ids.append(cid)
         chunks[cid] = piece
     return ids, chunks
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise LinesyncError(Code.BAD_REQUEST, "inline chunk is not base64url") from exc
-
-
-def encode_inline(data: bytes, base_id: ChunkId | None, base: bytes | None) -> InlineChunk:
-    kind, payload = codec.encode(data, base)
-    return InlineChunk(
-        data=b64(payload),
-        codec=_CODEC_NAME[kind],  # type: ignore[arg-type]
-        base=base_id.hex() if kind is codec.Codec.ZSTD_DICT and base_id is not None else None,
-    )
-
-
-def decode_inline(
-    chunks: Sequence[InlineChunk], lookup: Callable[[ChunkId], bytes | None], limit: int = 2**20
-) -> dict[ChunkId, bytes]:
-    """Inline chunks by id; a chunk whose base the caller lacks is skipped (it
-    will be fetched in a batch instead)."""
-    out: dict[ChunkId, bytes] = {}
-    for c in chunks:
-        base = None
-        if c.base is not None:
-            base = lookup(bytes.fromhex(c.base))
-            if base is None:
-                continue
-        data = codec.decode(codec.NAMES[c.codec], unb64(c.data), base, limit)
-        out[chunk_id(data)] = data
-    return out
-
-
-def replaced_bases(
-    base_ids: Sequence[ChunkId], delta: bl.Delta
-) -> list[tuple[ChunkId, ChunkId | None]]:
-    """Pair each chunk a delta adds with the old chunk it most likely replaces."""
-    pairs: list[tuple[ChunkId, ChunkId | None]] = []
-    for e in delta:
-        olds = base_ids[e.start : e.start + e.delete] or base_ids[max(e.start - 1, 0) : e.start]
-        for i, cid in enumerate(e.insert):
-            pairs.append((cid, olds[min(i, len(olds) - 1)] if olds else None))
-    return pairs
 
 
 @dataclass
@@ -112,11 +59,11 @@ def prepare_file(
         content = Content(
             base=base_jid, edits=[(e.start, e.delete, pack_ids(e.insert)) for e in delta]
         )
-        pairs = replaced_bases(base_ids, delta)
+        pairs = inline.replaced_bases(base_ids, delta)
     else:
         content = Content(ids=pack_ids(ids))
         pairs = [(c, None) for c in dict.fromkeys(ids)]
-    inline: list[InlineChunk] = []
+    chosen: list[InlineChunk] = []
     seen: set[ChunkId] = set()
     for cid, base_id in pairs:
         if cid in seen:
@@ -125,17 +72,17 @@ def prepare_file(
         data = chunks[cid]
         if len(data) > inline_budget:
             continue
-        item = encode_inline(data, base_id, base_chunks(base_id) if base_id else None)
+        item = inline.encode(data, base_id, base_chunks(base_id) if base_id else None)
         cost = len(item.data) * 3 // 4
         if cost > inline_budget:
             continue
         inline_budget -= cost
-        inline.append(item)
+        chosen.append(item)
     op = CommitOp(
         path=path, kind=Kind.FILE, base_jid=base_jid, size=size, mtime_ns=mtime_ns, exec=exec,
         content=content,
     )  # fmt: skip
-    return PreparedFile(op=op, inline=inline, new_ids=[c for c, _ in pairs])
+    return PreparedFile(op=op, inline=chosen, new_ids=[c for c, _ in pairs])
 
 
 def resolve_content(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Sequence
 
 import blake3
@@ -40,9 +41,27 @@ def from_hex(text: str) -> ChunkId:
     return raw
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64encode(data: bytes) -> str:
+    """Unpadded base64url, the encoding of every binary value in JSON bodies."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict inverse of :func:`b64encode`; ValueError on anything else."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not unpadded base64url") from exc
+
+
 def pack_ids(ids: Iterable[ChunkId]) -> str:
     """Encode ids as unpadded base64url of their concatenation."""
-    return base64.urlsafe_b64encode(b"".join(ids)).rstrip(b"=").decode("ascii")
+    return b64encode(b"".join(ids))
 
 
 def split_ids(raw: bytes) -> list[ChunkId]:
@@ -53,11 +72,9 @@ def split_ids(raw: bytes) -> list[ChunkId]:
 
 def unpack_ids(text: str) -> list[ChunkId]:
     """Decode a packed id list; ValueError on malformed input."""
-    if not text:
-        return []
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
+        raw = b64decode(text)
+    except ValueError as exc:
         raise ValueError("packed id list is not base64url") from exc
     return split_ids(raw)
 

@@ -7,12 +7,10 @@ as held by that namespace. Reads go through the namespace's holdings only.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 
 from linesync.core.ids import ChunkId, chunk_id
-from linesync.protocol import codec
+from linesync.protocol import codec, inline
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import Frame
 from linesync.protocol.schemas import InlineChunk
@@ -22,17 +20,6 @@ from linesync.server.stores.base import MetadataStore
 from linesync.server.stores.packs import ChunkStore, ChunkStoreError, Location, Record
 
 ZERO_ID = bytes(32)
-
-
-def b64decode(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise LinesyncError(Code.BAD_REQUEST, "inline chunk data is not base64url") from exc
-
-
-def b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class ChunkService:
@@ -160,7 +147,7 @@ class ChunkService:
             if (kind is codec.Codec.ZSTD_DICT) != (c.base is not None):
                 raise LinesyncError(Code.BAD_REQUEST, "inline chunk: base goes with zstd-dict")
             base = bytes.fromhex(c.base) if c.base is not None else None
-            frames.append(Frame(ZERO_ID, kind, base, b64decode(c.data)))
+            frames.append(Frame(ZERO_ID, kind, base, inline.payload(c)))
         return frames
 
     async def inline_out(
@@ -178,16 +165,10 @@ class ChunkService:
             if data is None:
                 continue
             braw = raw.get(base) if base is not None else None
-            kind, payload = codec.encode(data, braw)
-            if len(payload) > budget:
+            item = inline.encode(data, base, braw)
+            cost = len(item.data) * 3 // 4
+            if cost > budget:
                 break
-            budget -= len(payload)
-            name = {v: k for k, v in codec.NAMES.items()}[kind]
-            out.append(
-                InlineChunk(
-                    data=b64encode(payload),
-                    codec=name,  # type: ignore[arg-type]
-                    base=base.hex() if kind is codec.Codec.ZSTD_DICT and base else None,
-                )
-            )
+            budget -= cost
+            out.append(item)
         return out

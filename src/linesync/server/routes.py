@@ -14,6 +14,7 @@ from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.ids import ChunkId, pack_ids, unpack_ids
 from linesync.protocol import cursor as cursors
+from linesync.protocol import inline
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import MAGIC, MEDIA_TYPE, FrameReader, encode_frame
 from linesync.protocol.schemas import (
@@ -147,14 +148,7 @@ async def _content_for(
         assert base_ids is not None
         delta = bl.diff(base_ids, ids)
         if bl.delta_size(delta) < len(ids):
-            pairs: list[tuple[ChunkId, ChunkId | None]] = []
-            for e in delta:
-                olds = (
-                    base_ids[e.start : e.start + e.delete]
-                    or base_ids[max(e.start - 1, 0) : e.start]
-                )
-                for i, cid in enumerate(e.insert):
-                    pairs.append((cid, olds[min(i, len(olds) - 1)] if olds else None))
+            pairs = inline.replaced_bases(base_ids, delta)
             return delta_content(base.jid, delta), pairs
     return full_content(ids), [(c, None) for c in dict.fromkeys(ids)]
 

@@ -1,0 +1,264 @@
+"""Helpers for the HTTP API tests: raw requests, users, chunks and uploads.
+
+Everything here talks to a real server (``tests.support.server.ServerProc``)
+over a real socket. ``Api`` is a thin raw client that returns the status,
+headers and body of every answer (for error cases); ``linesync.client.remote.
+Remote`` is used for the normal calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import itertools
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from linesync.cli.main import main as cli_main
+from linesync.client.remote import Remote
+from linesync.core.chunking import chunk
+from linesync.core.ids import ChunkId, chunk_id, pack_ids, unpack_ids
+from linesync.protocol import codec
+from linesync.protocol.framing import Frame, FrameReader, encode_frames
+from linesync.protocol.schemas import CommitOp, Content, Kind
+from tests.support.server import ServerProc
+
+_seq = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    """A name no other test in this process uses."""
+    return f"{prefix}{os.getpid()}x{next(_seq)}"
+
+
+# -- admin CLI (in process: same code path as ``linesync ...``, much faster) --
+
+
+def admin(srv: ServerProc, *args: str) -> str:
+    """Run ``linesync ARGS --data DIR`` in this process; its stdout. Never call it
+    from inside a running event loop (use ``asyncio.to_thread``)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = cli_main([*args, "--data", str(srv.data)])
+    assert rc == 0, f"linesync {' '.join(args)} failed ({rc}): {out.getvalue()}"
+    return out.getvalue().strip()
+
+
+def ns_id(srv: ServerProc, name: str) -> int:
+    for ns in json.loads(admin(srv, "namespace", "list")):
+        if ns["name"] == name:
+            return int(ns["id"])
+    raise AssertionError(f"no namespace {name!r}")
+
+
+@dataclass
+class User:
+    name: str
+    token: str
+    ns: int  # home namespace id
+
+
+def new_user(srv: ServerProc, device: str = "laptop", read_only: bool = False) -> User:
+    """A fresh user (with its home namespace) and one token."""
+    name = unique("u")
+    admin(srv, "user", "add", name)
+    return User(name, new_token(srv, name, device, read_only), ns_id(srv, name))
+
+
+def new_token(srv: ServerProc, user: str, device: str, read_only: bool = False) -> str:
+    args = ["token", "create", user, "--device", device]
+    if read_only:
+        args.append("--read-only")
+    return admin(srv, *args).splitlines()[-1]
+
+
+# -- raw HTTP ------------------------------------------------------------------
+
+
+@dataclass
+class Resp:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def code(self) -> str | None:
+        """The error code of an error body, else None."""
+        try:
+            doc = self.json()
+        except ValueError:
+            return None
+        if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+            return doc["error"].get("code")
+        return None
+
+    def expect(self, status: int, code: str | None = None) -> Resp:
+        assert self.status == status, (self.status, self.body[:500])
+        if code is not None:
+            assert self.code == code, (self.status, self.body[:500])
+            err = self.json()["error"]
+            assert isinstance(err["message"], str) and err["message"]
+        return self
+
+
+class Api:
+    """A raw client: every answer comes back as a :class:`Resp`, never raised."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Api:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60), skip_auto_headers=("Content-Type",)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._session is not None
+        await self._session.close()
+
+    async def req(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        token: str | None | bool = True,
+        content_type: str | None = None,
+    ) -> Resp:
+        assert self._session is not None
+        hdrs: dict[str, str] = {}
+        tok = self.token if token is True else (token or None)
+        if tok:
+            hdrs["Authorization"] = f"Bearer {tok}"
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if content_type is not None:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        async with self._session.request(
+            method, self.url + path, data=data, params=params, headers=hdrs
+        ) as resp:
+            body = await resp.read()
+            return Resp(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+
+    async def get(self, path: str, **kw: Any) -> Resp:
+        return await self.req("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any) -> Resp:
+        return await self.req("POST", path, **kw)
+
+
+# -- content -------------------------------------------------------------------
+
+
+def split(data: bytes) -> list[bytes]:
+    """The chunks of ``data`` as the client cuts them."""
+    return [bytes(data[c.offset : c.offset + c.length]) for c in chunk(data)]
+
+
+def ids_of(parts: Iterable[bytes]) -> list[ChunkId]:
+    return [chunk_id(p) for p in parts]
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def text(lines: int, seed: str = "") -> bytes:
+    """Distinct text of ``lines`` lines (about 40 bytes a line)."""
+    return b"".join(f"{seed} line {i:06d} of some note text here\n".encode() for i in range(lines))
+
+
+def raw_frames(parts: Iterable[bytes]) -> list[Frame]:
+    return [Frame(chunk_id(p), codec.Codec.RAW, None, p) for p in parts]
+
+
+def frames_body(frames: Sequence[Frame]) -> bytes:
+    return encode_frames(frames)
+
+
+def decode_frames(body: bytes) -> list[Frame]:
+    reader = FrameReader(max_payload=64 * 2**20)
+    frames = reader.feed(body)
+    reader.close()
+    return frames
+
+
+def frame_bytes(frame: Frame, base: bytes | None = None) -> bytes:
+    """The chunk bytes a downloaded frame carries."""
+    return codec.decode(frame.codec, frame.payload, base, 2**20)
+
+
+def file_op(
+    path: str, data: bytes, base_jid: int = 0, mtime_ns: int = 1, exec_: bool = False
+) -> CommitOp:
+    return CommitOp(
+        path=path,
+        kind=Kind.FILE,
+        base_jid=base_jid,
+        size=len(data),
+        mtime_ns=mtime_ns,
+        exec=exec_,
+        content=Content(ids=pack_ids(ids_of(split(data)))),
+    )
+
+
+def dir_op(path: str, base_jid: int = 0) -> CommitOp:
+    return CommitOp(path=path, kind=Kind.DIRECTORY, base_jid=base_jid)
+
+
+def tomb_op(path: str, base_jid: int) -> CommitOp:
+    return CommitOp(path=path, kind=Kind.TOMBSTONE, base_jid=base_jid)
+
+
+async def put_file(remote: Remote, ns: int, path: str, data: bytes, base_jid: int = 0) -> int:
+    """Commit ``data`` at ``path``: commit, upload what is missing, commit again."""
+    op = file_op(path, data, base_jid)
+    (res,) = await remote.commit(ns, [op])
+    if res.status == "missing":
+        want = set(unpack_ids(res.missing or ""))
+        await remote.upload(ns, [f for f in raw_frames(split(data)) if f.chunk_id in want])
+        (res,) = await remote.commit(ns, [op])
+    assert res.status == "ok" and res.jid, res
+    return res.jid
+
+
+async def upload(remote: Remote, ns: int, data: bytes) -> list[ChunkId]:
+    """Upload the chunks of ``data`` (no commit); their ids."""
+    parts = split(data)
+    await remote.upload(ns, raw_frames(parts))
+    return ids_of(parts)
+
+
+async def missing(remote: Remote, ns: int, ids: Sequence[ChunkId]) -> list[ChunkId]:
+    return unpack_ids((await remote.missing(ns, ids)).missing)
+
+
+async def all_jids(remote: Remote, ns: int) -> list[int]:
+    """Every JID 1..head answers entries/{jid}; head+1 does not exist."""
+    head = (await remote.head(ns)).jid
+    return [(await remote.entry(ns, j)).jid for j in range(1, head + 1)]
+
+
+def ns_path(ns: int, tail: str) -> str:
+    return f"/v1/ns/{ns}/{tail}"
