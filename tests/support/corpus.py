@@ -4,7 +4,49 @@ from __future__ import annotations
 
 import random
 
-_WORDS = ["the", "of", "and", "to", "in", "is", "for", "with", "on", "that", "recipe", "salt", "pepper", "onion", "garlic", "butter", "oil", "heat", "stir", "bake", "minutes", "until", "golden", "add", "cup", "spoon", "flour", "sugar", "egg", "milk", "config", "server", "port", "path", "note", "meeting", "todo", "review", "draft", "chapter", "section"]
+_WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "for",
+    "with",
+    "on",
+    "that",
+    "recipe",
+    "salt",
+    "pepper",
+    "onion",
+    "garlic",
+    "butter",
+    "oil",
+    "heat",
+    "stir",
+    "bake",
+    "minutes",
+    "until",
+    "golden",
+    "add",
+    "cup",
+    "spoon",
+    "flour",
+    "sugar",
+    "egg",
+    "milk",
+    "config",
+    "server",
+    "port",
+    "path",
+    "note",
+    "meeting",
+    "todo",
+    "review",
+    "draft",
+    "chapter",
+    "section",
+]
 
 
 def markdown(size: int, seed: int = 1) -> bytes:
