@@ -25,6 +25,7 @@ MEDIA_TYPE = "application/x-linesync-chunks"
 MAGIC = b"LSCF1\n"
 _CHUNK = 0x01
 _END = 0x00
+END = bytes([_END])
 _LEN = struct.Struct(">I")
 
 
@@ -44,7 +45,7 @@ def encode_frame(frame: Frame) -> bytes:
 
 
 def encode_frames(frames: Iterable[Frame]) -> bytes:
-    return MAGIC + b"".join(encode_frame(f) for f in frames) + bytes([_END])
+    return MAGIC + b"".join(encode_frame(f) for f in frames) + END
 
 
 class FrameReader:

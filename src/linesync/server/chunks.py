@@ -7,7 +7,7 @@ as held by that namespace. Reads go through the namespace's holdings only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from linesync.core.ids import ChunkId, chunk_id
 from linesync.protocol import codec, inline
@@ -20,6 +20,7 @@ from linesync.server.stores.base import MetadataStore
 from linesync.server.stores.packs import ChunkStore, ChunkStoreError, Location, Record
 
 ZERO_ID = bytes(32)
+_READ_GROUP = 256  # chunks read from packs at a time while streaming a download
 
 
 class ChunkService:
@@ -50,32 +51,50 @@ class ChunkService:
         }
 
     async def fetch(
-        self, ns_id: int, ids: Sequence[ChunkId], bases: Sequence[ChunkId | None]
-    ) -> list[Frame]:
-        """Frames for ``ids``; each as a delta against its base where that is smaller.
-        A chunk the namespace does not hold is refused as a whole request."""
+        self,
+        ns_id: int,
+        ids: Sequence[ChunkId],
+        bases: Sequence[ChunkId | None],
+        max_bytes: int,
+    ) -> AsyncIterator[Frame]:
+        """Frames for ``ids``, read from the packs a group at a time; each as a
+        delta against its base where that is smaller. A chunk the namespace does
+        not hold, or a total past ``max_bytes``, refuses the whole request before
+        anything is sent."""
         found = await self.meta.locate(ns_id, list(dict.fromkeys(ids)))
         absent = [c for c in ids if c not in found]
         if absent:
             raise LinesyncError(
                 Code.CHUNK_UNAVAILABLE, f"{len(absent)} chunk(s) not in this namespace"
             )
-        want_bases = [b for b in bases if b is not None]
-        base_raw = await self.raw(ns_id, want_bases) if want_bases else {}
         locs = [found[c] for c in ids]
-        payloads = await self._read_locs(locs)
-        frames: list[Frame] = []
-        for loc, payload, base in zip(locs, payloads, bases, strict=True):
-            braw = base_raw.get(base) if base is not None else None
-            if braw is not None:
-                data = codec.decode(loc.codec, payload, None, self.max_chunk)
-                kind, enc = codec.encode(data, braw)
-                if kind is codec.Codec.ZSTD_DICT:
-                    frames.append(Frame(loc.chunk_id, kind, base, enc))
-                    continue
-            frames.append(Frame(loc.chunk_id, loc.codec, None, payload))
-        self.metrics.inc("linesync_chunks_sent_total", len(frames))
-        return frames
+        total = sum(loc.length for loc in locs)
+        if total > max_bytes:
+            raise LinesyncError(
+                Code.PAYLOAD_TOO_LARGE,
+                f"these chunks add up to {total} bytes; ask for at most {max_bytes} at once",
+                limit=max_bytes,
+            )
+        return self._frames(ns_id, locs, bases)
+
+    async def _frames(
+        self, ns_id: int, locs: Sequence[ChunkLoc], bases: Sequence[ChunkId | None]
+    ) -> AsyncIterator[Frame]:
+        for i in range(0, len(locs), _READ_GROUP):
+            group, group_bases = locs[i : i + _READ_GROUP], bases[i : i + _READ_GROUP]
+            wanted = [b for b in group_bases if b is not None]
+            base_raw = await self.raw(ns_id, wanted) if wanted else {}
+            payloads = await self._read_locs(group)
+            for loc, payload, base in zip(group, payloads, group_bases, strict=True):
+                braw = base_raw.get(base) if base is not None else None
+                if braw is not None:
+                    data = codec.decode(loc.codec, payload, None, self.max_chunk)
+                    kind, enc = codec.encode(data, braw)
+                    if kind is codec.Codec.ZSTD_DICT:
+                        yield Frame(loc.chunk_id, kind, base, enc)
+                        continue
+                yield Frame(loc.chunk_id, loc.codec, None, payload)
+            self.metrics.inc("linesync_chunks_sent_total", len(group))
 
     # -- writing -----------------------------------------------------------
 

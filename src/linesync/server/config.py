@@ -21,6 +21,8 @@ class ServerConfig:
     max_batch_paths: int = 1000
     max_ids_per_request: int = 65536
     max_list_page: int = 1000
+    # A list page stops growing past about this many bytes of entries.
+    max_list_bytes: int = 4 * 2**20
     max_wait_seconds: float = 60.0
     max_inline_bytes: int = 256 * 2**10
     max_download_body: int = 64 * 2**20

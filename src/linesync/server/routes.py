@@ -16,7 +16,7 @@ from linesync.core.ids import ChunkId, pack_ids, unpack_ids
 from linesync.protocol import cursor as cursors
 from linesync.protocol import inline
 from linesync.protocol.errors import Code, LinesyncError
-from linesync.protocol.framing import MAGIC, MEDIA_TYPE, FrameReader, encode_frame
+from linesync.protocol.framing import END, MAGIC, MEDIA_TYPE, FrameReader, encode_frame
 from linesync.protocol.schemas import (
     CommitOp,
     CommitRequest,
@@ -173,15 +173,20 @@ async def list_changes(ctx: Context, request: Request) -> Response:
     entries: list[Entry] = []
     budget = inline
     inline_chunks = []
+    page_bytes = 0
+    more = len(rows) == limit
     for row in rows:
+        if page_bytes > cfg.max_list_bytes:
+            more = True  # the rest comes on the next page
+            break
         content, pairs = await _content_for(ctx, ns, row, cur.jid)
         entries.append(entry_out(row, content))
+        page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)
         if budget > 0 and pairs:
             got = await ctx.chunks.inline_out(ns.id, pairs, budget)
             budget -= sum(len(c.data) * 3 // 4 for c in got)
             inline_chunks.extend(got)
-    more = len(rows) == limit
-    last = rows[-1].jid if more else head_jid
+    last = entries[-1].jid if more else head_jid
     nonce = await ctx.meta.nonce(ns.id, last) or "0"
     return json_response(
         ListResponse(
@@ -267,13 +272,13 @@ async def fetch(ctx: Context, request: Request) -> Response:
         if len(raw_bases) != len(ids):
             raise LinesyncError(Code.BAD_REQUEST, "bases must pair up with ids")
         bases = [None if b == bytes(32) else b for b in raw_bases]
-    frames = await ctx.chunks.fetch(ns.id, ids, bases)
+    frames = await ctx.chunks.fetch(ns.id, ids, bases, ctx.config.max_download_body)
 
     async def body() -> AsyncIterator[bytes]:
         yield MAGIC
-        for f in frames:
+        async for f in frames:
             yield encode_frame(f)
-        yield b"\x00"
+        yield END
 
     return StreamingResponse(body(), media_type=MEDIA_TYPE)
 
