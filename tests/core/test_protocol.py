@@ -27,7 +27,7 @@ frames_st = st.lists(
         lambda data, dict_base: Frame(
             chunk_id(data),
             codec.Codec.ZSTD_DICT if dict_base else codec.Codec.RAW,
-            chunk_id(b"base") if dict_base else None,
+            (chunk_id(b"base"), chunk_id(b"b2")) if dict_base else None,
             data,
         ),
         st.binary(max_size=300),

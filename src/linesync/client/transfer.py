@@ -59,20 +59,18 @@ def prepare_file(
         content = Content(
             base=base_jid, edits=[(e.start, e.delete, pack_ids(e.insert)) for e in delta]
         )
-        pairs = inline.replaced_bases(base_ids, delta)
+        pairs = inline.replaced_bases(base_ids, delta, lambda c: len(base_chunks(c) or b""))
     else:
         content = Content(ids=pack_ids(ids))
-        pairs = [(c, None) for c in dict.fromkeys(ids)]
+        pairs = [(c, ()) for c in dict.fromkeys(ids)]
     chosen: list[InlineChunk] = []
     seen: set[ChunkId] = set()
-    for cid, base_id in pairs:
+    for cid, bases in pairs:
         if cid in seen:
             continue
         seen.add(cid)
         data = chunks[cid]
-        if len(data) > inline_budget:
-            continue
-        item = inline.encode(data, base_id, base_chunks(base_id) if base_id else None)
+        item = inline.encode(data, bases, inline.join(bases, base_chunks) if bases else None)
         cost = len(item.data) * 3 // 4
         if cost > inline_budget:
             continue

@@ -4,11 +4,13 @@ Media type ``application/x-linesync-chunks``::
 
     body   := MAGIC frame* END
     MAGIC  := b"LSCF1\\n"
-    frame  := 0x01 id[32] codec[u8] base[32]? length[u32 big-endian] payload[length]
+    frame  := 0x01 id[32] codec[u8] bases? length[u32 big-endian] payload[length]
+    bases  := count[u8] id[32]*count
     END    := 0x00
 
-``base`` is present only when codec is zstd-dict (2). A body that stops before
-END is truncated and is rejected whole.
+``bases`` is present only when codec is zstd-dict (2): 1 to 255 chunk ids
+whose concatenated bytes are the dictionary. A body that stops before END is
+truncated and is rejected whole.
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ _LEN = struct.Struct(">I")
 class Frame(NamedTuple):
     chunk_id: bytes
     codec: int
-    base: bytes | None
+    base: tuple[bytes, ...] | None
     payload: bytes
 
 
 def encode_frame(frame: Frame) -> bytes:
     head = bytes([_CHUNK]) + frame.chunk_id + bytes([frame.codec])
     if frame.codec == Codec.ZSTD_DICT:
-        assert frame.base is not None
-        head += frame.base
+        assert frame.base is not None and 0 < len(frame.base) < 256
+        head += bytes([len(frame.base)]) + b"".join(frame.base)
     return head + _LEN.pack(len(frame.payload)) + frame.payload
 
 
@@ -104,7 +106,14 @@ class FrameReader:
         codec = buf[1 + ID_SIZE]
         if codec not in (Codec.RAW, Codec.ZSTD, Codec.ZSTD_DICT):
             raise LinesyncError(Code.BAD_FRAMING, f"unknown chunk codec {codec}")
-        base_len = ID_SIZE if codec == Codec.ZSTD_DICT else 0
+        base_len = 0
+        if codec == Codec.ZSTD_DICT:
+            if len(buf) < head + 1:
+                return None
+            count = buf[head]
+            if count == 0:
+                raise LinesyncError(Code.BAD_FRAMING, "zstd-dict frame without a base")
+            base_len = 1 + ID_SIZE * count
         if len(buf) < head + base_len + 4:
             return None
         (length,) = _LEN.unpack_from(buf, head + base_len)
@@ -117,7 +126,11 @@ class FrameReader:
         frame = Frame(
             chunk_id=bytes(buf[1 : 1 + ID_SIZE]),
             codec=codec,
-            base=bytes(buf[head : head + base_len]) if base_len else None,
+            base=tuple(
+                bytes(buf[i : i + ID_SIZE]) for i in range(head + 1, head + base_len, ID_SIZE)
+            )
+            if base_len
+            else None,
             payload=bytes(buf[start:total]),
         )
         del buf[:total]

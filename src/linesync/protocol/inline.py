@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from linesync.core import blocklist as bl
-from linesync.core.ids import ChunkId, b64decode, b64encode, chunk_id
+from linesync.core.ids import ChunkId, b64decode, b64encode, chunk_id, pack_ids, unpack_ids
 from linesync.protocol import codec
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import InlineChunk
@@ -18,13 +18,38 @@ from linesync.protocol.schemas import InlineChunk
 _CODEC_NAME = {v: k for k, v in codec.NAMES.items()}
 
 
-def encode(data: bytes, base_id: ChunkId | None, base: bytes | None) -> InlineChunk:
+MAX_BASES = 255
+MAX_DICT = 4 * 2**20
+
+
+def encode(data: bytes, base_ids: Sequence[ChunkId], base: bytes | None) -> InlineChunk:
+    """``base`` is the concatenation of the chunks ``base_ids`` (or None)."""
     kind, payload = codec.encode(data, base)
     return InlineChunk(
         data=b64encode(payload),
         codec=_CODEC_NAME[kind],  # type: ignore[arg-type]
-        base=base_id.hex() if kind is codec.Codec.ZSTD_DICT and base_id is not None else None,
+        base=pack_ids(base_ids) if kind is codec.Codec.ZSTD_DICT else None,
     )
+
+
+def base_ids(chunk: InlineChunk) -> tuple[ChunkId, ...] | None:
+    if chunk.base is None:
+        return None
+    try:
+        ids = tuple(unpack_ids(chunk.base))
+    except ValueError as exc:
+        raise LinesyncError(Code.BAD_REQUEST, f"inline chunk base: {exc}") from exc
+    if not 0 < len(ids) <= MAX_BASES:
+        raise LinesyncError(Code.BAD_REQUEST, f"inline chunk needs 1 to {MAX_BASES} bases")
+    return ids
+
+
+def join(ids: Sequence[ChunkId], lookup: Callable[[ChunkId], bytes | None]) -> bytes | None:
+    """The dictionary for ``ids``: their bytes concatenated, or None if one is unknown."""
+    parts = [lookup(c) for c in ids]
+    if any(p is None for p in parts):
+        return None
+    return b"".join(p for p in parts if p is not None)
 
 
 def payload(chunk: InlineChunk) -> bytes:
@@ -42,8 +67,9 @@ def decode(
     out: dict[ChunkId, bytes] = {}
     for c in chunks:
         base = None
-        if c.base is not None:
-            base = lookup(bytes.fromhex(c.base))
+        ids = base_ids(c)
+        if ids is not None:
+            base = join(ids, lookup)
             if base is None:
                 continue
         data = codec.decode(codec.NAMES[c.codec], payload(c), base, limit)
@@ -52,13 +78,22 @@ def decode(
 
 
 def replaced_bases(
-    base_ids: Sequence[ChunkId], delta: bl.Delta
-) -> list[tuple[ChunkId, ChunkId | None]]:
-    """Pair each chunk a delta adds with the old chunk it most likely replaces
-    (or, for a pure insertion, the chunk just before it)."""
-    pairs: list[tuple[ChunkId, ChunkId | None]] = []
+    old_ids: Sequence[ChunkId], delta: bl.Delta, sizes: Callable[[ChunkId], int] | None = None
+) -> list[tuple[ChunkId, tuple[ChunkId, ...]]]:
+    """Pair each chunk a delta adds with the old chunks its edit replaces (for a
+    pure insertion, the chunk just before it): the dictionary it is sent against."""
+    pairs: list[tuple[ChunkId, tuple[ChunkId, ...]]] = []
     for e in delta:
-        olds = base_ids[e.start : e.start + e.delete] or base_ids[max(e.start - 1, 0) : e.start]
-        for i, cid in enumerate(e.insert):
-            pairs.append((cid, olds[min(i, len(olds) - 1)] if olds else None))
+        olds = old_ids[e.start : e.start + e.delete] or old_ids[max(e.start - 1, 0) : e.start]
+        olds = olds[:MAX_BASES]
+        if sizes is not None:
+            total, keep = 0, 0
+            for c in olds:
+                total += sizes(c)
+                if total > MAX_DICT:
+                    break
+                keep += 1
+            olds = olds[:keep]
+        for cid in e.insert:
+            pairs.append((cid, tuple(olds)))
     return pairs

@@ -43,13 +43,14 @@ class Content(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 class InlineChunk(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Chunk bytes carried inside a JSON body; the receiver computes the id.
 
-    ``codec`` "zstd-dict" means zstd with the chunk ``base`` as raw-content
-    dictionary: a changed chunk costs about what changed.
+    ``codec`` "zstd-dict" means zstd with the concatenated bytes of the chunks
+    ``base`` (packed ids, at most 255) as raw-content dictionary: a changed
+    chunk costs about what changed.
     """
 
     data: Annotated[str, msgspec.Meta(max_length=2 * 2**20)]
     codec: Literal["raw", "zstd", "zstd-dict"] = "zstd"
-    base: HexId | None = None
+    base: Packed | None = None
 
 
 class CommitOp(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

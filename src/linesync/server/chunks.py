@@ -90,8 +90,8 @@ class ChunkService:
                 if braw is not None:
                     data = codec.decode(loc.codec, payload, None, self.max_chunk)
                     kind, enc = codec.encode(data, braw)
-                    if kind is codec.Codec.ZSTD_DICT:
-                        yield Frame(loc.chunk_id, kind, base, enc)
+                    if kind is codec.Codec.ZSTD_DICT and base is not None:
+                        yield Frame(loc.chunk_id, kind, (base,), enc)
                         continue
                 yield Frame(loc.chunk_id, loc.codec, None, payload)
             self.metrics.inc("linesync_chunks_sent_total", len(group))
@@ -102,17 +102,16 @@ class ChunkService:
         self, ns_id: int, frames: Sequence[Frame]
     ) -> list[tuple[ChunkId, bytes, Frame]]:
         """Decode every frame and check its bytes against its id; nothing is stored."""
-        bases = [f.base for f in frames if f.base is not None]
+        bases = [b for f in frames if f.base is not None for b in f.base]
         base_raw = await self.raw(ns_id, bases) if bases else {}
         out: list[tuple[ChunkId, bytes, Frame]] = []
         for f in frames:
             base = None
             if f.base is not None:
-                base = base_raw.get(f.base)
+                base = inline.join(f.base, base_raw.get)
                 if base is None:
                     raise LinesyncError(
-                        Code.CHUNK_UNAVAILABLE,
-                        f"base chunk {f.base.hex()} is not in this namespace",
+                        Code.CHUNK_UNAVAILABLE, "a base chunk is not in this namespace"
                     )
             data = codec.decode(f.codec, f.payload, base, self.max_chunk)
             cid = chunk_id(data)
@@ -163,28 +162,34 @@ class ChunkService:
         frames: list[Frame] = []
         for c in chunks:
             kind = codec.NAMES[c.codec]
-            if (kind is codec.Codec.ZSTD_DICT) != (c.base is not None):
+            base = inline.base_ids(c)
+            if (kind is codec.Codec.ZSTD_DICT) != (base is not None):
                 raise LinesyncError(Code.BAD_REQUEST, "inline chunk: base goes with zstd-dict")
-            base = bytes.fromhex(c.base) if c.base is not None else None
             frames.append(Frame(ZERO_ID, kind, base, inline.payload(c)))
         return frames
 
     async def inline_out(
-        self, ns_id: int, pairs: Sequence[tuple[ChunkId, ChunkId | None]], budget: int
+        self, ns_id: int, pairs: Sequence[tuple[ChunkId, tuple[ChunkId, ...]]], budget: int
     ) -> list[InlineChunk]:
-        """Encode chunks for a JSON body, each against its base when given, within
+        """Encode chunks for a JSON body, each against its bases when given, within
         ``budget`` bytes of payload."""
         if budget <= 0 or not pairs:
             return []
-        wanted = [c for c, _ in pairs] + [b for _, b in pairs if b is not None]
+        wanted = [c for c, _ in pairs] + [b for _, bases in pairs for b in bases]
         raw = await self.raw(ns_id, wanted)
         out: list[InlineChunk] = []
-        for cid, base in pairs:
+        for cid, bases in pairs:
             data = raw.get(cid)
             if data is None:
                 continue
-            braw = raw.get(base) if base is not None else None
-            item = inline.encode(data, base, braw)
+            total, keep = 0, 0
+            for b in bases:
+                total += len(raw.get(b, b""))
+                if total > inline.MAX_DICT:
+                    break
+                keep += 1
+            bases = bases[:keep]
+            item = inline.encode(data, bases, inline.join(bases, raw.get) if bases else None)
             cost = len(item.data) * 3 // 4
             if cost > budget:
                 break

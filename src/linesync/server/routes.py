@@ -126,7 +126,7 @@ async def _check_cursor(ctx: Context, ns: Namespace, text: str | None) -> cursor
 
 async def _content_for(
     ctx: Context, ns: Namespace, row: Row, since: int
-) -> tuple[Content | None, list[tuple[ChunkId, ChunkId | None]]]:
+) -> tuple[Content | None, list[tuple[ChunkId, tuple[ChunkId, ...]]]]:
     """A file's content as a delta against the version the client holds (as of
     ``since``: the same path's, or a move source's), else in full; and the chunks
     the delta adds, each with a base chunk for compact inline transfer."""
@@ -150,7 +150,7 @@ async def _content_for(
         if bl.delta_size(delta) < len(ids):
             pairs = inline.replaced_bases(base_ids, delta)
             return delta_content(base.jid, delta), pairs
-    return full_content(ids), [(c, None) for c in dict.fromkeys(ids)]
+    return full_content(ids), [(c, ()) for c in dict.fromkeys(ids)]
 
 
 async def list_changes(ctx: Context, request: Request) -> Response:
