@@ -269,6 +269,11 @@ def test_sigkill_during_large_batch_uploads(tmp_path: Path, seed: int) -> None:
             srv.start()
             assert_check_ok(data_dir, "after restart")
             head = assert_gapless(data_dir, ns)
+            print(
+                f"seed {seed}: killed after {kill_after:.2f}s, {len(ledger.committed)} commit(s) "
+                f"and {len(ledger.uploaded)} chunk(s) acknowledged, head {head}, "
+                f"{len(before)} pack(s), lost: {ledger.lost_at}"
+            )
             async with Remote(srv.url, srv.token) as r:
                 assert (await r.head(ns)).jid == head
                 # Every acknowledged commit: same jid, path and content.
@@ -450,6 +455,10 @@ def test_sigkill_during_concurrent_commits(tmp_path: Path, seed: int) -> None:
             srv.start()
             assert_check_ok(data_dir, "after restart")
             head = assert_gapless(data_dir, ns)
+            print(
+                f"seed {seed}: {len(ledger.committed)} commit(s) acknowledged of {head} in the "
+                f"journal, {len(ledger.uploaded)} uploads, {len(ledger.orphans)} orphan(s)"
+            )
             async with Remote(srv.url, srv.token) as r:
                 assert (await r.head(ns)).jid == head
                 sem = asyncio.Semaphore(16)
