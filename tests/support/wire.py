@@ -9,11 +9,9 @@ from urllib.parse import urlsplit
 
 from linesync.client.remote import Remote
 from linesync.client.transfer import prepare_file, resolve_content, split
-from linesync.core import paths
-from linesync.core.ids import ChunkId, unpack_ids
-from linesync.protocol import codec, inline
-from linesync.protocol.framing import Frame
-from linesync.protocol.schemas import CommitOp, Kind
+from linesync.core.ids import ChunkId
+from linesync.protocol import inline
+from tests.support.files import put_file
 from tests.support.proxy import ByteProxy, Counts
 
 
@@ -22,26 +20,6 @@ class WireCost:
     upload: Counts
     download: Counts
     reconstructed: bool
-
-
-async def _put(remote: Remote, ns: int, path: str, data: bytes) -> int:
-    folders = paths.ancestors(path)
-    if folders:
-        await remote.commit(ns, [CommitOp(path=f, kind=Kind.DIRECTORY) for f in folders])
-    ids, chunks = split(data)
-    prep = prepare_file(path, ids, chunks, size=len(data), mtime_ns=1, inline_budget=0)
-    (res,) = await remote.commit(ns, [prep.op])
-    if res.status == "missing":
-        want = unpack_ids(res.missing or "")
-        frames = []
-        for c in want:
-            kind, payload = codec.encode(chunks[c])
-            frames.append(Frame(c, kind, None, payload))
-        for i in range(0, len(frames), 2000):
-            await remote.upload(ns, frames[i : i + 2000])
-        (res,) = await remote.commit(ns, [prep.op])
-    assert res.status == "ok" and res.jid, res
-    return res.jid
 
 
 async def measure_edit(url: str, token: str, path: str, old: bytes, new: bytes) -> WireCost:
@@ -54,7 +32,7 @@ async def measure_edit(url: str, token: str, path: str, old: bytes, new: bytes) 
     try:
         async with Remote(ua, token) as a, Remote(ub, token) as b:
             ns = (await a.me()).namespaces[0].id
-            jid = await _put(a, ns, path, old)
+            jid = await put_file(a, ns, path, old)
             old_ids, old_chunks = split(old)
             cursor = (await b.head(ns)).cursor
             new_ids, new_chunks = split(new)
