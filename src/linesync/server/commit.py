@@ -8,9 +8,10 @@ metadata store runs it inside its own transaction and tests run it on a dict.
 Rules, in the order they are checked for one op:
 
 1. The op's shape is valid for its kind (else the whole batch is refused).
-2. A move's source is still the version the client saw (``move_base``).
-3. The path is still at ``base_jid`` (else "changed"), unless the current
+2. The path is still at ``base_jid`` (else "changed"), unless the current
    entry is this very op, already applied (a retried request): then "ok".
+3. A move's source is still the version the client saw (``move_base``),
+   else "source_changed".
 4. Tree rules: a live entry's parent is a live directory ("parent"); a
    directory with live children cannot become a tombstone or a non-directory
    ("not_empty"); no two live paths share a case-folded key ("case_collision").
@@ -200,6 +201,16 @@ class _Planner:
             raise LinesyncError(Code.BAD_DELTA, f"{op.path}: {exc}") from exc
 
     def same_as_applied(self, cur: Row, op: CommitOp, chash: bytes | None) -> bool:
+        """Is ``cur`` this very op, applied by an earlier try of the same request?"""
+        if op.move_from is not None:
+            src = self.o.current(op.move_from)
+            if not (
+                src is not None
+                and src.kind is Kind.TOMBSTONE
+                and src.device == self.device
+                and src.base_jid == op.move_base
+            ):
+                return False
         return (
             cur.device == self.device
             and cur.base_jid == op.base_jid
@@ -208,7 +219,7 @@ class _Planner:
             and (op.kind is Kind.TOMBSTONE or (cur.size, cur.mtime_ns) == (op.size, op.mtime_ns))
             and cur.exec == op.exec
             and (op.target is None or cur.target == op.target)
-            and (op.kind is not Kind.FILE or cur.chash == chash)
+            and (op.kind is not Kind.FILE or op.content is None or cur.chash == chash)
         )
 
     def tree_conflict(self, op: CommitOp, cur: Row | None) -> CommitResult | None:
@@ -247,7 +258,9 @@ class _Planner:
             if cur is not None and self.same_as_applied(cur, op, chash):
                 return _ok(op, cur.jid)
             return _conflict(op, "changed", cur)
-        if source is not None and (not source.live or source.jid != op.move_base):
+        if op.move_from is not None and (
+            source is None or not source.live or source.jid != op.move_base
+        ):
             return _conflict(op, "source_changed", source)
         if source is not None and source.kind is not op.kind:
             raise LinesyncError(Code.BAD_REQUEST, f"{op.move_from} is not a {op.kind.value}")

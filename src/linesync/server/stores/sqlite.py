@@ -105,20 +105,20 @@ def _batches(items: Sequence[T], n: int = _SQL_VARS) -> list[Sequence[T]]:
 
 
 class _LRU:
-    """Resolved blocklists by (ns, jid), bounded by the number of ids held."""
+    """Resolved blocklists by (ns, journal, jid), bounded by the number of ids held."""
 
     def __init__(self, max_ids: int) -> None:
-        self.data: OrderedDict[tuple[int, int], list[ChunkId]] = OrderedDict()
+        self.data: OrderedDict[tuple[int, str, int], list[ChunkId]] = OrderedDict()
         self.max_ids = max_ids
         self.size = 0
 
-    def get(self, key: tuple[int, int]) -> list[ChunkId] | None:
+    def get(self, key: tuple[int, str, int]) -> list[ChunkId] | None:
         ids = self.data.get(key)
         if ids is not None:
             self.data.move_to_end(key)
         return ids
 
-    def put(self, key: tuple[int, int], ids: list[ChunkId]) -> None:
+    def put(self, key: tuple[int, str, int], ids: list[ChunkId]) -> None:
         if key in self.data or len(ids) > self.max_ids // 4:
             return
         self.data[key] = ids
@@ -333,7 +333,6 @@ class SqliteStore:
             )
 
         await self._run(self._tx, go)
-        self._cache = _LRU(self._cache.max_ids)
 
     # -- auth --------------------------------------------------------------
 
@@ -402,7 +401,7 @@ class SqliteStore:
                 ).fetchone()
                 if d is not None and d[0] < MAX_DELTA_DEPTH and 2 * len(enc) <= len(full):
                     delta, base, depth, full = enc, w.delta_base, d[0] + 1, None
-            self._cache.put((ns_id, r.jid), w.blocklist)
+            self._cache.put((ns_id, self._journal(ns_id), r.jid), w.blocklist)
         self.db.execute(
             "INSERT INTO entries (ns_id, jid, path, kind, size, mtime_ns, exec, target, device,"
             " base_jid, moved_from, chash, bl_full, bl_delta, bl_base, bl_depth, nonce, created)"
@@ -425,12 +424,19 @@ class SqliteStore:
                 (ns_id, *batch),
             )
 
+    def _journal(self, ns_id: int) -> str:
+        r = self.db.execute("SELECT journal FROM namespaces WHERE id=?", (ns_id,)).fetchone()
+        return str(r[0]) if r else ""
+
     def _blocklist(self, ns_id: int, jid: int) -> list[ChunkId] | None:
+        # Cached by journal id too: a reset (maybe by another process) mints a new
+        # one, so blocklists of the erased journal can never be served again.
+        journal = self._journal(ns_id)
         chain: list[bytes] = []
         cur = jid
         ids: list[ChunkId] | None = None
         while True:
-            cached = self._cache.get((ns_id, cur))
+            cached = self._cache.get((ns_id, journal, cur))
             if cached is not None:
                 ids = cached
                 break
@@ -449,7 +455,7 @@ class SqliteStore:
             cur = r[3]
         for raw in reversed(chain):
             ids = bl.apply(ids, bl.decode_delta(raw))
-        self._cache.put((ns_id, jid), ids)
+        self._cache.put((ns_id, journal, jid), ids)
         return ids
 
     async def blocklist(self, ns_id: int, jid: int) -> list[ChunkId] | None:

@@ -1,0 +1,658 @@
+"""Contract suite for `MetadataStore`: every implementation must pass all of it.
+
+To add an implementation (e.g. PostgreSQL), write a `Backend` for it — `open()`
+returns a new store instance on the backend's storage, so calling it again is
+a restart, or a second server process on the same data — and add it to
+`BACKENDS`. The store methods are async; each test runs its body with
+`asyncio.run` (no pytest plugin needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from linesync.core import blocklist as bl
+from linesync.core.ids import ChunkId, chunk_id, pack_ids, unpack_ids
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.schemas import CommitOp, Content, Kind
+from linesync.server.commit import Limits
+from linesync.server.model import ChunkLoc
+from linesync.server.stores.base import MetadataStore, StoreError
+from linesync.server.stores.sqlite import SqliteStore
+
+
+class Backend(Protocol):
+    async def open(self) -> MetadataStore:
+        """A new store instance on this backend's storage."""
+        ...
+
+
+@dataclass
+class SqliteBackend:
+    path: Path
+
+    async def open(self) -> MetadataStore:
+        return await SqliteStore.open(self.path)
+
+
+BACKENDS: dict[str, Callable[[Path], Backend]] = {
+    "sqlite": lambda tmp: SqliteBackend(tmp / "meta.sqlite3"),
+    # "postgres": lambda tmp: PostgresBackend(fresh_database_url()),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return BACKENDS[request.param](tmp_path)
+
+
+def run(backend: Backend, body: Callable[[MetadataStore], Awaitable[None]]) -> None:
+    """Open a store, run ``body`` on it, close it."""
+
+    async def go() -> None:
+        store = await backend.open()
+        try:
+            await body(store)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+# -- helpers -------------------------------------------------------------------
+
+LIMITS = Limits()
+C = [chunk_id(b"chunk %d" % i) for i in range(400)]
+
+
+def size(cid: ChunkId) -> int:
+    return 100 + C.index(cid) if cid in C else 7
+
+
+def loc(cid: ChunkId, pack: str = "pack-1", offset: int = 0) -> ChunkLoc:
+    return ChunkLoc(
+        chunk_id=cid, pack=pack, offset=offset, length=size(cid) // 2, codec=1, raw_size=size(cid)
+    )
+
+
+def file(path: str, ids: Sequence[ChunkId], base: int = 0) -> CommitOp:
+    return CommitOp(
+        path=path,
+        kind=Kind.FILE,
+        base_jid=base,
+        size=sum(map(size, ids)),
+        mtime_ns=123,
+        content=Content(ids=pack_ids(ids)),
+    )
+
+
+def mkdir(path: str, base: int = 0) -> CommitOp:
+    return CommitOp(path=path, kind=Kind.DIRECTORY, base_jid=base)
+
+
+def rm(path: str, base: int) -> CommitOp:
+    return CommitOp(path=path, kind=Kind.TOMBSTONE, base_jid=base)
+
+
+async def user(store: MetadataStore, name: str) -> tuple[int, int]:
+    """Create a user; return its id and its home namespace's id."""
+    uid = await store.create_user(name)
+    (home,) = await store.namespaces_of(uid)
+    return uid, home.id
+
+
+async def upload(store: MetadataStore, ns: int, ids: Sequence[ChunkId]) -> None:
+    await store.add_chunks(ns, [loc(c, offset=i) for i, c in enumerate(dict.fromkeys(ids))])
+
+
+async def commit_ok(
+    store: MetadataStore, ns: int, ops: Sequence[CommitOp], device: str = "dev1"
+) -> list[int]:
+    """Upload what the ops need, commit them, insist on "ok"; return the JIDs."""
+    for op in ops:
+        if op.content is not None and op.content.ids is not None:
+            await upload(store, ns, unpack_ids(op.content.ids))
+    out = await store.commit(ns, ops, device, LIMITS)
+    assert [r.status for r in out.results] == ["ok"] * len(ops), out.results
+    return [r.jid or 0 for r in out.results]
+
+
+# -- users and tokens ----------------------------------------------------------
+
+
+def test_users_and_tokens(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        alice = await s.create_user("alice")
+        bob = await s.create_user("bob")
+        assert alice != bob
+        assert await s.list_users() == ["alice", "bob"]
+
+        laptop = await s.create_token("alice", "laptop", "rw")
+        phone = await s.create_token("alice", "phone", "ro")
+        assert laptop != phone
+        info = await s.authenticate(laptop)
+        assert info is not None
+        assert (info.user_id, info.user, info.device, info.role) == (alice, "alice", "laptop", "rw")
+        info = await s.authenticate(phone)
+        assert info is not None and (info.device, info.role) == ("phone", "ro")
+        assert await s.authenticate("lst_not-a-token") is None
+        assert await s.authenticate("") is None
+
+        listed = await s.list_tokens("alice")
+        assert [(t["user"], t["device"], t["role"]) for t in listed] == [
+            ("alice", "laptop", "rw"),
+            ("alice", "phone", "ro"),
+        ]
+        assert not any(laptop in str(v) or phone in str(v) for t in listed for v in t.values())
+
+        assert await s.revoke_tokens("alice", "phone") == 1
+        assert await s.authenticate(phone) is None
+        assert await s.authenticate(laptop) is not None
+        assert await s.revoke_tokens("alice", "phone") == 0
+        bobs = await s.create_token("bob", "laptop", "rw")
+        assert await s.revoke_tokens("alice") == 1
+        assert await s.authenticate(laptop) is None
+        assert await s.authenticate(bobs) is not None
+
+    run(backend, body)
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        pytest.param(lambda s: s.create_user("alice"), id="duplicate-user"),
+        pytest.param(lambda s: s.create_token("nobody", "d", "rw"), id="token-for-unknown-user"),
+        pytest.param(lambda s: s.revoke_tokens("nobody"), id="revoke-for-unknown-user"),
+        pytest.param(lambda s: s.create_namespace("team", "nobody"), id="ns-for-unknown-owner"),
+        pytest.param(lambda s: s.create_namespace("alice", "alice"), id="duplicate-namespace"),
+        pytest.param(lambda s: s.share("nowhere", "alice", "rw"), id="share-unknown-namespace"),
+        pytest.param(lambda s: s.share("alice", "nobody", "rw"), id="share-with-unknown-user"),
+        pytest.param(lambda s: s.reset_namespace("nowhere"), id="reset-unknown-namespace"),
+    ],
+)
+def test_admin_errors_are_store_errors(
+    backend: Backend, action: Callable[[MetadataStore], Awaitable[object]]
+) -> None:
+    async def body(s: MetadataStore) -> None:
+        await s.create_user("alice")
+        with pytest.raises(StoreError):
+            await action(s)
+        assert await s.list_users() == ["alice"]
+        assert [n["name"] for n in await s.list_namespaces()] == ["alice"]
+
+    run(backend, body)
+
+
+# -- namespaces ----------------------------------------------------------------
+
+
+def test_namespaces_and_membership(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        alice, alice_home = await user(s, "alice")
+        bob, bob_home = await user(s, "bob")
+        assert alice_home != bob_home
+        home = await s.namespace(alice_home, alice)
+        assert home is not None
+        assert (home.name, home.role, home.head) == ("alice", "rw", 0)
+        assert home.journal
+        assert await s.namespace(alice_home, bob) is None
+        assert await s.namespace(bob_home, alice) is None
+        assert await s.namespace(999_999, alice) is None
+
+        team = await s.create_namespace("team", "alice")
+        assert [n.id for n in await s.namespaces_of(alice)] == [alice_home, team]
+        assert [n.id for n in await s.namespaces_of(bob)] == [bob_home]
+        assert await s.namespace(team, bob) is None
+
+        await s.share("team", "bob", "ro")
+        ns = await s.namespace(team, bob)
+        assert ns is not None and (ns.name, ns.role) == ("team", "ro")
+        assert [(n.name, n.role) for n in await s.namespaces_of(bob)] == [
+            ("bob", "rw"),
+            ("team", "ro"),
+        ]
+        await s.share("team", "bob", "rw")
+        ns = await s.namespace(team, bob)
+        assert ns is not None and ns.role == "rw"
+        listed = {n["name"]: n for n in await s.list_namespaces()}
+        assert listed["team"]["owner"] == "alice"
+        assert listed["team"]["members"] == {"alice": "rw", "bob": "rw"}
+
+        await s.share("team", "bob", None)
+        assert await s.namespace(team, bob) is None
+        assert [n.id for n in await s.namespaces_of(bob)] == [bob_home]
+        ns = await s.namespace(team, alice)
+        assert ns is not None and ns.role == "rw"
+
+    run(backend, body)
+
+
+# -- the journal ---------------------------------------------------------------
+
+
+def test_commit_assigns_gapless_jids_and_moves_the_head(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        alice, ns = await user(s, "alice")
+        _, other = await user(s, "bob")
+        assert (await s.head(ns)).jid == 0
+        assert await commit_ok(s, ns, [mkdir("d"), file("d/a", C[:3]), file("b", [])]) == [1, 2, 3]
+        assert await commit_ok(s, ns, [file("d/a", C[3:5], base=2)]) == [4]
+        # a batch where nothing is written leaves the head alone
+        out = await s.commit(ns, [rm("never", 0), file("b", C[:1])], "dev1", LIMITS)
+        assert [(r.status, r.reason) for r in out.results] == [
+            ("ok", None),
+            ("conflict", "changed"),
+        ]
+        assert out.head == 4
+        # a refused batch writes nothing, and the next commit takes the next JID
+        with pytest.raises(LinesyncError) as info:
+            await s.commit(ns, [mkdir("x"), CommitOp(path="y", kind=Kind.FILE)], "dev1", LIMITS)
+        assert info.value.code is Code.BAD_REQUEST
+        assert (await s.head(ns)).jid == 4
+        assert await s.entry(ns, 5) is None
+        assert await commit_ok(s, ns, [mkdir("x")]) == [5]
+        head = await s.head(ns)
+        assert head.jid == 5
+        assert head.nonce == await s.nonce(ns, 5)
+        assert [n.head for n in await s.namespaces_of(alice)] == [5]
+        # other namespaces have their own journal
+        assert await commit_ok(s, other, [mkdir("d")]) == [1]
+        assert (await s.head(other)).journal != head.journal
+        # a directory move writes consecutive JIDs
+        out = await s.commit(
+            ns,
+            [CommitOp(path="e", kind=Kind.DIRECTORY, move_from="d", move_base=1)],
+            "dev1",
+            LIMITS,
+        )
+        assert [(r.status, r.jid) for r in out.results] == [("ok", 6)]
+        assert out.head == 9  # e, e/a, then tombstones of d/a and d
+        kinds = [(r.jid, r.path, r.kind) for r in [await s.entry(ns, j) for j in range(6, 10)] if r]
+        assert kinds == [
+            (6, "e", Kind.DIRECTORY),
+            (7, "e/a", Kind.FILE),
+            (8, "d/a", Kind.TOMBSTONE),
+            (9, "d", Kind.TOMBSTONE),
+        ]
+        assert await s.blocklist(ns, 7) == C[3:5]
+
+    run(backend, body)
+
+
+def test_commit_reports_missing_chunks_per_namespace(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, a = await user(s, "alice")
+        _, b = await user(s, "bob")
+        await upload(s, b, C[:3])
+        op = file("f", C[:3])
+        out = await s.commit(a, [op], "dev1", LIMITS)
+        (r,) = out.results
+        assert r.status == "missing" and r.missing is not None
+        assert unpack_ids(r.missing) == C[:3]
+        assert out.head == 0
+        await upload(s, a, C[1:2])
+        (r,) = (await s.commit(a, [op], "dev1", LIMITS)).results
+        assert r.missing is not None and unpack_ids(r.missing) == [C[0], C[2]]
+        await upload(s, a, C[:3])
+        (r,) = (await s.commit(a, [op], "dev1", LIMITS)).results
+        assert (r.status, r.jid) == ("ok", 1)
+
+    run(backend, body)
+
+
+def test_commit_checks_sizes_against_the_chunk_index(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, ns = await user(s, "alice")
+        await upload(s, ns, C[:2])
+        bad = CommitOp(
+            path="f",
+            kind=Kind.FILE,
+            size=size(C[0]) + size(C[1]) + 1,
+            content=Content(ids=pack_ids(C[:2])),
+        )
+        with pytest.raises(LinesyncError) as info:
+            await s.commit(ns, [bad], "dev1", LIMITS)
+        assert info.value.code is Code.SIZE_MISMATCH
+        assert (await s.head(ns)).jid == 0
+
+    run(backend, body)
+
+
+async def _journal(s: MetadataStore, ns: int) -> None:
+    """f=1, g=2, h=3, f edited=4, g deleted=5."""
+    assert await commit_ok(s, ns, [file("f", C[:2]), file("g", C[2:3]), file("h", [])]) == [1, 2, 3]
+    assert await commit_ok(s, ns, [file("f", C[5:7], base=1)], device="dev2") == [4]
+    assert await commit_ok(s, ns, [rm("g", 2)]) == [5]
+
+
+def test_changes_paginate_and_dedup_by_path(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, ns = await user(s, "alice")
+        await _journal(s, ns)
+        rows, head = await s.changes(ns, 0, 100)
+        assert head == 5
+        assert [(r.jid, r.path, r.kind) for r in rows] == [
+            (3, "h", Kind.FILE),
+            (4, "f", Kind.FILE),
+            (5, "g", Kind.TOMBSTONE),
+        ]
+        f = rows[1]
+        assert (f.device, f.base_jid, f.size, f.mtime_ns) == (
+            "dev2",
+            1,
+            size(C[5]) + size(C[6]),
+            123,
+        )
+        assert f.chash == bl.content_hash(C[5:7])
+        # page by page, continuing after the last JID seen
+        pages, after = [], 0
+        while True:
+            page, _ = await s.changes(ns, after, 1)
+            if not page:
+                break
+            pages.append([r.jid for r in page])
+            after = page[-1].jid
+        assert pages == [[3], [4], [5]]
+        assert [r.jid for r in (await s.changes(ns, 3, 100))[0]] == [4, 5]
+        assert (await s.changes(ns, 5, 100))[0] == []
+        assert (await s.changes(ns, 1, 2))[0][0].jid == 3
+
+    run(backend, body)
+
+
+def test_entry_version_at_and_history(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, ns = await user(s, "alice")
+        await _journal(s, ns)
+        e = await s.entry(ns, 4)
+        assert e is not None and (e.path, e.kind, e.base_jid, e.device) == (
+            "f",
+            Kind.FILE,
+            1,
+            "dev2",
+        )
+        assert await s.entry(ns, 0) is None
+        assert await s.entry(ns, 6) is None
+
+        def jid(row: object) -> int | None:
+            return getattr(row, "jid", None)
+
+        assert jid(await s.version_at(ns, "f", 0)) is None
+        assert jid(await s.version_at(ns, "f", 1)) == 1
+        assert jid(await s.version_at(ns, "f", 3)) == 1
+        assert jid(await s.version_at(ns, "f", 4)) == 4
+        assert jid(await s.version_at(ns, "f", 100)) == 4
+        assert jid(await s.version_at(ns, "g", 4)) == 2
+        gone = await s.version_at(ns, "g", 5)
+        assert gone is not None and gone.kind is Kind.TOMBSTONE
+        assert await s.version_at(ns, "nope", 5) is None
+
+        assert [r.jid for r in await s.history(ns, "f", 2**62, 10)] == [4, 1]
+        assert [r.jid for r in await s.history(ns, "f", 4, 10)] == [1]
+        assert [r.jid for r in await s.history(ns, "f", 1, 10)] == []
+        assert [r.jid for r in await s.history(ns, "f", 2**62, 1)] == [4]
+        assert [r.jid for r in await s.history(ns, "g", 2**62, 10)] == [5, 2]
+        assert await s.history(ns, "nope", 2**62, 10) == []
+
+        assert await s.blocklist(ns, 1) == C[:2]
+        assert await s.blocklist(ns, 3) == []
+        assert await s.blocklist(ns, 4) == C[5:7]
+        assert await s.blocklist(ns, 5) is None  # a tombstone has no content
+        assert await s.blocklist(ns, 99) is None
+
+    run(backend, body)
+
+
+def test_blocklist_resolves_through_long_delta_chains_and_after_reopening(
+    backend: Backend,
+) -> None:
+    versions: dict[int, list[ChunkId]] = {}
+    home: list[int] = []
+
+    async def body(s: MetadataStore) -> None:
+        _, ns = await user(s, "alice")
+        home.append(ns)
+        ids = list(C[:40])
+        (jid,) = await commit_ok(s, ns, [file("big", ids)])
+        versions[jid] = list(ids)
+        for i in range(100):
+            ids[(7 * i) % 40] = C[40 + i]
+            if i % 2:  # as a delta against the previous version
+                pos = (7 * i) % 40
+                op = CommitOp(
+                    path="big",
+                    kind=Kind.FILE,
+                    base_jid=jid,
+                    size=sum(map(size, ids)),
+                    content=Content(base=jid, edits=[(pos, 1, pack_ids([ids[pos]]))]),
+                )
+                await upload(s, ns, [ids[pos]])
+                out = await s.commit(ns, [op], "dev1", LIMITS)
+                assert [r.status for r in out.results] == ["ok"], out.results
+                jid = out.results[0].jid or 0
+            else:  # with full ids
+                (jid,) = await commit_ok(s, ns, [file("big", ids, base=jid)])
+            versions[jid] = list(ids)
+        assert sorted(versions) == list(range(1, 102))
+        for j, expected in versions.items():
+            assert await s.blocklist(ns, j) == expected, j
+
+    async def again(s: MetadataStore) -> None:
+        for j in sorted(versions, reverse=True):
+            assert await s.blocklist(home[0], j) == versions[j], j
+
+    run(backend, body)
+    run(backend, again)
+
+
+# -- chunks --------------------------------------------------------------------
+
+
+def test_chunks_are_held_per_namespace(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, a = await user(s, "alice")
+        _, b = await user(s, "bob")
+        x, y = loc(C[0], "pack-1", 0), loc(C[1], "pack-2", 4096)
+        await s.add_chunks(a, [x, y])
+        assert await s.missing(a, [C[0], C[1], C[2]]) == {C[2]}
+        assert await s.missing(b, [C[0], C[1], C[2]]) == {C[0], C[1], C[2]}
+        assert await s.locate(a, [C[0], C[1], C[2]]) == {C[0]: x, C[1]: y}
+        assert await s.locate(b, [C[0], C[1]]) == {}
+        assert await s.locate_stored([C[0], C[1], C[2]]) == {C[0]: x, C[1]: y}
+        # b uploads the same bytes: the first location stays
+        await s.add_chunks(b, [loc(C[0], "pack-9", 1)])
+        assert await s.missing(b, [C[0], C[1]]) == {C[1]}
+        assert await s.locate(b, [C[0]]) == {C[0]: x}
+        assert await s.missing(a, []) == set()
+        # many ids at once
+        await upload(s, a, C)
+        assert await s.missing(a, C) == set()
+        assert len(await s.locate(a, C)) == len(C)
+
+    run(backend, body)
+
+
+async def _age(seconds: float = 0.05) -> None:
+    await asyncio.sleep(seconds)
+
+
+def test_gc_drops_stale_uploads_and_unheld_chunks(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, a = await user(s, "alice")
+        _, b = await user(s, "bob")
+        stale, committed, shared, both_stale = C[0], C[1], C[2], C[3]
+        await upload(s, a, [stale, committed, shared, both_stale])
+        await upload(s, b, [both_stale])
+        await commit_ok(s, a, [file("f", [committed])])
+        await commit_ok(s, b, [file("g", [shared])])  # b uploads and commits it
+        # nothing is old enough yet
+        stats, dead = await s.gc(3600)
+        assert (stats.stale_refs, stats.chunks_deleted, dead) == (0, 0, [])
+        await _age()
+        stats, dead = await s.gc(0)
+        # a's refs to stale, shared and both_stale go; b's ref to both_stale goes
+        assert stats.stale_refs == 4
+        assert sorted(d.chunk_id for d in dead) == sorted([stale, both_stale])
+        assert stats.chunks_deleted == 2
+        assert stats.bytes_freed == loc(stale).length + loc(both_stale).length
+        assert set(await s.locate_stored([stale, committed, shared, both_stale])) == {
+            committed,
+            shared,
+        }
+        assert await s.missing(a, [stale, committed, shared]) == {stale, shared}
+        assert await s.missing(b, [shared, both_stale]) == {both_stale}
+        assert await s.blocklist(a, 1) == [committed]
+        # a second round finds nothing
+        stats, dead = await s.gc(0)
+        assert (stats.stale_refs, stats.chunks_deleted, dead) == (0, 0, [])
+
+    run(backend, body)
+
+
+def test_gc_keeps_chunks_of_old_versions(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, ns = await user(s, "alice")
+        await commit_ok(s, ns, [file("f", C[:2])])
+        await commit_ok(s, ns, [file("f", C[2:3], base=1)])
+        await commit_ok(s, ns, [rm("f", 2)])
+        await _age()
+        stats, dead = await s.gc(0)
+        assert dead == [] and stats.chunks_deleted == 0
+        assert await s.missing(ns, C[:3]) == set()
+        assert set(await s.locate(ns, C[:3])) == set(C[:3])
+
+    run(backend, body)
+
+
+def test_uploading_again_restarts_the_grace(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, ns = await user(s, "alice")
+        await upload(s, ns, C[:1])
+        await _age(0.2)
+        await upload(s, ns, C[:1])  # the client retried: the grace starts again
+        stats, _ = await s.gc(0.1)
+        assert stats.stale_refs == 0
+        assert await s.missing(ns, C[:1]) == set()
+
+    run(backend, body)
+
+
+# -- reset ---------------------------------------------------------------------
+
+
+def test_reset_namespace_empties_the_journal_under_a_new_id(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        alice, ns = await user(s, "alice")
+        _, other = await user(s, "bob")
+        await _journal(s, ns)
+        await commit_ok(s, other, [file("o", C[:1])])
+        before = await s.head(ns)
+        assert await s.blocklist(ns, 1) == C[:2]  # (now cached, if the store caches)
+        await s.reset_namespace("alice")
+        after = await s.head(ns)
+        assert after.jid == 0 and after.journal != before.journal
+        home = await s.namespace(ns, alice)
+        assert home is not None and (home.head, home.journal) == (0, after.journal)
+        assert await s.changes(ns, 0, 100) == ([], 0)
+        assert await s.entry(ns, 1) is None
+        assert await s.blocklist(ns, 1) is None
+        assert await s.history(ns, "f", 2**62, 10) == []
+        assert await s.missing(ns, C[:3]) == set(C[:3])
+        # the new journal starts at 1, with the new content
+        assert await commit_ok(s, ns, [file("new", C[10:12])]) == [1]
+        assert await s.blocklist(ns, 1) == C[10:12]
+        # other namespaces are untouched
+        assert (await s.head(other)).jid == 1
+        assert await s.blocklist(other, 1) == C[:1]
+
+    run(backend, body)
+
+
+def test_reset_by_another_instance_is_seen(backend: Backend) -> None:
+    """An admin command resets a namespace while a server is running on the same data."""
+
+    async def go() -> None:
+        server = await backend.open()
+        admin = await backend.open()
+        try:
+            _, ns = await user(server, "alice")
+            await commit_ok(server, ns, [file("f", C[:2])])
+            assert await server.blocklist(ns, 1) == C[:2]
+            await admin.reset_namespace("alice")
+            assert (await server.head(ns)).jid == 0
+            assert await commit_ok(server, ns, [file("g", C[20:21])]) == [1]
+            assert await server.blocklist(ns, 1) == C[20:21]
+            # a delta against the new version 1 must apply to the new content
+            op = CommitOp(
+                path="g",
+                kind=Kind.FILE,
+                base_jid=1,
+                size=size(C[20]) + size(C[21]),
+                content=Content(base=1, edits=[(1, 0, pack_ids([C[21]]))]),
+            )
+            await upload(server, ns, [C[21]])
+            out = await server.commit(ns, [op], "dev1", LIMITS)
+            assert [r.status for r in out.results] == ["ok"]
+            assert await admin.blocklist(ns, 2) == [C[20], C[21]]
+            assert await server.blocklist(ns, 2) == [C[20], C[21]]
+            row = await admin.entry(ns, 2)
+            assert row is not None and row.chash == bl.content_hash([C[20], C[21]])
+        finally:
+            await admin.close()
+            await server.close()
+
+    asyncio.run(go())
+
+
+# -- durability ----------------------------------------------------------------
+
+
+def test_reopen_keeps_everything(backend: Backend) -> None:
+    saved: dict[str, object] = {}
+
+    async def first(s: MetadataStore) -> None:
+        alice, ns = await user(s, "alice")
+        bob, _ = await user(s, "bob")
+        team = await s.create_namespace("team", "alice")
+        await s.share("team", "bob", "ro")
+        saved.update(alice=alice, bob=bob, ns=ns, team=team)
+        saved["token"] = await s.create_token("alice", "laptop", "rw")
+        saved["revoked"] = await s.create_token("bob", "phone", "ro")
+        await s.revoke_tokens("bob", "phone")
+        await _journal(s, ns)
+        await upload(s, team, C[30:32])  # held, not committed
+        saved["head"] = await s.head(ns)
+        saved["changes"] = await s.changes(ns, 0, 100)
+        saved["history"] = await s.history(ns, "f", 2**62, 10)
+        saved["listed"] = await s.list_namespaces()
+
+    async def second(s: MetadataStore) -> None:
+        alice, bob, ns, team = (saved[k] for k in ("alice", "bob", "ns", "team"))
+        assert isinstance(alice, int) and isinstance(bob, int)
+        assert isinstance(ns, int) and isinstance(team, int)
+        assert await s.list_users() == ["alice", "bob"]
+        token, revoked = saved["token"], saved["revoked"]
+        assert isinstance(token, str) and isinstance(revoked, str)
+        info = await s.authenticate(token)
+        assert info is not None and (info.user_id, info.device) == (alice, "laptop")
+        assert await s.authenticate(revoked) is None
+        t = await s.namespace(team, bob)
+        assert t is not None and t.role == "ro"
+        assert await s.list_namespaces() == saved["listed"]
+        assert await s.head(ns) == saved["head"]
+        assert await s.changes(ns, 0, 100) == saved["changes"]
+        assert await s.history(ns, "f", 2**62, 10) == saved["history"]
+        assert await s.blocklist(ns, 4) == C[5:7]
+        assert await s.missing(team, C[30:33]) == {C[32]}
+        assert await s.locate(team, C[30:31]) == {C[30]: loc(C[30], offset=0)}
+        # and the journal continues where it stopped
+        assert await commit_ok(s, ns, [mkdir("later")]) == [6]
+
+    run(backend, first)
+    run(backend, second)
