@@ -14,7 +14,7 @@ import random
 import struct
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from linesync.core.ids import ChunkId, chunk_id, pack_ids, unpack_ids
 from linesync.protocol import codec
 from linesync.protocol.errors import LinesyncError
 from linesync.protocol.framing import Frame
-from linesync.protocol.schemas import CommitOp, Content, InlineChunk, Kind
+from linesync.protocol.schemas import CommitOp, Content, Entry, InlineChunk, Kind
 from linesync.server.stores.packs import PACK_MAGIC, RECORD_HEADER, RECORD_MAGIC
 from tests.support.crash import (
     chunk_packs,
@@ -158,8 +158,9 @@ def assert_packs_untouched(data: Path, before: dict[str, tuple[int, bytes]]) -> 
     """Packs that existed at the crash are never appended to (nor rewritten)."""
     now = pack_state(data)
     for name, state in before.items():
-        assert name in now, f"pack {name} disappeared after restart"
-        assert now[name] == state, (
+        gone, changed = name not in now, now.get(name) != state
+        assert not gone, f"pack {name} disappeared after restart"
+        assert not changed, (
             f"pack {name} changed after restart (size {state[0]} -> {now[name][0]}): "
             "a pack that existed at the crash may have a torn tail and must not be appended to"
         )
@@ -167,10 +168,12 @@ def assert_packs_untouched(data: Path, before: dict[str, tuple[int, bytes]]) -> 
 
 def assert_new_pack(data: Path, ids: Sequence[ChunkId], old: dict[str, tuple[int, bytes]]) -> None:
     where = chunk_packs(data, list(ids))
-    assert set(where) == set(ids), "chunks acknowledged after restart are not indexed"
+    unindexed = len(set(ids) - set(where))
+    assert not unindexed, f"{unindexed} chunk(s) acknowledged after restart are not indexed"
     top = max((pack_seq(n) for n in old), default=0)
     for cid, pack in where.items():
-        assert pack not in old, (
+        reused = pack in old
+        assert not reused, (
             f"chunk {cid.hex()[:12]} uploaded after restart went to pre-crash pack {pack}"
         )
         assert pack_seq(pack) > top, f"new pack {pack} does not sort after the old ones"
@@ -194,10 +197,15 @@ async def put_random(
 
 @dataclass
 class Sent:
+    """One large file sent; its bytes are regenerated from ``seed`` (not kept in memory)."""
+
     path: str
     size: int
+    seed: int
     ids: list[ChunkId]
-    parts: list[bytes]
+
+    def parts(self) -> list[bytes]:
+        return split(random.Random(self.seed).randbytes(self.size))
 
 
 @dataclass
@@ -210,14 +218,15 @@ class BigLedger:
 
 
 async def big_lane(
-    r: Remote, ns: int, lane: int, rnd: random.Random, ledger: BigLedger, stop_at: float
+    r: Remote, ns: int, lane: int, seed: int, ledger: BigLedger, stop_at: float
 ) -> None:
+    rnd = random.Random(seed)
     for b in range(12):
         if time.monotonic() > stop_at:
             return
-        size = rnd.randint(8 * MiB, 32 * MiB)
-        parts = split(rnd.randbytes(size))
-        sent = Sent(f"big/lane{lane}/{b}.bin", size, [chunk_id(p) for p in parts], parts)
+        size, data_seed = rnd.randint(8 * MiB, 32 * MiB), seed * 100 + b
+        parts = split(random.Random(data_seed).randbytes(size))
+        sent = Sent(f"big/lane{lane}/{b}.bin", size, data_seed, [chunk_id(p) for p in parts])
         step = "upload"
         try:
             up = await r.upload(ns, raw_frames(parts))
@@ -243,7 +252,7 @@ async def big_lane(
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_sigkill_during_large_batch_uploads(tmp_path: Path, seed: int) -> None:
     rnd = random.Random(seed)
-    kill_after = rnd.uniform(0.3, 3.0)
+    kill_after = rnd.uniform(0.2, 2.2)
     data_dir = tmp_path / "server"
 
     async def go() -> None:
@@ -255,15 +264,14 @@ def test_sigkill_during_large_batch_uploads(tmp_path: Path, seed: int) -> None:
                 await mkdirs(r, ns, ["big", "big/lane0", "big/lane1", "after"])
                 stop_at = time.monotonic() + 20
                 lanes = [
-                    asyncio.create_task(
-                        big_lane(r, ns, i, random.Random(seed * 100 + i), ledger, stop_at)
-                    )
+                    asyncio.create_task(big_lane(r, ns, i, seed * 100 + i, ledger, stop_at))
                     for i in range(2)
                 ]
                 await asyncio.sleep(kill_after)
                 await asyncio.to_thread(hard_kill, srv)
                 await asyncio.wait_for(asyncio.gather(*lanes), 60)
-            assert not ledger.errors, ledger.errors
+            errors = list(ledger.errors)
+            assert not errors, "wrong answers before the kill:\n" + "\n".join(errors)
             before = pack_state(data_dir)
 
             srv.start()
@@ -284,17 +292,17 @@ def test_sigkill_during_large_batch_uploads(tmp_path: Path, seed: int) -> None:
                     assert e.content is not None and e.content.ids is not None
                     assert unpack_ids(e.content.ids) == sent.ids, f"jid {jid}: blocklist differs"
                     got = await fetch_all(r, ns, sent.ids)
-                    for cid, part in zip(sent.ids, sent.parts, strict=True):
+                    for cid, part in zip(sent.ids, sent.parts(), strict=True):
                         assert got[cid] == part, f"jid {jid}: chunk {cid.hex()[:12]} differs"
                 # A commit that landed without its answer reaching us has what we sent.
                 for j in range(1, head + 1):
                     e = await r.entry(ns, j)
                     if j in ledger.committed or e.kind is Kind.DIRECTORY:
                         continue
-                    sent = ledger.attempted.get(e.path)
-                    assert sent is not None, f"jid {j}: unexpected entry {e.path}"
+                    tried = ledger.attempted.get(e.path)
+                    assert tried is not None, f"jid {j}: unexpected entry {e.path}"
                     assert e.content is not None and e.content.ids is not None
-                    assert unpack_ids(e.content.ids) == sent.ids
+                    assert unpack_ids(e.content.ids) == tried.ids
                 # Every acknowledged upload is still held.
                 await assert_present(r, ns, ledger.uploaded)
                 # New uploads and commits work, and go to a new pack.
@@ -446,7 +454,8 @@ def test_sigkill_during_concurrent_commits(tmp_path: Path, seed: int) -> None:
             await asyncio.sleep(rnd.uniform(0, 0.02))
             await asyncio.to_thread(hard_kill, srv)
             await asyncio.wait_for(asyncio.gather(*clients), 60)
-            assert not ledger.errors, ledger.errors
+            errors = list(ledger.errors)
+            assert not errors, "wrong answers before the kill:\n" + "\n".join(errors)
             assert len(ledger.committed) >= 100, (
                 f"only {len(ledger.committed)} commits before the kill: the test lost its point"
             )
@@ -463,7 +472,7 @@ def test_sigkill_during_concurrent_commits(tmp_path: Path, seed: int) -> None:
                 assert (await r.head(ns)).jid == head
                 sem = asyncio.Semaphore(16)
 
-                async def entry(j: int):  # type: ignore[no-untyped-def]
+                async def entry(j: int) -> Entry:
                     async with sem:
                         return await r.entry(ns, j)
 
@@ -476,6 +485,19 @@ def test_sigkill_during_concurrent_commits(tmp_path: Path, seed: int) -> None:
                     if exp.ids is not None:
                         assert e.content is not None and e.content.ids is not None
                         assert unpack_ids(e.content.ids) == exp.ids, f"jid {jid}: blocklist"
+                # The listing of current entries agrees with the journal.
+                latest: dict[str, int] = {}
+                for e in entries:
+                    latest[e.path] = e.jid
+                listed: dict[str, int] = {}
+                cursor = None
+                for _ in range(100):
+                    page = await r.list_changes(ns, cursor, limit=200)
+                    listed.update((e.path, e.jid) for e in page.entries)
+                    cursor = page.cursor
+                    if not page.more:
+                        break
+                assert listed == latest, "the current listing disagrees with the journal"
                 # No entry references a chunk that is not there, and all bytes are ours.
                 referenced: list[ChunkId] = []
                 for e in entries:
@@ -520,7 +542,8 @@ def _record(rnd: random.Random, length: int, good_crc: bool, payload_len: int) -
     return head + struct.pack(">I", crc) + payload
 
 
-TEARS = {
+Tear = Callable[[random.Random], bytes]
+TEARS: dict[str, Tear] = {
     # appended to the last pack
     "random bytes": lambda rnd: rnd.randbytes(3000),
     "zero-filled tail": lambda rnd: bytes(8192),
@@ -529,7 +552,7 @@ TEARS = {
     "record with a bad crc": lambda rnd: _record(rnd, 700, False, 700),
     "record with a huge length": lambda rnd: _record(rnd, 0xFFFFFF00, True, 100),
 }
-TORN_NEW_PACKS = {
+TORN_NEW_PACKS: dict[str, bytes] = {
     # a pack created just before the crash, its header not (fully) written
     "empty new pack": b"",
     "torn new pack header": PACK_MAGIC[:5],
@@ -549,7 +572,8 @@ def test_torn_pack_tail_is_harmless(tmp_path: Path) -> None:
                 await mkdirs(r, ns, ["after"])
                 jid, ids, parts = await put_random(r, ns, rnd, "first.bin", 2 * MiB)
                 files[jid] = (ids, parts)
-            tears = [(k, v, None) for k, v in TEARS.items()]
+            tears: list[tuple[str, Tear | None, bytes | None]] = []
+            tears += [(k, v, None) for k, v in TEARS.items()]
             tears += [(k, None, v) for k, v in TORN_NEW_PACKS.items()]
             for i, (what, tail, new_pack) in enumerate(tears):
                 hard_kill(srv)
@@ -558,6 +582,7 @@ def test_torn_pack_tail_is_harmless(tmp_path: Path) -> None:
                     with path.open("ab") as f:
                         f.write(tail(rnd))
                 else:
+                    assert new_pack is not None
                     name, path = last_pack(data_dir)
                     seq = pack_seq(name) + 1
                     fake = path.parent / f"p-{seq:08x}-{path.parent.name}00dead.pack"

@@ -5,7 +5,9 @@ after the grace period (uploads in flight are younger than that). A chunk no
 namespace holds any more leaves the index; a pack left mostly dead is
 rewritten: its live records are copied to the current pack, the index is
 pointed at the copies, and the old pack is deleted one GC round later, so a
-read that looked up the old location just before still finds it.
+read that looked up the old location just before still finds it, and only if
+the index still points at nothing in it then (an upload in flight may have
+written records there that it indexed after the pack was judged).
 """
 
 from __future__ import annotations
@@ -43,11 +45,14 @@ async def collect(
     are deleted now, and this round's emptied packs are put there."""
     stats, _ = await meta.gc(grace_seconds)
     report = GcReport(stats)
-    for pack in retired:
-        await packs.delete_pack(pack)
-        report.packs_deleted.append(pack)
-    retired.clear()
     usage = await meta.pack_usage()
+    for pack in retired:
+        # An upload may have written to this pack just before it was judged dead
+        # and indexed its chunks only after: a pack the index uses again stays.
+        if usage.get(pack, 0) == 0:
+            await packs.delete_pack(pack)
+            report.packs_deleted.append(pack)
+    retired.clear()
     active = packs.current_pack
     for info in await packs.list_packs():
         if info.name == active or info.name in report.packs_deleted:
