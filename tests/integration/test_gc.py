@@ -7,11 +7,16 @@ import asyncio
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from linesync.client.remote import Remote
 from linesync.client.transfer import split
-from linesync.core.ids import unpack_ids
+from linesync.core.ids import chunk_id, unpack_ids
 from linesync.protocol import codec
+from linesync.server.gc import collect
+from linesync.server.model import ChunkLoc
+from linesync.server.stores.packs import DiskPackStore, Record
+from linesync.server.stores.sqlite import SqliteStore
 from tests.support import corpus
 from tests.support.files import frames_for, put_file
 from tests.support.server import ServerProc
@@ -75,3 +80,29 @@ def test_offline_gc_refuses_while_the_server_runs(server: ServerProc) -> None:
     )
     assert out.returncode == 1
     assert "in use by a running linesync server" in out.stderr
+
+
+def test_a_pack_indexed_after_it_was_judged_dead_is_kept(tmp_path: Path) -> None:
+    """An upload writes its records, GC runs before it indexes them, then it
+    indexes them: the next round must not delete the pack."""
+
+    async def go() -> None:
+        meta = await SqliteStore.open(tmp_path / "meta.sqlite3")
+        writer = DiskPackStore(tmp_path)
+        data = b"in flight"
+        cid = chunk_id(data)
+        (loc,) = await writer.append([Record(cid, 0, data)])
+        await writer.close()
+        packs = DiskPackStore(tmp_path)  # a later process: that pack is not its current one
+        await meta.create_user("u")
+        retired: list[str] = []
+        first = await collect(meta, packs, 3600, retired)
+        assert retired == [loc.pack] and not first.packs_deleted
+        await meta.add_chunks(1, [ChunkLoc(cid, loc.pack, loc.offset, loc.length, 0, len(data))])
+        second = await collect(meta, packs, 3600, retired)
+        assert second.packs_deleted == []
+        assert await packs.read(loc) == data
+        await packs.close()
+        await meta.close()
+
+    asyncio.run(go())
