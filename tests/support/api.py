@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from linesync.cli.main import main as cli_main
-from linesync.client.remote import Remote
+from linesync.client import remote
 from linesync.core.chunking import chunk
 from linesync.core.ids import ChunkId, chunk_id, pack_ids, unpack_ids
 from linesync.protocol import codec
@@ -78,7 +78,29 @@ def new_token(srv: ServerProc, user: str, device: str, read_only: bool = False) 
     return admin(srv, *args).splitlines()[-1]
 
 
-# -- raw HTTP ------------------------------------------------------------------
+# -- HTTP ----------------------------------------------------------------------
+
+# Every test connection is closed after one request. The server does not set
+# TCP_NODELAY on accepted sockets (see test_api.py::test_keep_alive_is_not_delayed),
+# so a second request on a kept-alive connection waits ~40 ms for a delayed ACK;
+# fresh connections keep the suite fast without hiding that bug.
+
+
+def _connector(keep_alive: bool = False) -> aiohttp.TCPConnector:
+    return aiohttp.TCPConnector(force_close=not keep_alive, limit=64)
+
+
+class Remote(remote.Remote):
+    """``linesync.client.remote.Remote`` on a connection per request."""
+
+    async def __aenter__(self) -> Remote:
+        self._session = aiohttp.ClientSession(
+            headers=self._headers,
+            timeout=self._timeout,
+            skip_auto_headers=("Accept-Encoding",),
+            connector=_connector(),
+        )
+        return self
 
 
 @dataclass
@@ -111,16 +133,23 @@ class Resp:
 
 
 class Api:
-    """A raw client: every answer comes back as a :class:`Resp`, never raised."""
+    """A raw client: every answer comes back as a :class:`Resp`, never raised.
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    ``keep_alive`` for bodies the server refuses before reading them: on a
+    connection the client asked to close, the server closes with the body
+    unread and the client sees a reset instead of the answer."""
+
+    def __init__(self, url: str, token: str | None = None, keep_alive: bool = False) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.keep_alive = keep_alive
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Api:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=60), skip_auto_headers=("Content-Type",)
+            timeout=aiohttp.ClientTimeout(total=60),
+            skip_auto_headers=("Content-Type",),
+            connector=_connector(self.keep_alive),
         )
         return self
 
@@ -151,8 +180,11 @@ class Api:
         if content_type is not None:
             hdrs["Content-Type"] = content_type
         hdrs.update(headers or {})
+        body: Any = data
+        if isinstance(data, bytes) and len(data) > 2**20:
+            body = io.BytesIO(data)  # aiohttp warns about large raw bytes bodies
         async with self._session.request(
-            method, self.url + path, data=data, params=params, headers=hdrs
+            method, self.url + path, data=body, params=params, headers=hdrs
         ) as resp:
             body = await resp.read()
             return Resp(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
@@ -262,3 +294,36 @@ async def all_jids(remote: Remote, ns: int) -> list[int]:
 
 def ns_path(ns: int, tail: str) -> str:
     return f"/v1/ns/{ns}/{tail}"
+
+
+def endpoint_requests(
+    ns: int, cid: ChunkId, frames: bytes
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """One well-formed request per namespace endpoint: (method, path, Api.req kwargs).
+    ``cid`` is a chunk id to name; ``frames`` a chunk upload body."""
+    from linesync.protocol.framing import MEDIA_TYPE
+
+    return [
+        ("GET", ns_path(ns, "head"), {}),
+        ("GET", ns_path(ns, "list"), {}),
+        (
+            "POST",
+            ns_path(ns, "commit"),
+            {"json_body": {"ops": [{"path": "p", "kind": "directory"}]}},
+        ),
+        ("POST", ns_path(ns, "restore"), {"json_body": {"path": "p", "jid": 1}}),
+        ("POST", ns_path(ns, "chunks/missing"), {"json_body": {"ids": pack_ids([cid])}}),
+        ("POST", ns_path(ns, "chunks"), {"data": frames, "content_type": MEDIA_TYPE}),
+        ("POST", ns_path(ns, "chunks/get"), {"json_body": {"ids": pack_ids([cid])}}),
+        ("GET", ns_path(ns, "entries/1"), {}),
+        ("GET", ns_path(ns, "history"), {"params": {"path": "p"}}),
+    ]
+
+
+WRITE_ENDPOINTS = ("commit", "restore", "chunks/missing", "chunks")
+
+
+def endpoint_name(path: str) -> str:
+    """``/v1/ns/7/chunks/get`` → ``chunks/get``; ``/v1/ns/7/entries/1`` → ``entries``."""
+    tail = path.split("/", 4)[4]
+    return "entries" if tail.startswith("entries/") else tail

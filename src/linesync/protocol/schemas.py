@@ -18,7 +18,8 @@ API_VERSION = 1
 Jid = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 Size = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 MtimeNs = Annotated[int, msgspec.Meta(ge=-(2**62), le=2**62)]
-PathStr = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+# Characters, not bytes: the path rules (4096 UTF-8 bytes) answer bad_path past that.
+PathStr = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
 HexId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 Packed = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]*$", max_length=16 * 2**20)]
 Target = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
@@ -136,6 +137,9 @@ class MissingResponse(msgspec.Struct):
 
 
 class UploadResponse(msgspec.Struct):
+    """``stored``: chunks accepted into the namespace; ``bytes``: their size,
+    uncompressed. Both are the same whether or not the server already had them."""
+
     stored: int
     bytes: int
 

@@ -7,6 +7,7 @@ as held by that namespace. Reads go through the namespace's holdings only.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 from linesync.core.ids import ChunkId, chunk_id
@@ -101,13 +102,24 @@ class ChunkService:
     async def verify(
         self, ns_id: int, frames: Sequence[Frame]
     ) -> list[tuple[ChunkId, bytes, Frame]]:
-        """Decode every frame and check its bytes against its id; nothing is stored."""
+        """Decode every frame and check its bytes against its id; nothing is stored.
+        The CPU work runs on a worker thread, so the server keeps serving others."""
         bases = [b for f in frames if f.base is not None for b in f.base]
         base_raw = await self.raw(ns_id, bases) if bases else {}
+        return await asyncio.to_thread(self._verify, frames, base_raw)
+
+    def _verify(
+        self, frames: Sequence[Frame], base_raw: dict[ChunkId, bytes]
+    ) -> list[tuple[ChunkId, bytes, Frame]]:
         out: list[tuple[ChunkId, bytes, Frame]] = []
         for f in frames:
             base = None
             if f.base is not None:
+                if sum(len(base_raw.get(b, b"")) for b in f.base) > inline.MAX_DICT:
+                    raise LinesyncError(
+                        Code.PAYLOAD_TOO_LARGE,
+                        f"a chunk's base chunks add up to more than {inline.MAX_DICT} bytes",
+                    )
                 base = inline.join(f.base, base_raw.get)
                 if base is None:
                     raise LinesyncError(
@@ -123,9 +135,10 @@ class ChunkService:
             out.append((cid, data, f))
         return out
 
-    async def store(self, ns_id: int, verified: Sequence[tuple[ChunkId, bytes, Frame]]) -> int:
+    async def store(self, ns_id: int, verified: Sequence[tuple[ChunkId, bytes, Frame]]) -> None:
         """Write verified chunks (those not stored yet) and index them for ``ns_id``.
-        Returns the number of payload bytes written to packs."""
+        Whether a chunk was stored already is never told to the client: that would
+        let one user find out what another holds."""
         unique = {cid: (data, f) for cid, data, f in verified}
         stored = await self.meta.locate_stored(list(unique))
         records: list[Record] = []
@@ -151,10 +164,8 @@ class ChunkService:
                     rec.chunk_id, loc.pack, loc.offset, loc.length, rec.codec, size
                 )
         await self.meta.add_chunks(ns_id, [stored[cid] for cid in unique])
-        written = sum(len(r.payload) for r in records)
         self.metrics.inc("linesync_chunks_received_total", len(unique))
-        self.metrics.inc("linesync_chunk_bytes_stored_total", written)
-        return written
+        self.metrics.inc("linesync_chunk_bytes_stored_total", sum(len(r.payload) for r in records))
 
     # -- inline ------------------------------------------------------------
 

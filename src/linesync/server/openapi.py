@@ -125,6 +125,17 @@ def schema() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
         "/v1/me": {"get": _op("Who am I, and my namespaces", "MeResponse", ns=False)},
         "/v1/ns/{ns}/head": {"get": _op("The journal's head", "HeadResponse")},
         "/v1/ns/{ns}/list": {

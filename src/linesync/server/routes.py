@@ -258,8 +258,9 @@ async def upload(ctx: Context, request: Request) -> Response:
             raise LinesyncError(Code.BATCH_TOO_LARGE, "too many chunks in one upload")
     reader.close()
     verified = await ctx.chunks.verify(ns.id, frames)
-    written = await ctx.chunks.store(ns.id, verified)
-    return json_response(UploadResponse(stored=len(verified), bytes=written))
+    await ctx.chunks.store(ns.id, verified)
+    received = sum(len(data) for _, data, _ in verified)
+    return json_response(UploadResponse(stored=len(verified), bytes=received))
 
 
 async def fetch(ctx: Context, request: Request) -> Response:
