@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--rate", type=float, help="requests per second allowed per token")
     p.add_argument("--gc-grace", type=float, help="seconds an uncommitted upload is kept")
+    p.add_argument("--max-file-size", type=int, help="largest file accepted, in bytes")
+    p.add_argument(
+        "--body-timeout", type=float, help="seconds a client may stall while sending a body"
+    )
 
     users = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
     p = users.add_parser("add", help="create a user and their home namespace")
@@ -129,6 +133,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, rate_per_second=args.rate, rate_burst=max(args.rate * 5, 1))
     if args.gc_grace is not None:
         cfg = dataclasses.replace(cfg, gc_grace_seconds=args.gc_grace)
+    if args.max_file_size is not None:
+        limits = dataclasses.replace(cfg.limits, max_file_size=args.max_file_size)
+        cfg = dataclasses.replace(cfg, limits=limits)
+    if args.body_timeout is not None:
+        cfg = dataclasses.replace(cfg, body_idle_timeout=args.body_timeout)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
     def announce(url: str, token: str | None) -> None:
