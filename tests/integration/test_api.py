@@ -33,7 +33,6 @@ from tests.support.api import (
     ids_of,
     missing,
     new_token,
-    new_user,
     ns_path,
     put_file,
     raw_frames,
@@ -45,20 +44,6 @@ from tests.support.server import ServerProc
 
 run = asyncio.run
 _CURSOR = re.compile(r"^[0-9a-f]{16}\.(0|[1-9][0-9]*)\.([0-9a-f]{16}|0)$")
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    proc = ServerProc(tmp_path_factory.mktemp("api") / "server").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture
-def user(srv: ServerProc) -> User:
-    return new_user(srv)
 
 
 async def head_jid(r: Remote, ns: int) -> int:

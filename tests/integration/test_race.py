@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,20 +28,6 @@ from tests.support.server import ServerProc
 
 run = asyncio.run
 ROUNDS = 20
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    proc = ServerProc(tmp_path_factory.mktemp("race") / "server").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture
-def user(srv: ServerProc) -> User:
-    return new_user(srv)
 
 
 async def assert_gapless(r: Remote, ns: int) -> int:

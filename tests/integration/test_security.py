@@ -10,11 +10,9 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import zstandard
 
 from linesync.core.ids import chunk_id, pack_ids
@@ -48,20 +46,6 @@ from tests.support.api import (
 from tests.support.server import ServerProc
 
 run = asyncio.run
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    proc = ServerProc(tmp_path_factory.mktemp("sec") / "server").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture
-def user(srv: ServerProc) -> User:
-    return new_user(srv)
 
 
 async def head(api: Api, ns: int, token: str | None = None) -> int:

@@ -172,6 +172,11 @@ class _Planner:
         self.writes.append(w)
         return row.jid
 
+    def delete(self, path: str, base_jid: int) -> None:
+        self.write(
+            Row(jid=0, path=path, kind=Kind.TOMBSTONE, device=self.device, base_jid=base_jid)
+        )
+
     def resolve(
         self, op: CommitOp, source: Row | None
     ) -> tuple[list[ChunkId], int | None, bl.Delta]:
@@ -307,15 +312,7 @@ class _Planner:
             row, blocklist=ids, delta_base=delta_base, delta=delta, new_chunks=new_chunks
         )
         if source is not None:
-            self.write(
-                Row(
-                    jid=0,
-                    path=source.path,
-                    kind=Kind.TOMBSTONE,
-                    device=self.device,
-                    base_jid=source.jid,
-                )
-            )
+            self.delete(source.path, source.jid)
         return _ok(op, jid)
 
     def check_size(
@@ -376,24 +373,8 @@ class _Planner:
                 delta=[],
             )
         for child in reversed(moved):
-            self.write(
-                Row(
-                    jid=0,
-                    path=child.path,
-                    kind=Kind.TOMBSTONE,
-                    device=self.device,
-                    base_jid=child.jid,
-                )
-            )
-        self.write(
-            Row(
-                jid=0,
-                path=source.path,
-                kind=Kind.TOMBSTONE,
-                device=self.device,
-                base_jid=source.jid,
-            )
-        )
+            self.delete(child.path, child.jid)
+        self.delete(source.path, source.jid)
         return _ok(op, first)
 
 
