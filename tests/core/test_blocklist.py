@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from linesync.core import blocklist as bl
-from linesync.core.ids import chunk_id, pack_ids, unpack_ids
+from linesync.core.ids import b64decode, chunk_id, pack_ids, unpack_ids
 
 IDS = [chunk_id(bytes([i])) for i in range(12)]
 id_lists = st.lists(st.sampled_from(IDS), max_size=40)
@@ -77,3 +77,11 @@ def test_malformed_packed_ids_are_refused(bad: str) -> None:
 def test_content_hash_depends_on_order() -> None:
     assert bl.content_hash(IDS[:2]) != bl.content_hash(IDS[1::-1])
     assert bl.content_hash([]) == bl.content_hash([])
+
+
+def test_base64url_has_one_spelling_per_value() -> None:
+    assert b64decode("AA") == b"\x00"
+    with pytest.raises(ValueError):
+        b64decode("AB")  # same value with unused bits set
+    with pytest.raises(ValueError):
+        b64decode("AA==")  # padding is not sent

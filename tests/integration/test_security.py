@@ -18,6 +18,7 @@ import zstandard
 from linesync.core.ids import chunk_id, pack_ids
 from linesync.protocol import codec, inline
 from linesync.protocol.framing import MAGIC, MEDIA_TYPE, Frame, encode_frame
+from linesync.server.config import ServerConfig
 from linesync.server.routes import ROUTES
 from tests.support.api import (
     WRITE_ENDPOINTS,
@@ -384,14 +385,15 @@ def test_oversized_bodies(srv: ServerProc, user: User) -> None:
             resp = await chunks_post(api, ns, stream(65, frame, MAGIC))  # type: ignore[arg-type]
             resp.expect(413, "payload_too_large")
             await still_missing(api, ns, [chunk_id(bytes(2**20))])
-            # 9 MiB of JSON to /commit, declared and streamed.
+            # More JSON than the limit to /commit, declared and streamed.
+            mib = ServerConfig().max_json_body // 2**20 + 1
             ops = [{"path": f"d{i:07d}", "kind": "directory"} for i in range(1000)]
-            doc = json.dumps({"ops": ops, "pad": "x" * (9 * 2**20)}).encode()
+            doc = json.dumps({"ops": ops, "pad": "x" * (mib * 2**20)}).encode()
             resp = await api.post(ns_path(ns, "commit"), data=doc, content_type="application/json")
             resp.expect(413, "payload_too_large")
             resp = await api.post(
                 ns_path(ns, "commit"),
-                data=stream(9, b" " * 2**20, b'{"ops": []'),  # type: ignore[arg-type]
+                data=stream(mib, b" " * 2**20, b'{"ops": []'),  # type: ignore[arg-type]
                 content_type="application/json",
             )
             resp.expect(413, "payload_too_large")
@@ -420,9 +422,11 @@ def test_decompression_bomb(srv: ServerProc, user: User) -> None:
         ).compress(plain)
         async with Api(srv.url, user.token) as api, Remote(srv.url, user.token) as r:
             await r.upload(ns, raw_frames([base]))
+            # An uploaded frame must name its chunk: the all-zero id is for inline chunks.
+            resp = await chunks_post(api, ns, frames_body([Frame(bytes(32), 1, None, bomb)]))
+            resp.expect(400, "bad_framing")
             bodies = [
                 frames_body([Frame(chunk_id(plain), 1, None, bomb)]),
-                frames_body([Frame(bytes(32), 1, None, bomb)]),
                 frames_body([Frame(chunk_id(plain), 2, (chunk_id(base),), dbomb)]),
                 frames_body([*raw_frames([b"innocent\n"]), Frame(chunk_id(plain), 1, None, bomb)]),
             ]

@@ -44,7 +44,7 @@ async def measure_edit(url: str, token: str, path: str, old: bytes, new: bytes) 
                 path, new_ids, new_chunks, size=len(new), mtime_ns=2, base_jid=jid,
                 base_ids=old_ids, base_chunks=old_chunks.get,
             )  # fmt: skip
-            (res,) = await a.commit(ns, [prep.op], prep.inline)
+            (res,) = await a.commit(ns, [prep.op], prep.inline, journal=cursor.split(".")[0])
             assert res.status == "ok", res
             listing = await poll
             up, down = pa.reset(), pb.reset()

@@ -138,16 +138,26 @@ class Remote:
         )
 
     async def commit(
-        self, ns: int, ops: Sequence[CommitOp], chunks: Sequence[InlineChunk] = ()
+        self,
+        ns: int,
+        ops: Sequence[CommitOp],
+        chunks: Sequence[InlineChunk] = (),
+        *,
+        journal: str | None = None,
     ) -> list[CommitResult]:
+        """``journal``: the journal id of the cursor the ops' JIDs come from."""
         body: dict[str, Any] = {"ops": list(ops)}
         if chunks:
             body["chunks"] = list(chunks)
+        if journal is not None:
+            body["journal"] = journal
         resp = await self._call("POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body)
         return resp.results  # type: ignore[no-any-return]
 
-    async def restore(self, ns: int, path: str, jid: int, base_jid: int) -> CommitResult:
-        req = RestoreRequest(path=path, jid=jid, base_jid=base_jid)
+    async def restore(
+        self, ns: int, path: str, jid: int, base_jid: int, *, journal: str | None = None
+    ) -> CommitResult:
+        req = RestoreRequest(path=path, jid=jid, base_jid=base_jid, journal=journal)
         return await self._call("POST", f"/v1/ns/{ns}/restore", CommitResult, json=req)  # type: ignore[no-any-return]
 
     async def missing(self, ns: int, ids: Sequence[ChunkId]) -> MissingResponse:

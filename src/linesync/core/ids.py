@@ -54,9 +54,12 @@ def b64decode(text: str) -> bytes:
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not unpadded base64url") from exc
+    if b64encode(raw) != text:  # unused low bits set: one value, one spelling
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def pack_ids(ids: Iterable[ChunkId]) -> str:

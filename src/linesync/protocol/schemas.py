@@ -20,7 +20,6 @@ Size = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 MtimeNs = Annotated[int, msgspec.Meta(ge=-(2**62), le=2**62)]
 # Characters, not bytes: the path rules (4096 UTF-8 bytes) answer bad_path past that.
 PathStr = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
-HexId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 Packed = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]*$", max_length=16 * 2**20)]
 Target = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 DeltaEdit = tuple[Jid, Jid, Packed]
@@ -71,9 +70,17 @@ class CommitOp(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     move_base: Jid = 0
 
 
+Journal = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{16}$")]
+
+
 class CommitRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """``journal``: the journal id the client's JIDs come from (the first part of
+    its cursor); a commit against a reset journal is refused with cursor_invalid
+    instead of being matched against unrelated entries."""
+
     ops: list[CommitOp]
     chunks: list[InlineChunk] = []
+    journal: Journal | None = None
 
 
 class Entry(msgspec.Struct, omit_defaults=True):
@@ -144,10 +151,11 @@ class UploadResponse(msgspec.Struct):
     bytes: int
 
 
-class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True):
+class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     path: PathStr
     jid: Jid
     base_jid: Jid = 0
+    journal: Journal | None = None
 
 
 class NamespaceInfo(msgspec.Struct):

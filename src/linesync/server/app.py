@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -63,9 +64,7 @@ class Context:
             raise LinesyncError(Code.UNAUTHENTICATED, "token is invalid or revoked")
         wait = self.limiter.allow(info.token_id)
         if wait > 0:
-            raise LinesyncError(
-                Code.RATE_LIMITED, "too many requests", retry_after=round(wait + 0.5)
-            )
+            raise LinesyncError(Code.RATE_LIMITED, "too many requests", retry_after=math.ceil(wait))
         return info
 
     async def namespace(self, request: Request, write: bool) -> tuple[TokenInfo, Namespace]:
@@ -156,7 +155,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED}.get(
         exc.status_code, Code.BAD_REQUEST
     )
-    return error_response(LinesyncError(code, str(exc.detail)))
+    return error_response(LinesyncError(code, str(exc.detail)), dict(exc.headers or {}))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -21,6 +21,8 @@ from linesync.server.stores.base import MetadataStore
 from linesync.server.stores.packs import ChunkStore, ChunkStoreError, Location, Record
 
 ZERO_ID = bytes(32)
+# Base chunks one upload may name in all (they are held in memory to decode it).
+MAX_BASE_BYTES = 16 * 2**20
 _READ_GROUP = 256  # chunks read from packs at a time while streaming a download
 
 
@@ -41,10 +43,19 @@ class ChunkService:
         except ChunkStoreError as exc:
             raise LinesyncError(Code.UNAVAILABLE, f"chunk storage: {exc}") from exc
 
-    async def raw(self, ns_id: int, ids: Sequence[ChunkId]) -> dict[ChunkId, bytes]:
-        """Decompressed bytes of the chunks this namespace holds (others left out)."""
+    async def raw(
+        self, ns_id: int, ids: Sequence[ChunkId], max_bytes: int | None = None
+    ) -> dict[ChunkId, bytes]:
+        """Decompressed bytes of the chunks this namespace holds (others left out);
+        refused when they would add up to more than ``max_bytes``."""
         found = await self.meta.locate(ns_id, list(dict.fromkeys(ids)))
         locs = list(found.values())
+        if max_bytes is not None and sum(loc.raw_size for loc in locs) > max_bytes:
+            raise LinesyncError(
+                Code.PAYLOAD_TOO_LARGE,
+                f"the base chunks of one request may add up to {max_bytes} bytes",
+                limit=max_bytes,
+            )
         payloads = await self._read_locs(locs)
         return {
             loc.chunk_id: codec.decode(loc.codec, p, None, self.max_chunk)
@@ -105,7 +116,7 @@ class ChunkService:
         """Decode every frame and check its bytes against its id; nothing is stored.
         The CPU work runs on a worker thread, so the server keeps serving others."""
         bases = [b for f in frames if f.base is not None for b in f.base]
-        base_raw = await self.raw(ns_id, bases) if bases else {}
+        base_raw = await self.raw(ns_id, bases, MAX_BASE_BYTES) if bases else {}
         return await asyncio.to_thread(self._verify, frames, base_raw)
 
     def _verify(
@@ -165,7 +176,10 @@ class ChunkService:
                 )
         await self.meta.add_chunks(ns_id, [stored[cid] for cid in unique])
         self.metrics.inc("linesync_chunks_received_total", len(unique))
-        self.metrics.inc("linesync_chunk_bytes_stored_total", sum(len(r.payload) for r in records))
+        # Bytes received, not bytes newly stored: /metrics must not tell what dedups.
+        self.metrics.inc(
+            "linesync_chunk_bytes_received_total", sum(len(d) for d, _ in unique.values())
+        )
 
     # -- inline ------------------------------------------------------------
 

@@ -129,8 +129,8 @@ def validate_op(op: CommitOp) -> None:
     if c is not None:
         if (c.ids is None) == (c.base is None):
             raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: content needs ids or base")
-        if c.base is not None and c.edits is None:
-            raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: a content delta needs edits")
+        if (c.base is None) != (c.edits is None):
+            raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: edits go with base, and only")
 
 
 def _decode_edits(op: CommitOp) -> bl.Delta:

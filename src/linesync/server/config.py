@@ -14,7 +14,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8440
     # Bodies: JSON requests, and binary chunk uploads.
-    max_json_body: int = 8 * 2**20
+    # Room for a blocklist of Limits.max_blocklist ids (43 bytes each, packed).
+    max_json_body: int = 48 * 2**20
     max_upload_body: int = 64 * 2**20
     # One chunk, compressed or not (the chunkers never cut bigger ones).
     max_chunk: int = 2**20

@@ -53,11 +53,14 @@ def _json(name: str) -> dict[str, Any]:
 
 def _errors(*codes: Code) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for code in (Code.BAD_REQUEST, Code.UNAUTHENTICATED, Code.RATE_LIMITED, *codes):
+    for code in (Code.BAD_REQUEST, Code.UNAUTHENTICATED, Code.RATE_LIMITED, Code.UNAVAILABLE,
+                 *codes):  # fmt: skip
         entry = out.setdefault(
             str(code.status), {"description": "", "content": _json("ErrorResponse")}
         )
-        entry["description"] = ", ".join(filter(None, [entry["description"], code.value]))
+        names = [n for n in entry["description"].split(", ") if n]
+        if code.value not in names:
+            entry["description"] = ", ".join([*names, code.value])
     return out
 
 
@@ -83,6 +86,13 @@ def _op(
         errors = (Code.NOT_FOUND, *errors)
     if parameters:
         op["parameters"] = parameters
+    if body is not None or body_media is not None:
+        errors = (
+            *errors,
+            Code.REQUEST_TIMEOUT,
+            Code.PAYLOAD_TOO_LARGE,
+            Code.UNSUPPORTED_MEDIA_TYPE,
+        )
     if body is not None:
         op["requestBody"] = {"required": True, "content": _json(body)}
     if body_media is not None:
@@ -99,10 +109,12 @@ def _op(
     return op
 
 
-def _q(name: str, kind: str = "integer", required: bool = False) -> dict[str, Any]:
+def _q(
+    name: str, kind: str = "integer", required: bool = False, minimum: int = 0
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": kind}
     if kind == "integer":
-        schema["minimum"] = 0
+        schema["minimum"] = minimum
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
@@ -142,7 +154,12 @@ def schema() -> dict[str, Any]:
             "get": _op(
                 "Changes since a cursor (long-polls with wait)",
                 "ListResponse",
-                params=[_q("cursor", "string"), _q("limit"), _q("wait"), _q("inline")],
+                params=[
+                    _q("cursor", "string"),
+                    _q("limit", minimum=1),
+                    _q("wait"),
+                    _q("inline"),
+                ],
                 errors=(Code.BAD_CURSOR, Code.CURSOR_INVALID),
             )
         },
@@ -160,8 +177,7 @@ def schema() -> dict[str, Any]:
                     Code.CHUNK_UNAVAILABLE,
                     Code.BATCH_TOO_LARGE,
                     Code.FILE_TOO_LARGE,
-                    Code.PAYLOAD_TOO_LARGE,
-                    Code.UNSUPPORTED_MEDIA_TYPE,
+                    Code.CURSOR_INVALID,
                 ),
             )  # fmt: skip
         },
@@ -170,7 +186,7 @@ def schema() -> dict[str, Any]:
                 "Restore an old version as a new entry",
                 "CommitResult",
                 body="RestoreRequest",
-                errors=(*w, Code.BAD_PATH),
+                errors=(*w, Code.BAD_PATH, Code.CURSOR_INVALID),
             )  # fmt: skip
         },
         "/v1/ns/{ns}/chunks/missing": {
@@ -191,9 +207,7 @@ def schema() -> dict[str, Any]:
                     Code.BAD_FRAMING,
                     Code.CHUNK_MISMATCH,
                     Code.CHUNK_UNAVAILABLE,
-                    Code.PAYLOAD_TOO_LARGE,
-                    Code.UNSUPPORTED_MEDIA_TYPE,
-                    Code.REQUEST_TIMEOUT,
+                    Code.BATCH_TOO_LARGE,
                 ),
             )  # fmt: skip
         },
@@ -203,7 +217,7 @@ def schema() -> dict[str, Any]:
                 None,
                 body="IdsRequest",
                 binary_response=True,
-                errors=(Code.CHUNK_UNAVAILABLE,),
+                errors=(Code.CHUNK_UNAVAILABLE, Code.BATCH_TOO_LARGE),
             )  # fmt: skip
         },
         "/v1/ns/{ns}/entries/{jid}": {
@@ -224,7 +238,11 @@ def schema() -> dict[str, Any]:
             "get": _op(
                 "Versions of a path, newest first",
                 "HistoryResponse",
-                params=[_q("path", "string", True), _q("before"), _q("limit")],
+                params=[
+                    _q("path", "string", True),
+                    _q("before", minimum=1),
+                    _q("limit", minimum=1),
+                ],
                 errors=(Code.BAD_PATH,),
             )
         },

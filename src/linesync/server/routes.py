@@ -34,6 +34,7 @@ from linesync.protocol.schemas import (
     RestoreRequest,
     UploadResponse,
 )
+from linesync.server.chunks import ZERO_ID
 from linesync.server.model import Namespace, Row
 from linesync.server.responses import json_response
 from linesync.server.wire import delta_content, entry_out, full_content
@@ -46,7 +47,7 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    if not raw.isdigit() or len(raw) > 19:
         raise LinesyncError(Code.BAD_REQUEST, f"{name} must be a non-negative integer")
     value = int(raw)
     if not lo <= value <= hi:
@@ -195,9 +196,17 @@ async def list_changes(ctx: Context, request: Request) -> Response:
     )
 
 
+def _check_journal(ns: Namespace, journal: str | None) -> None:
+    if journal is not None and journal != ns.journal:
+        raise LinesyncError(
+            Code.CURSOR_INVALID, "the journal was reset since this client last listed it"
+        )
+
+
 async def commit(ctx: Context, request: Request) -> Response:
     token, ns = await ctx.namespace(request, write=True)
     req = await ctx.decode(request, CommitRequest)
+    _check_journal(ns, req.journal)
     if len(req.ops) > ctx.config.max_batch_paths:
         raise LinesyncError(
             Code.BATCH_TOO_LARGE, f"more than {ctx.config.max_batch_paths} paths in one commit"
@@ -216,6 +225,7 @@ async def commit(ctx: Context, request: Request) -> Response:
 async def restore(ctx: Context, request: Request) -> Response:
     token, ns = await ctx.namespace(request, write=True)
     req = await ctx.decode(request, RestoreRequest)
+    _check_journal(ns, req.journal)
     old = await ctx.meta.entry(ns.id, req.jid)
     if old is None:
         raise LinesyncError(Code.NOT_FOUND, f"no entry {req.jid} in this namespace")
@@ -257,6 +267,8 @@ async def upload(ctx: Context, request: Request) -> Response:
         if len(frames) > ctx.config.max_ids_per_request:
             raise LinesyncError(Code.BATCH_TOO_LARGE, "too many chunks in one upload")
     reader.close()
+    if any(f.chunk_id == ZERO_ID for f in frames):
+        raise LinesyncError(Code.BAD_FRAMING, "an uploaded chunk must carry its id")
     verified = await ctx.chunks.verify(ns.id, frames)
     await ctx.chunks.store(ns.id, verified)
     received = sum(len(data) for _, data, _ in verified)
