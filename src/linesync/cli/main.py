@@ -16,6 +16,7 @@ from linesync.server.runner import DataDirBusy
 from linesync.server.stores.base import StoreError
 
 DEFAULT_DATA = os.environ.get("LINESYNC_DATA", "data")
+CLIENT_COMMANDS = {"init", "sync", "status", "log", "restore", "conflicts"}
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=24 * 3600.0, help="seconds (default 86400)")
     p = sub.add_parser("check", help="verify that every indexed chunk reads back intact")
     _data_arg(p)
+    from linesync.cli.client_cmds import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -218,6 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command in CLIENT_COMMANDS:
+            from linesync.cli.client_cmds import run
+
+            return run(args)
         return cmd_admin(args)
     except (StoreError, DataDirBusy) as exc:
         print(f"linesync: {exc}", file=sys.stderr)

@@ -1,0 +1,309 @@
+"""The client's local index: three views of every path, in SQLite.
+
+Lives in ``FOLDER/.linesync/index.sqlite3``. Besides the views it keeps the
+cursor, the blocklists of the versions it knows (by content hash), which JID
+had which content, where each chunk of a local file lies, and a bounded cache
+of chunk bytes (the bases that make an edit cost about one line).
+
+The index is never the truth about deletions: a missing or unreadable index
+is rebuilt from disk and server, where every file counts as present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from linesync.client.model import Local, Node, PathState, Stat, Version
+from linesync.core.ids import ChunkId, join_ids, split_ids
+from linesync.protocol.schemas import Kind
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE paths (
+      path TEXT PRIMARY KEY,
+      r_jid INTEGER, r_kind TEXT, r_size INTEGER, r_mtime INTEGER, r_exec INTEGER,
+      r_target TEXT, r_chash BLOB, r_moved_from TEXT,
+      s_jid INTEGER, s_kind TEXT, s_size INTEGER, s_mtime INTEGER, s_exec INTEGER,
+      s_target TEXT, s_chash BLOB,
+      l_kind TEXT, l_size INTEGER, l_mtime INTEGER, l_exec INTEGER, l_target TEXT,
+      l_chash BLOB, l_ctime INTEGER, l_ino INTEGER
+    );
+    CREATE TABLE blocklists (chash BLOB PRIMARY KEY, ids BLOB NOT NULL, sizes BLOB NOT NULL);
+    CREATE TABLE versions (jid INTEGER PRIMARY KEY, chash BLOB);
+    CREATE TABLE file_chunks (
+      chunk_id BLOB NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL,
+      length INTEGER NOT NULL);
+    CREATE INDEX file_chunks_id ON file_chunks (chunk_id);
+    CREATE INDEX file_chunks_path ON file_chunks (path);
+    CREATE TABLE cache (id BLOB PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL,
+                        used REAL NOT NULL);
+    CREATE INDEX cache_used ON cache (used);
+    """,
+]
+
+_zc = zstandard.ZstdCompressor(level=3)
+_zd = zstandard.ZstdDecompressor()
+
+
+class IndexError_(Exception):
+    """The index cannot be used (unreadable, or from a newer linesync)."""
+
+
+def _node(
+    kind: str | None, size: Any, mtime: Any, exe: Any, target: Any, chash: Any
+) -> Node | None:
+    if kind is None:
+        return None
+    return Node(Kind(kind), size or 0, mtime or 0, bool(exe), target, chash)
+
+
+def _cols(node: Node | None) -> tuple[Any, ...]:
+    if node is None:
+        return (None, None, None, None, None, None)
+    return (node.kind.value, node.size, node.mtime_ns, int(node.exec), node.target, node.chash)
+
+
+def _sizes(raw: bytes) -> list[int]:
+    return [int.from_bytes(raw[i : i + 4], "big") for i in range(0, len(raw), 4)]
+
+
+class Index:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path) -> Index:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=10000")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise IndexError_(
+                    f"{path} was written by a newer linesync (schema {version}); upgrade linesync"
+                )
+            for v in range(version, SCHEMA_VERSION):
+                db.execute("BEGIN IMMEDIATE")
+                for stmt in _MIGRATIONS[v].split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                db.execute(f"PRAGMA user_version={v + 1}")
+                db.execute("COMMIT")
+            db.execute("SELECT COUNT(*) FROM paths").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexError_(f"{path} is unreadable: {exc}") from exc
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- meta --------------------------------------------------------------
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        r = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(r[0]) if r else default
+
+    def set(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+        else:
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?,?) "
+                "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    # -- the three views ---------------------------------------------------
+
+    def states(self) -> dict[str, PathState]:
+        out: dict[str, PathState] = {}
+        for r in self.db.execute("SELECT * FROM paths"):
+            out[r[0]] = self._state(r)
+        return out
+
+    def state(self, path: str) -> PathState:
+        r = self.db.execute("SELECT * FROM paths WHERE path=?", (path,)).fetchone()
+        return self._state(r) if r else PathState(path)
+
+    @staticmethod
+    def _state(r: Sequence[Any]) -> PathState:
+        remote = None
+        if r[1] is not None:
+            remote = Version(r[1], _node(r[2], r[3], r[4], r[5], r[6], r[7]), r[8])
+        synced = None
+        if r[9] is not None:
+            synced = Version(r[9], _node(r[10], r[11], r[12], r[13], r[14], r[15]))
+        local = None
+        lnode = _node(r[16], r[17], r[18], r[19], r[20], r[21])
+        if lnode is not None:
+            local = Local(lnode, Stat(r[17] or 0, r[18] or 0, r[22] or 0, r[23] or 0))
+        return PathState(r[0], remote, synced, local)
+
+    def _ensure(self, path: str) -> None:
+        self.db.execute(
+            "INSERT INTO paths (path) VALUES (?) ON CONFLICT (path) DO NOTHING", (path,)
+        )
+
+    def set_remote(self, path: str, v: Version | None) -> None:
+        self._ensure(path)
+        jid = v.jid if v else None
+        moved = v.moved_from if v else None
+        self.db.execute(
+            "UPDATE paths SET r_jid=?, r_kind=?, r_size=?, r_mtime=?, r_exec=?, r_target=?, "
+            "r_chash=?, r_moved_from=? WHERE path=?",
+            (jid, *_cols(v.node if v else None), moved, path),
+        )
+        self._prune(path)
+
+    def set_synced(self, path: str, v: Version | None) -> None:
+        self._ensure(path)
+        self.db.execute(
+            "UPDATE paths SET s_jid=?, s_kind=?, s_size=?, s_mtime=?, s_exec=?, s_target=?, "
+            "s_chash=? WHERE path=?",
+            (v.jid if v else None, *_cols(v.node if v else None), path),
+        )
+        self._prune(path)
+
+    def set_local(self, path: str, local: Local | None) -> None:
+        self._ensure(path)
+        stat = local.stat if local else None
+        self.db.execute(
+            "UPDATE paths SET l_kind=?, l_size=?, l_mtime=?, l_exec=?, l_target=?, l_chash=?, "
+            "l_ctime=?, l_ino=? WHERE path=?",
+            (
+                *_cols(local.node if local else None),
+                stat.ctime_ns if stat else None,
+                stat.ino if stat else None,
+                path,
+            ),
+        )
+        if local is None:
+            self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))
+        self._prune(path)
+
+    def _prune(self, path: str) -> None:
+        self.db.execute(
+            "DELETE FROM paths WHERE path=? AND r_jid IS NULL AND s_jid IS NULL AND l_kind IS NULL",
+            (path,),
+        )
+
+    def forget_remote(self) -> None:
+        """The server's journal is not the one we followed: forget what it said,
+        and what we agreed with it (every local file becomes a local addition)."""
+        self.db.execute(
+            "UPDATE paths SET r_jid=NULL, r_kind=NULL, r_size=NULL, r_mtime=NULL, r_exec=NULL, "
+            "r_target=NULL, r_chash=NULL, r_moved_from=NULL, s_jid=NULL, s_kind=NULL, "
+            "s_size=NULL, s_mtime=NULL, s_exec=NULL, s_target=NULL, s_chash=NULL"
+        )
+        self.db.execute("DELETE FROM paths WHERE l_kind IS NULL")
+        self.db.execute("DELETE FROM versions")
+        self.set("cursor", None)
+
+    # -- content -----------------------------------------------------------
+
+    def put_blocklist(
+        self, chash: bytes, ids: Sequence[ChunkId], sizes: Sequence[int] | None
+    ) -> None:
+        raw_sizes = b"".join(s.to_bytes(4, "big") for s in sizes) if sizes is not None else b""
+        self.db.execute(
+            "INSERT INTO blocklists (chash, ids, sizes) VALUES (?,?,?) ON CONFLICT (chash) "
+            "DO UPDATE SET sizes=CASE WHEN length(excluded.sizes) > 0 "
+            "THEN excluded.sizes ELSE sizes END",
+            (chash, join_ids(ids), raw_sizes),
+        )
+
+    def blocklist(self, chash: bytes) -> list[ChunkId] | None:
+        r = self.db.execute("SELECT ids FROM blocklists WHERE chash=?", (chash,)).fetchone()
+        return split_ids(r[0]) if r else None
+
+    def chunk_sizes(self, chash: bytes) -> list[int] | None:
+        r = self.db.execute("SELECT sizes FROM blocklists WHERE chash=?", (chash,)).fetchone()
+        return _sizes(r[0]) if r and r[0] else None
+
+    def put_version(self, jid: int, chash: bytes | None) -> None:
+        self.db.execute(
+            "INSERT INTO versions (jid, chash) VALUES (?,?) ON CONFLICT (jid) DO UPDATE "
+            "SET chash=excluded.chash",
+            (jid, chash),
+        )
+
+    def version_blocklist(self, jid: int) -> list[ChunkId] | None:
+        r = self.db.execute("SELECT chash FROM versions WHERE jid=?", (jid,)).fetchone()
+        if r is None or r[0] is None:
+            return None
+        return self.blocklist(r[0])
+
+    def set_layout(self, path: str, ids: Sequence[ChunkId], sizes: Sequence[int]) -> None:
+        """Where each chunk of the file now at ``path`` lies in it."""
+        self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))
+        offset = 0
+        rows = []
+        seen: set[ChunkId] = set()
+        for cid, size in zip(ids, sizes, strict=True):
+            if cid not in seen:
+                seen.add(cid)
+                rows.append((cid, path, offset, size))
+            offset += size
+        self.db.executemany(
+            "INSERT INTO file_chunks (chunk_id, path, offset, length) VALUES (?,?,?,?)", rows
+        )
+
+    def find_chunk(self, cid: ChunkId) -> list[tuple[str, int, int]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in self.db.execute(
+                "SELECT path, offset, length FROM file_chunks WHERE chunk_id=? LIMIT 4", (cid,)
+            )
+        ]
+
+    # -- chunk cache -------------------------------------------------------
+
+    def cache_get(self, cid: ChunkId) -> bytes | None:
+        r = self.db.execute("SELECT data FROM cache WHERE id=?", (cid,)).fetchone()
+        return _zd.decompress(r[0]) if r else None
+
+    def cache_put(self, items: Iterable[tuple[ChunkId, bytes]]) -> None:
+        now = time.time()
+        self.db.executemany(
+            "INSERT INTO cache (id, data, size, used) VALUES (?,?,?,?) ON CONFLICT (id) DO "
+            "UPDATE SET used=excluded.used",
+            [(cid, z, len(z), now) for cid, data in items for z in (_zc.compress(data),)],
+        )
+
+    def cache_trim(self, max_bytes: int) -> None:
+        total = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM cache").fetchone()[0]
+        if total <= max_bytes:
+            return
+        drop = []
+        for cid, size in self.db.execute("SELECT id, size FROM cache ORDER BY used"):
+            drop.append((cid,))
+            total -= size
+            if total <= max_bytes * 0.9:
+                break
+        self.db.executemany("DELETE FROM cache WHERE id=?", drop)

@@ -1,0 +1,316 @@
+"""The synced folder on disk: walking it, and changing it safely.
+
+Every change is made so that each path holds its old or its new contents at
+every moment: new bytes go to a temporary file in the same folder, are
+fsynced, and replace the destination by rename only if the destination is
+still what the index last saw. Symlinks are never followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat as st
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linesync.client.ignore import IgnoreRules
+from linesync.client.model import Node, Stat
+from linesync.core import paths
+from linesync.protocol.schemas import Kind
+
+STATE_DIR = ".linesync"
+TMP_PREFIX = ".linesync-tmp-"
+
+
+class FolderMissing(Exception):
+    """The synced folder (or its state) is gone: nothing may be read as deleted."""
+
+
+class Changed(Exception):
+    """A path changed on disk since the index saw it; the operation was not done."""
+
+
+@dataclass(frozen=True, slots=True)
+class DiskEntry:
+    path: str  # linesync path (NFC)
+    disk: str  # relative path on disk (may be NFD)
+    node: Node  # chash not filled in here
+    stat: Stat
+
+
+@dataclass
+class Walk:
+    entries: dict[str, DiskEntry] = field(default_factory=dict)
+    # Names that map to a path already taken (NFC/NFD twins): renamed by the engine.
+    duplicates: list[DiskEntry] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # with the reason
+
+
+def _stat(s: os.stat_result) -> Stat:
+    return Stat(s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino)
+
+
+def _node(s: os.stat_result, target: str | None) -> Node | None:
+    if st.S_ISLNK(s.st_mode):
+        return Node(Kind.SYMLINK, target=target)
+    if st.S_ISDIR(s.st_mode):
+        return Node(Kind.DIRECTORY)
+    if st.S_ISREG(s.st_mode):
+        return Node(Kind.FILE, s.st_size, s.st_mtime_ns, bool(s.st_mode & 0o100))
+    return None
+
+
+class LocalFS:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._disk: dict[str, str] = {}  # linesync path -> disk path, where they differ
+
+    # -- checks ------------------------------------------------------------
+
+    def check(self) -> None:
+        """Refuse to go on if the folder or its state directory vanished
+        (unmounted disk, deleted folder): that must never read as "all deleted"."""
+        if not self.root.is_dir():
+            raise FolderMissing(f"{self.root} is missing or not a folder")
+        if not (self.root / STATE_DIR).is_dir():
+            raise FolderMissing(
+                f"{self.root} has no {STATE_DIR}/ (unmounted, or not a linesync folder?)"
+            )
+
+    def disk(self, path: str) -> Path:
+        return self.root / self._disk.get(path, path)
+
+    # -- walking -----------------------------------------------------------
+
+    def walk(self, ignore: IgnoreRules) -> Walk:
+        self.check()
+        out = Walk()
+        self._disk = {}
+        self._walk_dir("", "", ignore, out)
+        return out
+
+    def _walk_dir(self, prefix: str, disk_prefix: str, ignore: IgnoreRules, out: Walk) -> None:
+        try:
+            it = os.scandir(self.root / disk_prefix if disk_prefix else self.root)
+        except OSError as exc:
+            out.skipped.append(f"{prefix or '.'}: cannot list: {exc.strerror}")
+            return
+        with it:
+            items = sorted(it, key=lambda e: e.name)
+        for item in items:
+            if not prefix and item.name == STATE_DIR:
+                continue
+            name = item.name
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                out.skipped.append(f"{disk_prefix}/{name!r}: name is not valid UTF-8")
+                continue
+            nfc = unicodedata.normalize("NFC", name)
+            path = f"{prefix}/{nfc}" if prefix else nfc
+            disk = f"{disk_prefix}/{name}" if disk_prefix else name
+            try:
+                s = item.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished meanwhile: the next scan sees it as it is
+            is_dir = st.S_ISDIR(s.st_mode)
+            if ignore.ignored(path, is_dir):
+                continue
+            try:
+                paths.normalize(path)
+            except paths.PathError as exc:
+                out.skipped.append(f"{disk}: {exc}")
+                continue
+            target = None
+            if st.S_ISLNK(s.st_mode):
+                try:
+                    target = os.readlink(self.root / disk)
+                except OSError:
+                    continue
+            node = _node(s, target)
+            if node is None:
+                out.skipped.append(f"{disk}: not a file, folder or symlink")
+                continue
+            entry = DiskEntry(path, disk, node, _stat(s))
+            if path in out.entries:
+                out.duplicates.append(entry)
+                continue
+            out.entries[path] = entry
+            if disk != path:
+                self._disk[path] = disk
+            if is_dir:
+                self._walk_dir(path, disk, ignore, out)
+
+    def lstat(self, path: str) -> tuple[Node, Stat] | None:
+        try:
+            s = os.lstat(self.disk(path))
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+        target = os.readlink(self.disk(path)) if st.S_ISLNK(s.st_mode) else None
+        node = _node(s, target)
+        return (node, _stat(s)) if node is not None else None
+
+    # -- reading -----------------------------------------------------------
+
+    def read(self, path: str) -> tuple[bytes, Stat]:
+        """The file's bytes and the stat they go with; Changed if it moved under us."""
+        p = self.disk(path)
+        with open(p, "rb") as f:
+            before = os.fstat(f.fileno())
+            data = f.read()
+            after = os.fstat(f.fileno())
+        if _stat(before) != _stat(after) or len(data) != after.st_size:
+            raise Changed(f"{path} changed while it was read")
+        return data, _stat(after)
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes | None:
+        try:
+            with open(self.disk(path), "rb") as f:
+                return os.pread(f.fileno(), length, offset)
+        except OSError:
+            return None
+
+    # -- changing ----------------------------------------------------------
+
+    def _expect(self, path: str, expect: Stat | None) -> None:
+        """The destination is still as the index saw it (absent for None)."""
+        try:
+            s = os.lstat(self.disk(path))
+        except FileNotFoundError:
+            if expect is not None:
+                raise Changed(f"{path} vanished") from None
+            return
+        if expect is None:
+            raise Changed(f"{path} appeared")
+        if st.S_ISDIR(s.st_mode):
+            raise Changed(f"{path} is now a folder")
+        if _stat(s) != expect:
+            raise Changed(f"{path} changed")
+
+    def write_file(
+        self,
+        path: str,
+        pieces: Iterable[bytes],
+        *,
+        mtime_ns: int,
+        exec: bool,
+        expect: Stat | None,
+    ) -> Stat:
+        """Replace ``path`` with ``pieces`` atomically and durably."""
+        dest = self.disk(path)
+        tmp = dest.parent / (TMP_PREFIX + secrets.token_hex(6))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if exec else 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for piece in pieces:
+                    f.write(piece)
+                f.flush()
+                os.fchmod(f.fileno(), 0o755 if exec else 0o644)
+                os.fsync(f.fileno())
+            os.utime(tmp, ns=(mtime_ns, mtime_ns))
+            self._expect(path, expect)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._fsync_dir(dest.parent)
+        return _stat(os.lstat(dest))
+
+    def mkdir(self, path: str) -> None:
+        p = self.disk(path)
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            raise Changed(f"{path} exists and is not a folder")
+        p.mkdir(exist_ok=True)
+        self._fsync_dir(p.parent)
+
+    def symlink(self, path: str, target: str, expect: Stat | None) -> Stat:
+        dest = self.disk(path)
+        tmp = dest.parent / (TMP_PREFIX + secrets.token_hex(6))
+        os.symlink(target, tmp)
+        try:
+            self._expect(path, expect)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._fsync_dir(dest.parent)
+        return _stat(os.lstat(dest))
+
+    def remove(self, path: str, expect: Stat) -> None:
+        """Delete a file or symlink, only if it is still what the index saw."""
+        self._expect(path, expect)
+        os.unlink(self.disk(path))
+        self._fsync_dir(self.disk(path).parent)
+
+    def rmdir(self, path: str) -> bool:
+        """Remove an empty folder; False (and nothing done) if it is not empty."""
+        try:
+            os.rmdir(self.disk(path))
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        self._fsync_dir(self.disk(path).parent)
+        return True
+
+    def rename(self, src: str, dst: str, expect: Stat | None, dst_expect: Stat | None) -> Stat:
+        """Move ``src`` to ``dst`` if both are as the index saw them."""
+        if expect is not None:
+            self._expect(src, expect)
+        s_disk, d_disk = self.disk(src), self.disk(dst)
+        # (A case-only rename sees its own source there on a case-insensitive disk.)
+        taken = d_disk.exists() or d_disk.is_symlink()
+        if (
+            dst_expect is None
+            and taken
+            and not (d_disk.exists() and os.path.samefile(s_disk, d_disk))
+        ):
+            raise Changed(f"{dst} appeared")
+        os.rename(s_disk, d_disk)
+        self._disk.pop(src, None)
+        self._fsync_dir(d_disk.parent)
+        if s_disk.parent != d_disk.parent:
+            self._fsync_dir(s_disk.parent)
+        return _stat(os.lstat(d_disk))
+
+    def touch(self, path: str, mtime_ns: int, exec: bool, expect: Stat | None) -> Stat:
+        """Set a file's modification time and executable bit (its bytes stay)."""
+        self._expect(path, expect)
+        p = self.disk(path)
+        mode = os.lstat(p).st_mode
+        new = (mode | 0o111) if exec else (mode & ~0o111)
+        if new != mode:
+            os.chmod(p, new & 0o7777)
+        os.utime(p, ns=(mtime_ns, mtime_ns))
+        return _stat(os.lstat(p))
+
+    def rename_disk(self, disk: str, new_path: str) -> None:
+        """Rename an on-disk name (say, an NFD twin) to a new linesync path."""
+        dest = self.root / new_path
+        if dest.exists() or dest.is_symlink():
+            raise FileExistsError(new_path)
+        os.rename(self.root / disk, dest)
+        self._fsync_dir(dest.parent)
+
+    def exists(self, path: str) -> bool:
+        p = self.disk(path)
+        return p.exists() or p.is_symlink()
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,379 @@
+"""The planner: a pure function from the three views of every path to the
+operations that bring disk and server into agreement.
+
+For each path it compares the local and the remote side with the synced
+base. A side that still equals the base did not change; the other side's
+change is applied to it. When both changed, equal results are just recorded,
+an edit beats a delete, two edits of a text file are merged, and anything else
+keeps the remote version at the path and the local one as a conflict copy.
+
+Then the tree is made whole: a folder that keeps a child is not deleted, and
+moves are recognised on both sides so that no content travels again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from linesync.client.model import Local, Node, PathState, Version
+from linesync.core import paths
+from linesync.protocol.schemas import Kind
+
+# -- operations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    """Commit the local node at ``path`` (based on ``base_jid``)."""
+
+    path: str
+    node: Node
+    base_jid: int
+
+
+@dataclass(frozen=True)
+class DeleteRemote:
+    path: str
+    base_jid: int
+
+
+@dataclass(frozen=True)
+class MoveRemote:
+    """A local move: commit ``dst`` as a move of ``src`` (no content travels)."""
+
+    src: str
+    dst: str
+    node: Node
+    src_jid: int
+    dst_base: int
+
+
+@dataclass(frozen=True)
+class Download:
+    """Make the local ``path`` the remote version (replacing ``local``)."""
+
+    path: str
+    remote: Version
+    local: Local | None
+
+
+@dataclass(frozen=True)
+class DeleteLocal:
+    path: str
+    local: Local
+    remote: Version | None  # recorded as synced once done
+
+
+@dataclass(frozen=True)
+class MoveLocal:
+    """A remote move: rename the local ``src`` (unchanged) to ``dst``."""
+
+    src: str
+    dst: str
+    remote: Version
+    local: Local
+    src_remote: Version | None
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Both sides edited a file: merge them against the synced base."""
+
+    path: str
+    remote: Version
+    synced: Version | None
+    local: Local
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Keep the remote version at ``path``, the local one as a conflict copy."""
+
+    path: str
+    remote: Version | None
+    local: Local
+
+
+@dataclass(frozen=True)
+class Record:
+    """Both sides already agree: record it as synced."""
+
+    path: str
+    remote: Version | None
+
+
+Op = (
+    Upload
+    | DeleteRemote
+    | MoveRemote
+    | Download
+    | DeleteLocal
+    | MoveLocal
+    | Merge
+    | Conflict
+    | Record
+)
+
+
+@dataclass
+class Plan:
+    ops: list[Op] = field(default_factory=list)
+    kept_locally: list[str] = field(default_factory=list)  # read-only: not uploaded
+    remote_deletes: int = 0  # files the plan deletes on the server
+    synced_files: int = 0
+
+    def mass_delete(self, ratio: float = 0.5, floor: int = 10) -> bool:
+        """Would this plan delete most of the synced tree on the server?"""
+        return self.remote_deletes >= floor and self.remote_deletes > ratio * self.synced_files
+
+
+# -- the decision for one path ---------------------------------------------------
+
+
+def _local_changed(s: PathState) -> bool:
+    ln, sn = s.local_node, s.synced_node
+    if ln is None or sn is None:
+        return (ln is None) != (sn is None)
+    return not ln.same(sn)
+
+
+def _remote_changed(s: PathState) -> bool:
+    r_jid = s.remote.jid if s.remote else 0
+    s_jid = s.synced.jid if s.synced else 0
+    return r_jid != s_jid and not (s.remote_node is None and s.synced_node is None)
+
+
+def _mergeable(s: PathState) -> bool:
+    ln, rn = s.local_node, s.remote_node
+    return (
+        ln is not None
+        and rn is not None
+        and ln.kind is Kind.FILE
+        and rn.kind is Kind.FILE
+        and s.synced_node is not None
+        and s.synced_node.kind is Kind.FILE
+    )
+
+
+def decide(s: PathState) -> Op | None:
+    """The operation for one path, before the tree and moves are considered."""
+    lchanged, rchanged = _local_changed(s), _remote_changed(s)
+    r_jid = s.remote.jid if s.remote else 0
+    ln, rn = s.local_node, s.remote_node
+    if not lchanged and not rchanged:
+        return None
+    if not lchanged:  # only the remote side moved on
+        if rn is None:
+            if s.local is None:
+                return Record(s.path, s.remote)
+            return DeleteLocal(s.path, s.local, s.remote)
+        assert s.remote is not None
+        return Download(s.path, s.remote, s.local)
+    if not rchanged:  # only the local side moved on
+        if ln is None:
+            return DeleteRemote(s.path, r_jid) if rn is not None else Record(s.path, s.remote)
+        return Upload(s.path, ln, r_jid)
+    # Both sides changed.
+    if ln is None and rn is None:
+        return Record(s.path, s.remote)
+    if ln is not None and ln.same_content(rn):
+        if ln.kind is Kind.FILE and rn is not None and ln.mtime_ns != rn.mtime_ns:
+            assert s.remote is not None
+            return Download(s.path, s.remote, s.local)  # adopt the remote time only
+        return Record(s.path, s.remote)
+    if ln is None:  # deleted here, edited there: the edit wins
+        assert s.remote is not None
+        return Download(s.path, s.remote, None)
+    if rn is None:  # deleted there, edited here: the edit wins
+        return Upload(s.path, ln, r_jid)
+    assert s.local is not None and s.remote is not None
+    if _mergeable(s):
+        return Merge(s.path, s.remote, s.synced, s.local)
+    if ln.kind is Kind.DIRECTORY and rn.kind is Kind.DIRECTORY:
+        return Record(s.path, s.remote)
+    return Conflict(s.path, s.remote, s.local)
+
+
+# -- the whole plan -----------------------------------------------------------------
+
+
+def _present_after(op: Op | None, s: PathState) -> bool:
+    """Will the path exist (locally and remotely) once ``op`` is done?"""
+    if op is None:
+        return s.local_node is not None or s.remote_node is not None
+    if isinstance(op, (DeleteRemote, DeleteLocal)):
+        return False
+    if isinstance(op, Record):
+        return op.remote is not None and op.remote.node is not None
+    return True
+
+
+def _kind_of(op: Op | None, s: PathState) -> Kind | None:
+    node = s.local_node or s.remote_node
+    if isinstance(op, (Download, Merge)):
+        node = op.remote.node
+    elif isinstance(op, Upload):
+        node = op.node
+    return node.kind if node else None
+
+
+def plan(states: Mapping[str, PathState], *, read_only: bool = False) -> Plan:
+    ops: dict[str, Op | None] = {p: decide(s) for p, s in states.items()}
+    _keep_needed_folders(states, ops)
+    _match_remote_moves(states, ops)
+    _match_local_moves(states, ops)
+    out = Plan(synced_files=sum(1 for s in states.values() if _is_file(s.synced_node)))
+    for path in sorted(ops):
+        op = ops[path]
+        if op is None:
+            continue
+        if read_only and isinstance(op, (Upload, DeleteRemote, MoveRemote)):
+            out.kept_locally.append(path)
+            continue
+        if isinstance(op, DeleteRemote) and _is_file(states[path].synced_node):
+            out.remote_deletes += 1
+        out.ops.append(op)
+    return out
+
+
+def _is_file(node: Node | None) -> bool:
+    return node is not None and node.kind is not Kind.DIRECTORY
+
+
+def _keep_needed_folders(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:
+    """A folder that will still hold something is not deleted on either side;
+    a path whose parent will be a file or absent must get that parent."""
+    by_depth = sorted(states, key=lambda p: -p.count("/"))
+    alive: dict[str, bool] = {}
+    for path in by_depth:  # deepest first, so children are known before parents
+        s = states[path]
+        op = ops[path]
+        present = _present_after(op, s)
+        if present:
+            for anc in paths.ancestors(path):
+                alive[anc] = True
+        if not alive.get(path):
+            continue
+        # Something below stays: this path must stay a folder.
+        r_jid = s.remote.jid if s.remote else 0
+        if isinstance(op, DeleteLocal) and op.local.node.kind is Kind.DIRECTORY:
+            ops[path] = Upload(path, op.local.node, r_jid)  # deleted there, needed here
+        elif isinstance(op, DeleteRemote) and s.remote is not None and s.remote.node is not None:
+            ops[path] = Download(path, s.remote, None)  # deleted here, needed there
+        elif (
+            isinstance(op, Record)
+            and (op.remote is None or op.remote.node is None)
+            and s.local is not None
+            and s.local.node.kind is Kind.DIRECTORY
+        ):
+            ops[path] = Upload(path, s.local.node, r_jid)
+
+
+def _match_remote_moves(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:
+    """A remote move whose source we hold unchanged becomes a local rename."""
+    for path, op in list(ops.items()):
+        if not isinstance(op, Download) or op.local is not None:
+            continue
+        src = op.remote.moved_from
+        node = op.remote.node
+        if src is None or node is None or node.kind is Kind.DIRECTORY:
+            continue
+        s = states.get(src)
+        src_op = ops.get(src)
+        if s is None or s.local is None or not isinstance(src_op, DeleteLocal):
+            continue
+        if not node.same_content(s.local.node):
+            continue
+        ops[path] = MoveLocal(src, path, op.remote, s.local, s.remote)
+        ops[src] = None
+
+
+def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:
+    """A path that vanished here and content that appeared elsewhere in the same
+    scan is a move: committed as one, so no content is uploaded again."""
+    gone: dict[tuple[Kind, bytes | None, str | None], list[str]] = defaultdict(list)
+    for path in sorted(ops):
+        op = ops[path]
+        s = states[path]
+        if isinstance(op, DeleteRemote) and s.synced_node is not None:
+            n = s.synced_node
+            if n.kind is not Kind.DIRECTORY:
+                gone[(n.kind, n.chash, n.target)].append(path)
+    # Folders first: a folder move carries everything below it.
+    for path in sorted(ops, key=lambda p: p.count("/")):
+        op = ops[path]
+        if not isinstance(op, Upload) or op.node.kind is not Kind.DIRECTORY:
+            continue
+        s = states[path]
+        if s.synced_node is not None or s.remote_node is not None:
+            continue
+        src = _moved_folder_source(states, ops, path)
+        src_synced = states[src].synced if src is not None else None
+        if src is None or src_synced is None:
+            continue
+        ops[path] = MoveRemote(src, path, op.node, src_synced.jid, op.base_jid)
+        ops[src] = None
+        for p in list(ops):
+            if paths.is_under(p, src):
+                ops[p] = None
+                _drop_from(gone, p)
+            elif paths.is_under(p, path):
+                ops[p] = None  # the move brings them; edits go up on the next round
+    for path in sorted(ops):
+        op = ops[path]
+        if not isinstance(op, Upload) or op.node.kind is Kind.DIRECTORY:
+            continue
+        s = states[path]
+        if s.synced_node is not None:
+            continue
+        n = op.node
+        candidates = gone.get((n.kind, n.chash, n.target))
+        if not candidates:
+            continue
+        src = candidates.pop(0)
+        src_state = states[src]
+        assert src_state.synced is not None
+        ops[path] = MoveRemote(src, path, n, src_state.synced.jid, op.base_jid)
+        ops[src] = None
+
+
+def _drop_from(gone: dict[tuple[Kind, bytes | None, str | None], list[str]], path: str) -> None:
+    for lst in gone.values():
+        if path in lst:
+            lst.remove(path)
+
+
+def _moved_folder_source(
+    states: Mapping[str, PathState], ops: Mapping[str, Op | None], dst: str
+) -> str | None:
+    """A folder deleted here whose synced contents all reappear under ``dst``."""
+    local_below = {
+        p[len(dst) + 1 :]: states[p].local_node
+        for p in states
+        if paths.is_under(p, dst) and states[p].local_node is not None
+    }
+    if not local_below:
+        return None
+    for src, op in ops.items():
+        if not isinstance(op, DeleteRemote):
+            continue
+        s = states[src]
+        if s.synced_node is None or s.synced_node.kind is not Kind.DIRECTORY:
+            continue
+        below = {p: states[p] for p in states if paths.is_under(p, src)}
+        synced_below = {
+            p[len(src) + 1 :]: st.synced_node for p, st in below.items() if st.synced_node
+        }
+        if not synced_below or any(_remote_changed(st) for st in below.values()):
+            continue
+        if any(st.local_node is not None for st in below.values()):
+            continue
+        if all(
+            rel in local_below and local_below[rel].kind is n.kind  # type: ignore[union-attr]
+            for rel, n in synced_below.items()
+            if n is not None
+        ):
+            return src
+    return None
