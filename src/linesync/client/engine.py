@@ -35,7 +35,14 @@ from linesync.core.ids import ChunkId, unpack_ids
 from linesync.protocol import codec, inline
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import Frame
-from linesync.protocol.schemas import CommitOp, CommitResult, Entry, InlineChunk, Kind
+from linesync.protocol.schemas import (
+    CommitOp,
+    CommitResponse,
+    CommitResult,
+    Entry,
+    InlineChunk,
+    Kind,
+)
 
 log = logging.getLogger("linesync.client")
 
@@ -104,6 +111,9 @@ class Engine:
         self.report = report or (lambda _: None)
         self.ignore = IgnoreRules.default()
         self.unstable: set[str] = set()
+        # False once the remote view is known to match the server's head (our own
+        # commits carried it there): the next round then skips a list request.
+        self.need_pull = True
 
     @property
     def ns(self) -> int:
@@ -118,9 +128,12 @@ class Engine:
 
     async def sync_once(self) -> SyncResult:
         result = SyncResult()
+        self.need_pull = True
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
-            await self.pull()
+            if self.need_pull:
+                await self.pull()
+                self.need_pull = False
             self.scan(result)
             states = self._visible_states()
             plan = pl.plan(states, read_only=self.config.read_only)
@@ -508,7 +521,9 @@ class Engine:
         if not wire:
             return
         for _attempt in range(3):
-            results = await self.remote.commit(self.ns, wire, chunks, journal=self.journal)
+            resp = await self.remote.commit_full(self.ns, wire, chunks, journal=self.journal)
+            results = resp.results
+            self._follow(resp, kept)
             chunks = []
             missing: dict[ChunkId, bytes] = {}
             retry: list[int] = []
@@ -526,6 +541,23 @@ class Engine:
             kept = [kept[i] for i in retry]
             bodies = {n: bodies[i] for n, i in enumerate(retry)}
         result.problems.append("chunks went missing while committing; retried next round")
+
+    def _follow(
+        self, resp: CommitResponse, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]
+    ) -> None:
+        """Move the cursor past our own commit when nobody else committed in
+        between and every entry it wrote is known here; else list next round."""
+        cursor = self.index.get("cursor")
+        at = int(cursor.split(".")[1]) if cursor else -1
+        simple = all(
+            r.status != "conflict" and not (isinstance(op, pl.MoveRemote) and r.status == "ok")
+            for r, op in zip(resp.results, ops, strict=True)
+        )
+        if simple and resp.head_before == at and resp.cursor:
+            with self.index.transaction():
+                self.index.set("cursor", resp.cursor)
+        else:
+            self.need_pull = True
 
     def _wire_op(
         self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, budget: int

@@ -2,9 +2,13 @@
 
 The file uses gitignore syntax (comments, ``!`` negation, ``dir/`` for
 directories only, ``/x`` anchored at the folder root, ``**``), matched by
-``pathspec``'s ``GitIgnoreSpec``. As in git, a path is ignored when it or any
-of its parent directories is ignored: a file inside an ignored directory
-cannot be un-ignored.
+``pathspec``'s gitignore patterns. Matching follows git's own algorithm:
+each directory on the way down is checked first, and a path inside an
+excluded directory is excluded whatever later lines say; otherwise the last
+pattern that matches the path itself decides (``!`` re-includes). A pattern
+matches a path exactly (``foo`` matches ``a/foo`` but is not re-tested on
+``a/foo/bar``, which is decided by the walk); ``dir/`` matches directories
+only.
 
 Two sets of defaults come before the user's lines:
 
@@ -22,8 +26,10 @@ Pure: no I/O (the caller reads the file and passes its text).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pathspec import GitIgnoreSpec
 
@@ -67,25 +73,65 @@ DEFAULT_PATTERNS: tuple[str, ...] = PROTECTED_PATTERNS + TEMPORARY_PATTERNS
 _DIR_CACHE_LIMIT = 65_536
 
 
-def _parse(lines: Iterable[str], origin: str, warnings: list[str]) -> list[str]:
-    """The lines that parse on their own; each one that does not is described."""
-    good: list[str] = []
+_DIR_MARK = "ps_d"  # pathspec's group for "matched a directory, followed by /"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """One compiled pattern line."""
+
+    include: bool  # False for a ``!`` line
+    dir_only: bool  # the line ended with ``/``
+    regex: re.Pattern[str]  # matches the path itself, never only a parent of it
+
+    def matches(self, path: str, is_dir: bool) -> bool:
+        if self.dir_only and not is_dir:
+            return False
+        return self.regex.search(path) is not None
+
+
+def _compile_line(line: str) -> _Rule | None:
+    """The rule for one line, None for blanks and comments; raises if invalid.
+
+    The trailing ``/`` of a directory-only line is taken off here and kept
+    as a flag; pathspec turns the rest into a regex. Where that regex can
+    also match a *parent* directory (its ``ps_d`` group: "a directory
+    matched, followed by /"), it is forced to end at the end of the path.
+    """
+    body = line
+    while body.endswith(" ") and not body.endswith("\\ "):
+        body = body[:-1]  # gitignore drops unescaped trailing spaces
+    dir_only = body.endswith("/") and not body.endswith("\\/")
+    if dir_only:
+        body = body[:-1]
+        if body in ("", "!"):
+            return None  # "/" alone matches nothing
+    patterns = GitIgnoreSpec.from_lines([body]).patterns
+    if not patterns:
+        return None
+    pattern = patterns[0]
+    if pattern.include is None or pattern.regex is None:
+        return None
+    regex = pattern.regex
+    if not isinstance(regex.pattern, str):  # always str for str lines
+        raise ValueError("unexpected pattern type")
+    if _DIR_MARK in regex.groupindex:
+        regex = re.compile(f"(?:{regex.pattern})\\Z", regex.flags)
+    return _Rule(bool(pattern.include), dir_only, regex)
+
+
+def _parse(lines: Iterable[str], origin: str, warnings: list[str]) -> list[_Rule]:
+    """The rules of the lines that parse; each line that does not is described."""
+    rules: list[_Rule] = []
     for number, line in enumerate(lines, start=1):
         try:
-            GitIgnoreSpec.from_lines([line])
+            rule = _compile_line(line)
         except Exception as exc:  # pathspec raises several types, re.error too
             warnings.append(f"{origin} line {number}: skipped {line!r}: {exc}")
             continue
-        good.append(line)
-    return good
-
-
-def _compile(lines: list[str], warnings: list[str]) -> GitIgnoreSpec:
-    try:
-        return GitIgnoreSpec.from_lines(lines)
-    except Exception as exc:  # not expected once every line parsed alone
-        warnings.append(f"cannot compile the ignore patterns, using none of them: {exc}")
-        return GitIgnoreSpec.from_lines([])
+        if rule is not None:
+            rules.append(rule)
+    return rules
 
 
 class IgnoreRules:
@@ -103,11 +149,13 @@ class IgnoreRules:
                 text = raw.decode("utf-8", "replace")
         text = unicodedata.normalize("NFC", text.removeprefix("\ufeff"))
         self.user_lines: tuple[str, ...] = tuple(text.splitlines())
-        good = _parse(self.user_lines, origin, self.warnings)
-        # Defaults first, so that the user's lines can negate them; the
-        # protected patterns are a separate spec that nothing negates.
-        self._protected = _compile(list(PROTECTED_PATTERNS), self.warnings)
-        self._spec = _compile([*TEMPORARY_PATTERNS, *good], self.warnings)
+        user = _parse(self.user_lines, origin, self.warnings)
+        # The protected patterns are checked on their own, so nothing negates
+        # them; the temporary defaults come before the user's lines, so that
+        # a ``!`` line in the file re-includes them.
+        self._protected = _parse(PROTECTED_PATTERNS, "built-in", self.warnings)
+        self._rules = _parse(TEMPORARY_PATTERNS, "built-in", self.warnings) + user
+        self._rules.reverse()  # the last matching line decides
         self._dir_cache: dict[str, bool] = {}
 
     @classmethod
@@ -130,16 +178,23 @@ class IgnoreRules:
         whole = "/".join(parts)
         if is_dir:
             return self._dir_ignored(whole)
-        return self._match(whole)
+        return self._match(whole, False)
 
     def _dir_ignored(self, path: str) -> bool:
         cached = self._dir_cache.get(path)
         if cached is None:
-            cached = self._match(path + "/")
+            cached = self._match(path, True)
             if len(self._dir_cache) >= _DIR_CACHE_LIMIT:
                 self._dir_cache.clear()
             self._dir_cache[path] = cached
         return cached
 
-    def _match(self, path: str) -> bool:
-        return self._protected.match_file(path) or self._spec.match_file(path)
+    def _match(self, path: str, is_dir: bool) -> bool:
+        """Whether the patterns exclude ``path`` itself (parents aside)."""
+        for rule in self._protected:
+            if rule.matches(path, is_dir):
+                return True
+        for rule in self._rules:
+            if rule.matches(path, is_dir):
+                return rule.include
+        return False

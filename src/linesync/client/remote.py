@@ -61,7 +61,7 @@ class Remote:
         self._session = aiohttp.ClientSession(
             headers=self._headers,
             timeout=self._timeout,
-            skip_auto_headers=("Accept-Encoding",),
+            skip_auto_headers=("Accept-Encoding", "Accept"),
             connector=aiohttp.TCPConnector(limit=16),
         )
         return self
@@ -145,14 +145,26 @@ class Remote:
         *,
         journal: str | None = None,
     ) -> list[CommitResult]:
+        """The per-op results; see :meth:`commit_full` for the whole answer."""
+        return (await self.commit_full(ns, ops, chunks, journal=journal)).results
+
+    async def commit_full(
+        self,
+        ns: int,
+        ops: Sequence[CommitOp],
+        chunks: Sequence[InlineChunk] = (),
+        *,
+        journal: str | None = None,
+    ) -> CommitResponse:
         """``journal``: the journal id of the cursor the ops' JIDs come from."""
         body: dict[str, Any] = {"ops": list(ops)}
         if chunks:
             body["chunks"] = list(chunks)
         if journal is not None:
             body["journal"] = journal
-        resp = await self._call("POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body)
-        return resp.results  # type: ignore[no-any-return]
+        return await self._call(  # type: ignore[no-any-return]
+            "POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body
+        )
 
     async def restore(
         self, ns: int, path: str, jid: int, base_jid: int, *, journal: str | None = None

@@ -219,7 +219,13 @@ async def commit(ctx: Context, request: Request) -> Response:
         ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
     if any(r.status == "ok" for r in outcome.results):
         ctx.notifier.publish(ns.id)
-    return json_response(CommitResponse(results=outcome.results))
+    return json_response(
+        CommitResponse(
+            results=outcome.results,
+            cursor=_cursor_of(ns, outcome.head, outcome.nonce),
+            head_before=outcome.head_before,
+        )
+    )
 
 
 async def restore(ctx: Context, request: Request) -> Response:

@@ -23,7 +23,9 @@ class StoreError(Exception):
 @dataclass(frozen=True)
 class CommitOutcome:
     results: list[CommitResult]
-    head: int
+    head: int  # after the commit
+    head_before: int
+    nonce: str  # of the entry at ``head``
 
 
 @dataclass(frozen=True)

@@ -378,6 +378,7 @@ class SqliteStore:
         self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
     ) -> CommitOutcome:
         head = self.db.execute("SELECT head FROM namespaces WHERE id=?", (ns_id,)).fetchone()[0]
+        head_before = head
         plan = plan_commit(_View(self, ns_id), ops, device, head, limits)
         now = time.time()
         for w in plan.writes:
@@ -385,7 +386,8 @@ class SqliteStore:
         if plan.writes:
             head = plan.writes[-1].row.jid
             self.db.execute("UPDATE namespaces SET head=? WHERE id=?", (head, ns_id))
-        return CommitOutcome(results=plan.results, head=head)
+        nonce = self._nonce(ns_id, head) or "0"
+        return CommitOutcome(plan.results, head, head_before, nonce)
 
     def _insert(self, ns_id: int, w: Write, now: float) -> None:
         r = w.row
