@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linesync.client.ignore import (
     DEFAULT_PATTERNS,
@@ -231,8 +233,55 @@ def test_every_level_is_checked() -> None:
         assert not rules.ignored("web/app/src/index.js", False)
 
 
+@pytest.mark.parametrize(
+    ("text", "path", "is_dir", "expected"),
+    [
+        # Cases checked against `git ls-files -o --exclude-standard` / `git check-ignore`.
+        ("/b/**/", "b", True, False),  # directories below b, not b itself
+        ("/b/**/", "b/e", False, False),  # nor files directly in b
+        ("/b/**/", "b/d", True, True),
+        ("/b/**/", "b/d/f", False, True),
+        ("b/**", "b", True, False),
+        ("b/**", "b/f", False, True),
+        ("**/", "a", True, True),
+        ("**/", "f", False, False),
+        ("a  /", "a", True, False),  # spaces before the slash belong to the name
+        ("a  /", "a  ", True, True),
+        ("a  ", "a", False, True),  # trailing spaces are dropped
+        ("s\\ /", "s ", True, True),  # an escaped space is kept
+        ("s\\ /", "s", True, False),
+        ("\\!a", "!a", False, True),
+        ("logs/\n!logs/keep.txt", "logs/keep.txt", False, True),
+        ("logs/*\n!logs/keep.txt", "logs/keep.txt", False, False),
+        ("*.txt\n!dir/", "dir/a.txt", False, True),  # !dir/ re-includes dir, not its files
+        ("a/**/c.txt", "a/c.txt", False, True),
+        ("a/**/c.txt", "a/x/y/c.txt", False, True),
+        ("a/*", "a/x/y", False, True),
+        ("a/*", "a", True, False),
+        ("/", "anything", False, False),
+    ],
+)
+def test_git_compatible_edge_cases(text: str, path: str, is_dir: bool, expected: bool) -> None:
+    rules = IgnoreRules(text)
+    assert rules.warnings == []
+    assert rules.ignored(path, is_dir) is expected
+
+
 def test_never_raises_on_odd_paths() -> None:
     rules = IgnoreRules.default()
     for path in ["", "/", "//", "a//b", "/abs/x", "trailing/", "\\back\\slash", "a/./b", "a/../b"]:
         assert isinstance(rules.ignored(path, False), bool)
         assert isinstance(rules.ignored(path, True), bool)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(alphabet="ab*?[]!/\\# .~$-\u00e9", max_size=8), max_size=6),
+    st.lists(st.text(alphabet="ab*?[]!\\# .~$-\u00e9", min_size=1, max_size=4), max_size=4),
+    st.booleans(),
+)
+def test_arbitrary_rules_never_raise(lines: list[str], parts: list[str], is_dir: bool) -> None:
+    rules = IgnoreRules("\n".join(lines))
+    path = "/".join(parts)
+    assert isinstance(rules.ignored(path, is_dir), bool)
+    assert rules.ignored(".linesync/state", is_dir)  # the client's state, whatever the file says

@@ -549,11 +549,16 @@ class Engine:
         between and every entry it wrote is known here; else list next round."""
         cursor = self.index.get("cursor")
         at = int(cursor.split(".")[1]) if cursor else -1
-        simple = all(
-            r.status != "conflict" and not (isinstance(op, pl.MoveRemote) and r.status == "ok")
-            for r, op in zip(resp.results, ops, strict=True)
-        )
-        if simple and resp.head_before == at and resp.cursor:
+        written = 0  # entries the commit wrote, when we can tell
+        for r, op in zip(resp.results, ops, strict=True):
+            if r.status == "conflict" or (
+                isinstance(op, pl.MoveRemote) and op.node.kind is Kind.DIRECTORY
+            ):
+                written = -(10**9)  # a folder move writes an entry per descendant
+            elif r.status == "ok" and r.jid and r.jid > resp.head_before:
+                written += 2 if isinstance(op, pl.MoveRemote) else 1  # a move: entry + tombstone
+        head = int(resp.cursor.split(".")[1]) if resp.cursor else -1
+        if resp.head_before == at and head == at + written:
             with self.index.transaction():
                 self.index.set("cursor", resp.cursor)
         else:
@@ -638,6 +643,12 @@ class Engine:
                 v = Version(r.jid, op.node, op.src)
                 self.index.set_remote(op.dst, v)
                 self.index.set_synced(op.dst, v)
+                if op.node.kind is not Kind.DIRECTORY:
+                    gone = Version(r.jid + 1, None)  # the server writes the source's tombstone next
+                    self.index.set_remote(op.src, gone)
+                    self.index.set_synced(op.src, gone)
+                    result.moved += 1
+                    return
                 for p, s in self.index.states().items():
                     if p == op.src or paths.is_under(p, op.src):
                         self.index.set_synced(p, None)

@@ -90,6 +90,13 @@ class _Rule:
         return self.regex.search(path) is not None
 
 
+def _trim_spaces(text: str) -> str:
+    """``text`` without its trailing spaces, except one escaped by a backslash."""
+    while text.endswith(" ") and not text.endswith("\\ "):
+        text = text[:-1]
+    return text
+
+
 def _compile_line(line: str) -> _Rule | None:
     """The rule for one line, None for blanks and comments; raises if invalid.
 
@@ -98,14 +105,15 @@ def _compile_line(line: str) -> _Rule | None:
     also match a *parent* directory (its ``ps_d`` group: "a directory
     matched, followed by /"), it is forced to end at the end of the path.
     """
-    body = line
-    while body.endswith(" ") and not body.endswith("\\ "):
-        body = body[:-1]  # gitignore drops unescaped trailing spaces
+    body = _trim_spaces(line)  # gitignore drops unescaped trailing spaces
     dir_only = body.endswith("/") and not body.endswith("\\/")
     if dir_only:
         body = body[:-1]
         if body in ("", "!"):
             return None  # "/" alone matches nothing
+        # Spaces before the slash belong to the name: keep pathspec from trimming them.
+        name = _trim_spaces(body)
+        body = name + "\\ " * (len(body) - len(name))
     patterns = GitIgnoreSpec.from_lines([body]).patterns
     if not patterns:
         return None

@@ -8,15 +8,18 @@ caller then keeps a conflict copy, which never loses data).
 Lines keep their ``\\n`` (so ``\\r\\n`` lines are lines too); the last line
 may lack one. Each side is diffed against the base into *hunks*: a base range
 ``[start, end)`` replaced by some lines (an insertion is an empty range).
-Two hunks from different sides conflict when
+Hunks from the two sides conflict when they overlap *or touch*, that is when
+no unchanged base line separates them, as in ``git merge-file``: two edits of
+the same line, an edit and a delete of it, two insertions at the same place,
+an insertion at the edge of the other side's edit, and also edits of two
+adjacent lines. Identical hunks on both sides apply once.
 
-- both replace or delete base lines and their ranges share a line, or
-- one is an insertion at a position inside or at either edge of the other's
-  range (which goes first would be a guess), or
-- both insert at the same position with different lines,
-
-unless the two hunks are identical, which then apply once. Edits to adjacent
-but distinct lines merge (``git merge-file`` would call that a conflict).
+Among repeated lines a hunk has several equivalent places (deleting one of
+three equal lines); the diffs of the two sides may pick different ones. So
+each hunk is first slid as far up as it goes (the same change on both sides
+becomes the same hunk), and the whole range it could occupy must stay clear
+of the other side's hunks. Without this, both sides deleting "one of the two
+blank lines" would merge into deleting both.
 
 The diff is a patience-style diff: common prefix and suffix first, then lines
 that occur exactly once on both sides as anchors, recursively, with

@@ -90,12 +90,15 @@ class Remote:
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        gzip: bool = False,
     ) -> Any:
         raw_body = _enc.encode(json) if json is not None else data
         body: bytes | io.BytesIO | None = raw_body
         if raw_body is not None and len(raw_body) > 2**20:  # aiohttp wants big bodies as files
             body = io.BytesIO(raw_body)
-        headers = {"Content-Type": content_type} if raw_body is not None else None
+        headers = {"Content-Type": content_type} if raw_body is not None else {}
+        if gzip:  # only where answers can be big: small ones do not pay the header
+            headers["Accept-Encoding"] = "gzip"
         extra = aiohttp.ClientTimeout(total=timeout) if timeout else None
         try:
             async with self.session.request(
@@ -134,7 +137,7 @@ class Remote:
         if limit:
             params["limit"] = str(limit)
         return await self._call(  # type: ignore[no-any-return]
-            "GET", f"/v1/ns/{ns}/list", ListResponse, params=params, timeout=wait + 60
+            "GET", f"/v1/ns/{ns}/list", ListResponse, params=params, timeout=wait + 60, gzip=True
         )
 
     async def commit(

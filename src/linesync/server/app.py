@@ -19,6 +19,8 @@ from typing import TypeVar
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,6 +28,7 @@ from starlette.routing import Route
 from linesync import __version__
 from linesync.core import paths
 from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.framing import MEDIA_TYPE
 from linesync.server import gc, routes
 from linesync.server.chunks import ChunkService
 from linesync.server.config import ServerConfig
@@ -192,8 +195,19 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    # Big JSON answers (a list page after a folder move) shrink several-fold;
+    # chunk bodies are compressed already.
+    middleware = [
+        Middleware(
+            GZipMiddleware,
+            minimum_size=1024,
+            compresslevel=6,
+            exclude_content_types=(MEDIA_TYPE,),
+        )
+    ]
     app = Starlette(
         routes=table,
+        middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
