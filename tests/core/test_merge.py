@@ -181,6 +181,28 @@ def test_repeated_lines_are_aligned_by_their_neighbours() -> None:
     assert merge3(base, ours, theirs) == L("}", "X", "}", "y", "}", "Z", "}")
 
 
+def test_same_change_among_repeated_lines_applies_once() -> None:
+    # Both sides delete one of the two "b" lines; their diffs pick different ones.
+    base = b"\na\nb\nb\nd\nd\nc\n"
+    ours = b"Y\n\na\nb\nd\nd\nc\n"
+    theirs = b"\na\nb\nd\nd\nc\nX\n"
+    assert merge3(base, ours, theirs) == b"Y\n\na\nb\nd\nd\nc\nX\n"
+    # Both delete one of three blank lines, each also editing far away.
+    base = L("top", "x", "y", "", "", "", "z", "w", "bottom")
+    ours = L("TOP", "x", "y", "", "", "z", "w", "bottom")
+    theirs = L("top", "x", "y", "", "", "z", "w", "BOTTOM")
+    assert merge3(base, ours, theirs) == L("TOP", "x", "y", "", "", "z", "w", "BOTTOM")
+
+
+def test_change_next_to_repeated_lines_is_not_guessed() -> None:
+    # Ours deletes one of the "b" lines (which one is ambiguous); theirs edits
+    # the line just before the run: no unchanged line separates every reading.
+    base = L("x", "b", "b", "b", "q", "r")
+    ours = L("x", "b", "b", "q", "r")
+    theirs = L("X", "b", "b", "b", "q", "r")
+    assert merge3(base, ours, theirs) is None
+
+
 # ---------------------------------------------------------------- performance
 
 

@@ -21,7 +21,6 @@ import os
 import stat as st
 import threading
 import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

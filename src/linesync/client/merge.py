@@ -18,8 +18,8 @@ Among repeated lines a hunk has several equivalent places (deleting one of
 three equal lines); the diffs of the two sides may pick different ones. So
 each hunk is first slid as far up as it goes (the same change on both sides
 becomes the same hunk), and the whole range it could occupy must stay clear
-of the other side's hunks. Without this, both sides deleting "one of the two
-blank lines" would merge into deleting both.
+of the other side's hunks. Without this, both sides deleting "one of three
+blank lines" could merge into deleting two of them.
 
 The diff is a patience-style diff: common prefix and suffix first, then lines
 that occur exactly once on both sides as anchors, recursively, with
