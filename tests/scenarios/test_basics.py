@@ -145,12 +145,14 @@ def test_folder_deleted_with_its_contents(world: World) -> None:
     for i in range(5):
         write(a.folder / "old" / f"n{i}.txt", f"note {i}\n")
         write(a.folder / "old" / "sub" / f"m{i}.txt", f"more {i}\n")
-    write(a.folder / "stay.txt", "stay\n")
+    for i in range(20):  # most of the tree stays: this is no mass delete
+        write(a.folder / "stay" / f"s{i}.txt", f"stay {i}\n")
     settle(a, b)
+    before = tree(a.folder)
     shutil.rmtree(b.folder / "old")
     settle(b, a)
     t = assert_same_trees(a, b)
-    assert t == {"stay.txt": ("file", b"stay\n", False)}
+    assert t == {p: n for p, n in before.items() if not p.startswith("old")}
     world.assert_kept([a, b], "old/sub/m3.txt", b"more 3\n")
 
 
@@ -476,6 +478,10 @@ def test_broken_symlink(world: World) -> None:
     os.symlink("still/missing.txt", b.folder / "dangling")
     settle(b, a)
     assert assert_same_trees(a, b) == {"dangling": ("link", "still/missing.txt")}
+    # And deleting it syncs too.
+    (b.folder / "dangling").unlink()
+    settle(b, a)
+    assert assert_same_trees(a, b) == {}
 
 
 # -- kind changes -----------------------------------------------------------------------
