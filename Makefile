@@ -30,7 +30,9 @@ unit: $(BIN)/linesync
 test: lint typecheck unit
 
 bench: $(BIN)/linesync
+	$(BIN)/python bench/sync_wire.py
 	$(BIN)/python bench/wire.py
+	$(BIN)/python bench/watch_latency.py
 	$(BIN)/python bench/chunking.py
 
 clean:

@@ -150,7 +150,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("First start: created user 'admin' with a read-write token:", flush=True)
             print(f"  {token}", flush=True)
             print(f"  (a copy is in {cfg.data_dir / FIRST_TOKEN_FILE}, readable only by you)")
-            print(f"Try it:  curl -H 'Authorization: Bearer {token}' {url}/v1/me", flush=True)
+            print(f"Sync a folder:  linesync init ~/Notes --server {url} --token {token}",
+                  flush=True)  # fmt: skip
 
     run(cfg, announce, args.log_level if args.log_level != "info" else "warning")
     return 0
