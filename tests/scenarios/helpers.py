@@ -272,9 +272,9 @@ class World:
     def in_history(self, client: Client, path: str, data: bytes) -> bool:
         ids, _ = split(data)
         for e in self.history(client, path):
-            if e.kind is Kind.FILE and e.content is not None and e.content.ids is not None:
-                if unpack_ids(e.content.ids) == ids:
-                    return True
+            content = e.content if e.kind is Kind.FILE else None
+            if content is not None and content.ids is not None and unpack_ids(content.ids) == ids:
+                return True
         return False
 
     def assert_kept(self, clients: list[Client], path: str, *versions: bytes) -> None:

@@ -4,6 +4,7 @@ chunk compressed against a chunk the client already has."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 
 from linesync.client.index import Index
@@ -24,9 +25,13 @@ class ChunkSource:
         self.remote = remote
         self.ns = ns
         self.fetched_bytes = 0
+        self.pool: dict[ChunkId, bytes] = {}  # prefetched for the downloads at hand
 
     def local(self, cid: ChunkId) -> bytes | None:
-        """A chunk from the cache or from a local file that still holds it."""
+        """A chunk from the prefetch pool, the cache or a local file that still holds it."""
+        data = self.pool.get(cid)
+        if data is not None:
+            return data
         data = self.index.cache_get(cid)
         if data is not None:
             return data
@@ -35,6 +40,20 @@ class ChunkSource:
             if piece is not None and chunk_id(piece) == cid:
                 return piece
         return None
+
+    async def prefetch(
+        self, ids: Iterable[ChunkId], bases: dict[ChunkId, ChunkId], concurrency: int = 4
+    ) -> None:
+        """Fetch the chunks of many files at once, several batches in flight."""
+        want = [c for c in dict.fromkeys(ids) if self.local(c) is None]
+        batches = [want[i : i + FETCH_BATCH] for i in range(0, len(want), FETCH_BATCH)]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(batch: list[ChunkId]) -> None:
+            async with gate:
+                self.pool.update(await self.get(batch, bases))
+
+        await asyncio.gather(*(one(b) for b in batches))
 
     async def get(
         self, ids: Iterable[ChunkId], bases: dict[ChunkId, ChunkId] | None = None

@@ -11,6 +11,7 @@ Data safety rules kept here:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -53,6 +54,8 @@ INLINE_BUDGET = 64 * 2**10
 CACHE_MAX_BYTES = 256 * 2**20
 CACHE_MAX_FILE = 16 * 2**20  # files bigger than this keep no cached chunks
 LIST_INLINE = 256 * 2**10
+GROUP_BYTES = 64 * 2**20  # file bytes prefetched and written at a time
+DOWNLOAD_CONCURRENCY = 4
 
 
 class MassDelete(Exception):
@@ -295,10 +298,19 @@ class Engine:
         deletes = [o for o in ops if isinstance(o, pl.DeleteLocal)]
         for do in sorted(deletes, key=lambda o: o.path.count("/"), reverse=True):
             self._guard(result, do.path, self._delete_local, do, result)
-        for op in ops:
-            if isinstance(op, pl.Download) and not _is_folder(op.remote.node):
+        downloads = [o for o in ops if isinstance(o, pl.Download) and not _is_folder(o.remote.node)]
+        gate = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+
+        async def one(op: pl.Download) -> None:
+            async with gate:
                 await self._aguard(result, op.path, self._download(op, result))
-            elif isinstance(op, pl.Merge):
+
+        for group in self._groups(downloads):
+            await self._prefetch(group)
+            await asyncio.gather(*(one(op) for op in group))
+            self.chunks.pool.clear()
+        for op in ops:
+            if isinstance(op, pl.Merge):
                 await self._aguard(result, op.path, self._merge(op, result))
             elif isinstance(op, pl.Conflict):
                 await self._aguard(result, op.path, self._conflict(op, result))
@@ -308,6 +320,41 @@ class Engine:
         if commits:
             await self._commit(commits, result)
         self.index.cache_trim(CACHE_MAX_BYTES)
+
+    @staticmethod
+    def _groups(downloads: list[pl.Download]) -> list[list[pl.Download]]:
+        """Downloads in groups of at most GROUP_BYTES of file content."""
+        groups: list[list[pl.Download]] = [[]]
+        size = 0
+        for op in downloads:
+            n = op.remote.node.size if op.remote.node else 0
+            if groups[-1] and size + n > GROUP_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append(op)
+            size += n
+        return [g for g in groups if g]
+
+    async def _prefetch(self, group: list[pl.Download]) -> None:
+        """Fetch what a group of downloads lacks in a few big batches at once."""
+        ids: list[ChunkId] = []
+        bases: dict[ChunkId, ChunkId] = {}
+        for op in group:
+            node = op.remote.node
+            if node is None or node.kind is not Kind.FILE or node.chash is None:
+                continue
+            new = self.index.blocklist(node.chash) or []
+            ids.extend(new)
+            old = op.local.node.chash if op.local is not None else None
+            old_ids = self.index.blocklist(old) if old else None
+            if old_ids:
+                for cid, base in inline.replaced_bases(old_ids, bl.diff(old_ids, new)):
+                    if base:
+                        bases[cid] = base[0]
+        try:
+            await self.chunks.prefetch(ids, bases)
+        except LinesyncError as exc:
+            log.info("prefetch failed (%s); files fetch their own chunks", exc)
 
     def _guard(
         self, result: SyncResult, path: str, fn: Callable[..., object], *args: object
@@ -412,8 +459,13 @@ class Engine:
         else:
             ids, have = await self._file_bytes(node, old)
             pieces = assemble(ids, have)
-            stat = self.fs.write_file(
-                op.path, pieces, mtime_ns=node.mtime_ns, exec=node.exec, expect=expect
+            stat = await asyncio.to_thread(
+                self.fs.write_file,
+                op.path,
+                pieces,
+                mtime_ns=node.mtime_ns,
+                exec=node.exec,
+                expect=expect,
             )
             local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
             with self.index.transaction():
