@@ -223,6 +223,7 @@ def test_rename_a_folder_with_100_files(world: World) -> None:
     down = pb.reset()
 
     assert ra.uploaded == 0 and ra.converged, ra
+    print("folder rename", up, down)
     assert up.total < 64 * KIB, f"the mover sent {up} for a folder rename"
     assert rb.downloaded == 0, f"the receiver downloaded {rb.downloaded} files it holds: {rb}"
     assert down.total < 64 * KIB, f"the receiver moved {down} for a folder rename"
@@ -375,6 +376,7 @@ def test_executable_bit_change_only(world: World) -> None:
     rb = b.sync_once()
     down = pb.reset()
     assert ra.converged, ra
+    print("meta", up, down)
     assert up.total < 2 * KIB, f"an exec-bit change sent {up}"
     assert down.total < 2 * KIB, f"an exec-bit change cost the receiver {down}"
     settle(a, b)
@@ -400,6 +402,7 @@ def test_mtime_change_only_touch(world: World) -> None:
     rb = b.sync_once()
     down = pb.reset()
     assert ra.converged, ra
+    print("meta", up, down)
     assert up.total < 2 * KIB, f"a touch sent {up}: content was uploaded"
     assert down.total < 2 * KIB, f"a touch cost the receiver {down}"
     assert rb.converged, rb

@@ -373,13 +373,15 @@ class Server:
         if op.kind is Kind.DIRECTORY and source is not None:
             if self._live_under(op.path):
                 return self._conflict("not_empty", op.path)
-            moved = self._live_under(source_path := op.move_from or "")
-            first = self.write(op.path, DIR, source_path)
+            src = op.move_from
+            assert src is not None
+            moved = self._live_under(src)
+            first = self.write(op.path, DIR, src)
             for child in moved:
-                self.write(paths.rebase(child, source_path, op.path), self.rows[child].node, child)
+                self.write(paths.rebase(child, src, op.path), self.rows[child].node, child)
             for child in reversed(moved):
                 self.write(child, None)
-            self.write(source_path, None)
+            self.write(src, None)
             return Result("ok", first)
         assert op.node is not None
         node = op.node
@@ -581,16 +583,28 @@ class Sim:
         self.remote: dict[str, Version] = {
             p: Version(r.jid, r.node, r.moved_from) for p, r in self.server.rows.items()
         }
-        self.synced: dict[str, Version] = {p: Version(v.jid, v.node) for p, v in self.remote.items()}
+        self.synced: dict[str, Version] = {
+            p: Version(v.jid, v.node) for p, v in self.remote.items()
+        }
         self.disk = Disk.of(base)
         self.problems: list[str] = []
+        self.rounds: list[Round] = []
 
     @classmethod
-    def scenario(cls, base: Tree, local: Tree, remote: Tree, **kw: bool) -> Sim:
-        """synced = base = the remote view; the server then has ``remote``'s
-        commits (pulled next round), the disk is ``local``."""
-        sim = cls(base, **kw)  # type: ignore[arg-type]
-        sim.server.apply(remote.events)
+    def scenario(
+        cls,
+        base: Tree,
+        local: Tree,
+        remote_events: Iterable[Event] = (),
+        *,
+        read_only: bool = False,
+        allow_mass_delete: bool = True,
+        merges: bool = True,
+    ) -> Sim:
+        """synced = base = the remote view as of the cursor; then the server gets
+        the other device's commits (pulled next round) and the disk is ``local``."""
+        sim = cls(base, read_only=read_only, allow_mass_delete=allow_mass_delete, merges=merges)
+        sim.server.apply(remote_events)
         sim.disk = Disk.of(local)
         return sim
 
@@ -649,23 +663,26 @@ class Sim:
     ) -> Outcome:
         """Rounds until the plan is empty. ``late``: other commits that reach the
         server after the first round's pull, while it executes."""
-        rounds: list[Round] = []
-        pending = list(late) if late is not None else None
+        self.rounds = []
+        pending = list(late or ())
 
         def land() -> None:
-            if pending:
-                self.server.apply(pending)
+            self.server.apply(pending)
+            pending.clear()
 
-        for i in range(max_rounds):
-            r = self.sync_round(rng, land if i == 0 else None)
-            if i == 0 and r.plan.ops == []:
-                land()
-            rounds.append(r)
+        for _ in range(max_rounds):
+            r = self.sync_round(rng, land if pending else None)
+            self.rounds.append(r)
             if after_round is not None:
                 after_round(self)
-            if not r.plan.ops and (i > 0 or not pending):
-                return Outcome(True, rounds)
-        return Outcome(False, rounds)
+            if not r.plan.ops:
+                if not pending:
+                    return Outcome(True, self.rounds)
+                land()  # nothing to do this round: they land before the next pull
+        return Outcome(False, self.rounds)
+
+    def describe(self) -> str:
+        return Outcome(False, self.rounds).describe()
 
     # -- execute: Engine.execute
 

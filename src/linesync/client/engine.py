@@ -56,6 +56,7 @@ CACHE_MAX_FILE = 16 * 2**20  # files bigger than this keep no cached chunks
 LIST_INLINE = 256 * 2**10
 GROUP_BYTES = 64 * 2**20  # file bytes prefetched and written at a time
 DOWNLOAD_CONCURRENCY = 4
+UPLOAD_CONCURRENCY = 3
 
 
 class MassDelete(Exception):
@@ -579,13 +580,14 @@ class Engine:
             chunks = []
             missing: dict[ChunkId, bytes] = {}
             retry: list[int] = []
-            for i, r in enumerate(results):
-                if r.status == "missing":
-                    for cid in unpack_ids(r.missing or ""):
-                        missing[cid] = bodies[i][cid]
-                    retry.append(i)
-                else:
-                    self._committed(kept[i], wire[i], r, bodies[i], result)
+            with self.index.transaction():
+                for i, r in enumerate(results):
+                    if r.status == "missing":
+                        for cid in unpack_ids(r.missing or ""):
+                            missing[cid] = bodies[i][cid]
+                        retry.append(i)
+                    else:
+                        self._committed(kept[i], wire[i], r, bodies[i], result)
             if not retry:
                 return
             await self._upload(missing)
@@ -638,10 +640,8 @@ class Engine:
                 {},
             )
         data, stat = self.fs.read(op.path)
-        ids, chunks = split(data)
-        if bl.content_hash(ids) != n.chash:
-            raise Changed("changed since it was scanned")
         state = self.index.state(op.path)
+        ids, chunks = self._chunks_of(data, stat, state, n)
         base_ver = state.remote if state.remote and state.remote.jid == op.base_jid else None
         base_ids = None
         if base_ver is not None and base_ver.node is not None and base_ver.node.chash:
@@ -659,18 +659,46 @@ class Engine:
             )  # fmt: skip
         return commit_op, prep.inline, chunks
 
+    def _chunks_of(
+        self, data: bytes, stat: Stat, state: PathState, node: Node
+    ) -> tuple[list[ChunkId], dict[ChunkId, bytes]]:
+        """The file's chunks: cut where the scan cut them when the file is as the
+        scan saw it (the server checks every chunk's bytes against its id anyway),
+        else cut and hashed again."""
+        assert node.chash is not None
+        ids = self.index.blocklist(node.chash)
+        sizes = self.index.chunk_sizes(node.chash)
+        if state.local is not None and state.local.stat == stat and ids and sizes:
+            chunks: dict[ChunkId, bytes] = {}
+            offset = 0
+            for cid, size in zip(ids, sizes, strict=True):
+                chunks.setdefault(cid, data[offset : offset + size])
+                offset += size
+            if offset == len(data):
+                return ids, chunks
+        ids, chunks = split(data)
+        if bl.content_hash(ids) != node.chash:
+            raise Changed("changed since it was scanned")
+        return ids, chunks
+
     async def _upload(self, chunks: dict[ChunkId, bytes]) -> None:
-        batch: list[Frame] = []
+        """Upload chunks in batches of about UPLOAD_BATCH_BYTES, a few at once."""
+        batches: list[list[Frame]] = [[]]
         size = 0
         for cid, data in chunks.items():
             kind, payload = codec.encode(data)
-            batch.append(Frame(cid, kind, None, payload))
+            if batches[-1] and size + len(payload) > UPLOAD_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(Frame(cid, kind, None, payload))
             size += len(payload)
-            if size >= UPLOAD_BATCH_BYTES:
+        gate = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+
+        async def one(batch: list[Frame]) -> None:
+            async with gate:
                 await self.remote.upload(self.ns, batch)
-                batch, size = [], 0
-        if batch:
-            await self.remote.upload(self.ns, batch)
+
+        await asyncio.gather(*(one(b) for b in batches if b))
 
     def _committed(
         self,

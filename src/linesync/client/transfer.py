@@ -70,6 +70,8 @@ def prepare_file(
             continue
         seen.add(cid)
         data = chunks[cid]
+        if inline_budget < 64 or (not bases and len(data) > 8 * inline_budget):
+            continue  # it cannot fit: do not spend the compression on it
         item = inline.encode(data, bases, inline.join(bases, base_chunks) if bases else None)
         cost = len(item.data) * 3 // 4
         if cost > inline_budget:
