@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -95,6 +96,9 @@ class Scenario:
             f"Scenario(base={self.base!r}, local={self.local.log}, "
             f"remote={self.remote.log}, late={self.late})"
         )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # how Hypothesis prints it
+        p.text(repr(self))
 
     def sim(self, **kw: bool) -> Sim:
         events = () if self.late else self.remote.events

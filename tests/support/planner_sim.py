@@ -363,11 +363,11 @@ class Server:
                 prow = self.rows.get(par)
                 if prow is None or prow.node is None or prow.node.kind is not Kind.DIRECTORY:
                     return self._conflict("parent", par)
-        if cur is not None and cur.node is not None and cur.node.kind is Kind.DIRECTORY:
-            if op.kind is not Kind.DIRECTORY:
-                children = self._live_under(op.path)
-                if children:
-                    return self._conflict("not_empty", children[0])
+        cur_is_dir = cur is not None and cur.node is not None and cur.node.kind is Kind.DIRECTORY
+        if cur_is_dir and op.kind is not Kind.DIRECTORY:
+            children = self._live_under(op.path)
+            if children:
+                return self._conflict("not_empty", children[0])
         if op.kind is Kind.TOMBSTONE:
             return Result("ok", self.write(op.path, None))
         if op.kind is Kind.DIRECTORY and source is not None:
@@ -918,9 +918,9 @@ def protected_versions(base: Tree, local: Tree, remote: Tree) -> list[tuple[str,
     out = []
     for side, other in (("local", "remote"), ("remote", "local")):
         for fid, (path, lines) in sides[side].items():
-            if fid not in base_lines or lines != base_lines[fid]:
-                out.append((side, path, lines))
-            elif fid in sides[other] and sides[other][fid][1] == lines:
+            created_or_edited = fid not in base_lines or lines != base_lines[fid]
+            kept_there = fid in sides[other] and sides[other][fid][1] == lines
+            if created_or_edited or kept_there:
                 out.append((side, path, lines))
     return out
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from rich.progress import TaskID
+
 from linesync.client.api import Client
 from linesync.client.engine import MassDelete, SyncResult
 from linesync.client.remote import Remote
@@ -116,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.watch:
             return _watch(client, args)
         started = time.monotonic()
-        r = client.sync_once(allow_mass_delete=args.allow_mass_delete)
+        r = _sync_with_progress(client, args)
         _print_result(r, args.quiet)
         if not args.quiet:
             print(f"  ({time.monotonic() - started:.1f} s)")
@@ -139,6 +141,26 @@ def _run(args: argparse.Namespace) -> int:
             print("no conflict copies")
         return 0
     raise AssertionError(args.command)
+
+
+def _sync_with_progress(client: Client, args: argparse.Namespace) -> SyncResult:
+    """A progress bar on a terminal for transfers; plain output elsewhere."""
+    if args.quiet or not sys.stdout.isatty():
+        return client.sync_once(allow_mass_delete=args.allow_mass_delete)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        transient=True,
+    ) as bar:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(f"{what}ing", total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        return asyncio.run(client.sync(allow_mass_delete=args.allow_mass_delete, progress=progress))
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:

@@ -92,7 +92,13 @@ class Client:
         Index.open(root / STATE_DIR / INDEX_FILE).close()
         return cls(root)
 
-    async def sync(self, *, allow_mass_delete: bool = False) -> SyncResult:
+    async def sync(
+        self,
+        *,
+        allow_mass_delete: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> SyncResult:
+        """One pass; ``progress(what, done, total)`` hears about long transfers."""
         index = _open_index(self.folder, self.report)
         try:
             async with Remote(self.config.server, self.config.token) as remote:
@@ -100,6 +106,8 @@ class Client:
                     self.folder, self.config, remote, index,
                     allow_mass_delete=allow_mass_delete, report=self.report,
                 )  # fmt: skip
+                if progress is not None:
+                    engine.progress = progress
                 return await engine.sync_once()
         finally:
             index.close()

@@ -113,6 +113,8 @@ class Engine:
         self.chunks = ChunkSource(index, self.fs, remote, config.namespace)
         self.allow_mass_delete = allow_mass_delete
         self.report = report or (lambda _: None)
+        # progress(what, done, total): "download" and "upload" count bytes.
+        self.progress: Callable[[str, int, int], None] = lambda what, done, total: None
         self.ignore = IgnoreRules.default()
         self.unstable: set[str] = set()
         # False once the remote view is known to match the server's head (our own
@@ -302,9 +304,15 @@ class Engine:
         downloads = [o for o in ops if isinstance(o, pl.Download) and not _is_folder(o.remote.node)]
         gate = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
 
+        total = sum(o.remote.node.size for o in downloads if o.remote.node)
+        done = 0
+
         async def one(op: pl.Download) -> None:
+            nonlocal done
             async with gate:
                 await self._aguard(result, op.path, self._download(op, result))
+            done += op.remote.node.size if op.remote.node else 0
+            self.progress("download", done, total)
 
         for group in self._groups(downloads):
             await self._prefetch(group)
@@ -693,10 +701,15 @@ class Engine:
             batches[-1].append(Frame(cid, kind, None, payload))
             size += len(payload)
         gate = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+        total = sum(len(d) for d in chunks.values())
+        done = 0
 
         async def one(batch: list[Frame]) -> None:
+            nonlocal done
             async with gate:
                 await self.remote.upload(self.ns, batch)
+            done += sum(len(chunks[f.chunk_id]) for f in batch)
+            self.progress("upload", done, total)
 
         await asyncio.gather(*(one(b) for b in batches if b))
 
