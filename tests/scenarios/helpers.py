@@ -277,6 +277,17 @@ class World:
                 return True
         return False
 
+    def server_lacks(self, client: Client, data: bytes) -> bool:
+        """The client's namespace holds none of the chunks of ``data``."""
+        ids, _ = split(data)
+
+        async def go() -> bool:
+            async with Remote(self.srv.url, client.config.token) as r:
+                resp = await r.missing(client.config.namespace, ids)
+                return set(unpack_ids(resp.missing)) == set(ids)
+
+        return asyncio.run(go())
+
     def assert_kept(self, clients: list[Client], path: str, *versions: bytes) -> None:
         """No saved version is lost: each is a file somewhere in one of the folders
         (at ``path`` or in a conflict copy) or a version of ``path`` on the server."""
