@@ -68,6 +68,7 @@ ALL_KINDS = (
     "same_edit",
     "delete",
     "move",
+    "move",
     "file_to_dir",
     "dir_to_file",
     "exec",
@@ -161,10 +162,25 @@ def _lines(tree: Tree, path: str) -> frozenset[bytes]:
 
 
 @st.composite
-def base_trees(draw: st.DrawFn, fresh: Fresh, max_ops: int = 7) -> Tree:
+def base_trees(draw: st.DrawFn, fresh: Fresh, max_items: int = 10) -> Tree:
+    """Each name at each level is absent, a file or a folder (folders likelier
+    near the top), up to ``max_items`` entries."""
     tree = Tree(fresh)
-    for _ in range(draw(st.integers(0, max_ops))):
-        _perturb(draw, tree, draw(st.sampled_from(("mkdir", "create"))))
+    kinds = {1: ("none", "file", "dir"), 2: ("none", "file", "dir", "none"), 3: ("none", "file")}
+
+    def fill(prefix: str, depth: int) -> None:
+        for name in NAMES:
+            if len(tree.items) >= max_items:
+                return
+            path = f"{prefix}/{name}" if prefix else name
+            kind = draw(st.sampled_from(kinds[depth]))
+            if kind == "file":
+                tree.create(path)
+            elif kind == "dir":
+                tree.mkdir(path)
+                fill(path, depth + 1)
+
+    fill("", 1)
     return tree
 
 

@@ -413,13 +413,29 @@ class Engine:
 
     def _delete_local(self, op: pl.DeleteLocal, result: SyncResult) -> None:
         if op.local.node.kind is Kind.DIRECTORY:
-            if not self.fs.rmdir(op.path):
-                raise Changed("folder is not empty")
+            if not self.fs.rmdir(op.path) and not self._rmdir_junk(op.path):
+                # Files this folder keeps are ignored ones: the folder stays here.
+                self.index.set_synced(op.path, op.remote)
+                return
         else:
             self.fs.remove(op.path, op.local.stat)
         self.index.set_local(op.path, None)
         self.index.set_synced(op.path, op.remote)
         result.deleted_local += 1
+
+    def _rmdir_junk(self, path: str) -> bool:
+        """Remove a folder that holds nothing but OS and editor leftovers
+        (.DS_Store, Thumbs.db, swap files): they go with it. Anything else
+        (including files the user's own rules ignore) keeps the folder."""
+        junk = IgnoreRules.default()
+        entries = self.fs.list_names(path)
+        if entries is None or not all(
+            not is_dir and junk.ignored(f"{path}/{name}", False) for name, is_dir in entries
+        ):
+            return False
+        for name, _ in entries:
+            self.fs.unlink_plain(f"{path}/{name}")
+        return self.fs.rmdir(path)
 
     def _ensure_parent(self, path: str) -> None:
         for anc in paths.ancestors(path):
@@ -534,13 +550,21 @@ class Engine:
 
     async def _conflict(self, op: pl.Conflict, result: SyncResult) -> None:
         copy = self._free_name(op.path)
+        folder = op.local.node.kind is Kind.DIRECTORY
         with self.index.transaction():
-            self.fs.rename(op.path, copy, op.local.stat, None)
-            self.index.set_local(op.path, None)
+            self.fs.rename(op.path, copy, None if folder else op.local.stat, None)
+            for p, s in self.index.states().items():
+                if s.local is not None and (p == op.path or paths.is_under(p, op.path)):
+                    self.index.set_local(p, None)  # found again under the copy's name
         result.conflicts.append(copy)
         if op.remote is not None and op.remote.node is not None:
-            await self._download(pl.Download(op.path, op.remote, None), result)
-            result.downloaded -= 1
+            download = pl.Download(op.path, op.remote, None)
+            if _is_folder(op.remote.node):
+                with self.index.transaction():
+                    self._make_folder(download)
+            else:
+                await self._download(download, result)
+                result.downloaded -= 1
 
     # -- remote changes ----------------------------------------------------------
 
@@ -774,10 +798,14 @@ class Engine:
             path = op.dst if isinstance(op, pl.MoveRemote) else op.path
             copy = self._free_name(path, "case conflict")
             found = self.fs.lstat(path)
-            if found is not None:
-                self.fs.rename(path, copy, found[1], None)
-                self.index.set_local(path, None)
-                result.conflicts.append(copy)
+            try:
+                if found is not None:
+                    folder = found[0].kind is Kind.DIRECTORY
+                    self.fs.rename(path, copy, None if folder else found[1], None)
+                    self.index.set_local(path, None)
+                    result.conflicts.append(copy)
+            except (Changed, OSError) as exc:
+                result.problems.append(f"{path}: {exc}; retried next round")
         log.info("%s: conflict (%s)", r.path, r.reason)
 
 

@@ -160,7 +160,9 @@ class Index:
         if r[9] is not None:
             synced = Version(r[9], _node(r[10], r[11], r[12], r[13], r[14], r[15]))
         local = None
-        lnode = _node(r[16], r[17], r[18], r[19], r[20], r[21])
+        # l_size and l_mtime hold the stat's values; only a file's node shares them.
+        is_file = r[16] == Kind.FILE.value
+        lnode = _node(r[16], r[17] if is_file else 0, r[18] if is_file else 0, r[19], r[20], r[21])
         if lnode is not None:
             local = Local(lnode, Stat(r[17] or 0, r[18] or 0, r[22] or 0, r[23] or 0))
         return PathState(r[0], remote, synced, local)
@@ -193,11 +195,17 @@ class Index:
     def set_local(self, path: str, local: Local | None) -> None:
         self._ensure(path)
         stat = local.stat if local else None
+        kind, _, _, exe, target, chash = _cols(local.node if local else None)
         self.db.execute(
             "UPDATE paths SET l_kind=?, l_size=?, l_mtime=?, l_exec=?, l_target=?, l_chash=?, "
             "l_ctime=?, l_ino=? WHERE path=?",
             (
-                *_cols(local.node if local else None),
+                kind,
+                stat.size if stat else None,
+                stat.mtime_ns if stat else None,
+                exe,
+                target,
+                chash,
                 stat.ctime_ns if stat else None,
                 stat.ino if stat else None,
                 path,

@@ -82,7 +82,15 @@ class LocalFS:
             )
 
     def disk(self, path: str) -> Path:
-        return self.root / self._disk.get(path, path)
+        """Where ``path`` is on disk: a folder whose name is NFD there keeps it."""
+        found = self._disk.get(path)
+        if found is not None:
+            return self.root / found
+        for anc in reversed(paths.ancestors(path)):
+            found = self._disk.get(anc)
+            if found is not None:
+                return self.root / (found + path[len(anc) :])
+        return self.root / path
 
     # -- walking -----------------------------------------------------------
 
@@ -262,9 +270,12 @@ class LocalFS:
         return True
 
     def rename(self, src: str, dst: str, expect: Stat | None, dst_expect: Stat | None) -> Stat:
-        """Move ``src`` to ``dst`` if both are as the index saw them."""
+        """Move ``src`` to ``dst`` if both are as the index saw them. A folder is
+        moved whole (its own stat changes with its contents: ``expect`` None)."""
         if expect is not None:
             self._expect(src, expect)
+        elif not self.disk(src).exists() and not self.disk(src).is_symlink():
+            raise Changed(f"{src} vanished")
         s_disk, d_disk = self.disk(src), self.disk(dst)
         # (A case-only rename sees its own source there on a case-insensitive disk.)
         taken = d_disk.exists() or d_disk.is_symlink()
@@ -299,6 +310,18 @@ class LocalFS:
             raise FileExistsError(new_path)
         os.rename(self.root / disk, dest)
         self._fsync_dir(dest.parent)
+
+    def list_names(self, path: str) -> list[tuple[str, bool]] | None:
+        """The names in a folder, each with whether it is a folder (None if gone)."""
+        try:
+            with os.scandir(self.disk(path)) as it:
+                return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except OSError:
+            return None
+
+    def unlink_plain(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.disk(path))
 
     def exists(self, path: str) -> bool:
         p = self.disk(path)

@@ -269,6 +269,22 @@ def _keep_needed_folders(states: Mapping[str, PathState], ops: dict[str, Op | No
             and s.local.node.kind is Kind.DIRECTORY
         ):
             ops[path] = Upload(path, s.local.node, r_jid)
+        elif _makes_non_folder(op) and s.local is not None:
+            # One side turned the folder into a file while the other changed
+            # something inside: keep the local side as a conflict copy (a folder
+            # moves whole, children and all) and the remote side at the path.
+            ops[path] = Conflict(path, s.remote, s.local)
+
+
+def _makes_non_folder(op: Op | None) -> bool:
+    if isinstance(op, Upload):
+        return op.node.kind is not Kind.DIRECTORY
+    if isinstance(op, (Download, Merge)):
+        return op.remote.node is not None and op.remote.node.kind is not Kind.DIRECTORY
+    return isinstance(op, Conflict) and (
+        op.remote is not None and op.remote.node is not None
+        and op.remote.node.kind is not Kind.DIRECTORY
+    )  # fmt: skip
 
 
 def _match_remote_moves(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:

@@ -171,6 +171,9 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         if rows or remaining <= 0:
             break
         await ctx.notifier.wait(event, remaining)
+        # Whoever waited must still be let in: a token revoked (or a member
+        # removed) meanwhile gets an error, not the news.
+        _, ns = await ctx.namespace(request, write=False)
     entries: list[Entry] = []
     budget = inline
     inline_chunks = []
