@@ -43,6 +43,7 @@ from linesync.protocol.schemas import (
     Entry,
     InlineChunk,
     Kind,
+    ListResponse,
 )
 
 log = logging.getLogger("linesync.client")
@@ -137,12 +138,14 @@ class Engine:
         self.need_pull = True
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
-            if self.need_pull:
-                await self.pull()
-                self.need_pull = False
             self.scan(result)
             states = self._visible_states()
             plan = pl.plan(states, read_only=self.config.read_only)
+            if self.need_pull and not (rnd == 1 and self._pushes(plan)):
+                await self.pull()
+                self.need_pull = False
+                states = self._visible_states()
+                plan = pl.plan(states, read_only=self.config.read_only)
             result.kept_locally = plan.kept_locally
             if not plan.ops:
                 result.converged = not self.unstable
@@ -156,6 +159,15 @@ class Engine:
             await self.execute(plan, result)
         result.problems.append(f"did not settle in {MAX_ROUNDS} rounds")
         return result
+
+    def _pushes(self, plan: pl.Plan) -> bool:
+        """Local changes to commit, on a folder that has listed before: the commit
+        itself brings the server's news (``since``), so no list is needed first.
+        A stale remote view is safe here: the server refuses any op whose base
+        moved on, and the next round re-plans with what it said."""
+        return self.index.get("cursor") is not None and any(
+            isinstance(op, (pl.Upload, pl.DeleteRemote, pl.MoveRemote)) for op in plan.ops
+        )
 
     def _visible_states(self) -> dict[str, PathState]:
         states = self.index.states()
@@ -189,31 +201,36 @@ class Engine:
                     self.index.forget_remote()
                 continue
             wait = 0
-            resolved: list[tuple[Entry, list[ChunkId] | None]] = []
-            for e in resp.entries:
-                ids = None
-                if e.kind is Kind.FILE:
-                    assert e.content is not None
-                    ids = resolve_content(e.content, self.index.version_blocklist)
-                    if ids is None:
-                        full = await self.remote.entry(self.ns, e.jid)
-                        assert full.content is not None
-                        ids = resolve_content(full.content, self.index.version_blocklist)
-                resolved.append((e, ids))
-            received = inline.decode(resp.chunks, self.chunks.local) if resp.chunks else {}
-            with self.index.transaction():
-                for e, ids in resolved:
-                    chash = bl.content_hash(ids) if ids is not None else None
-                    if ids is not None and chash is not None:
-                        self.index.put_blocklist(chash, ids, None)
-                    self.index.put_version(e.jid, chash)
-                    self.index.set_remote(e.path, Version(e.jid, _node_of(e, chash), e.moved_from))
-                if received:
-                    self.index.cache_put(received.items())
-                self.index.set("cursor", resp.cursor)
+            await self._apply_page(resp)
             got = got or bool(resp.entries)
             if not resp.more:
                 return got
+
+    async def _apply_page(self, resp: ListResponse) -> None:
+        """Take a page of the server's changes into the remote view, and move the
+        cursor past it, in one transaction."""
+        resolved: list[tuple[Entry, list[ChunkId] | None]] = []
+        for e in resp.entries:
+            ids = None
+            if e.kind is Kind.FILE:
+                assert e.content is not None
+                ids = resolve_content(e.content, self.index.version_blocklist)
+                if ids is None:
+                    full = await self.remote.entry(self.ns, e.jid)
+                    assert full.content is not None
+                    ids = resolve_content(full.content, self.index.version_blocklist)
+            resolved.append((e, ids))
+        received = inline.decode(resp.chunks, self.chunks.local) if resp.chunks else {}
+        with self.index.transaction():
+            for e, ids in resolved:
+                chash = bl.content_hash(ids) if ids is not None else None
+                if ids is not None and chash is not None:
+                    self.index.put_blocklist(chash, ids, None)
+                self.index.put_version(e.jid, chash)
+                self.index.set_remote(e.path, Version(e.jid, _node_of(e, chash), e.moved_from))
+            if received:
+                self.index.cache_put(received.items())
+            self.index.set("cursor", resp.cursor)
 
     # -- scan: the local view --------------------------------------------------
 
@@ -606,9 +623,19 @@ class Engine:
         if not wire:
             return
         for _attempt in range(3):
-            resp = await self.remote.commit_full(self.ns, wire, chunks, journal=self.journal)
+            since = self.index.get("cursor")
+            try:
+                resp = await self.remote.commit_full(
+                    self.ns, wire, chunks, journal=self.journal, since=since
+                )
+            except LinesyncError as exc:
+                if exc.code is not Code.CURSOR_INVALID:
+                    raise
+                self.need_pull = True  # the journal was reset: the next pull re-syncs
+                return
             results = resp.results
-            self._follow(resp, kept)
+            if resp.changes is None:
+                self._follow(resp, kept)
             chunks = []
             missing: dict[ChunkId, bytes] = {}
             retry: list[int] = []
@@ -620,6 +647,9 @@ class Engine:
                         retry.append(i)
                     else:
                         self._committed(kept[i], wire[i], r, bodies[i], result)
+            if resp.changes is not None:  # the server's own word on every entry
+                await self._apply_page(resp.changes)
+                self.need_pull = resp.changes.more
             if not retry:
                 return
             await self._upload(missing)

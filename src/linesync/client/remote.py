@@ -158,13 +158,17 @@ class Remote:
         chunks: Sequence[InlineChunk] = (),
         *,
         journal: str | None = None,
+        since: str | None = None,
     ) -> CommitResponse:
-        """``journal``: the journal id of the cursor the ops' JIDs come from."""
+        """``journal``: the journal id of the cursor the ops' JIDs come from;
+        ``since``: a cursor, to get the changes after it in the same answer."""
         body: dict[str, Any] = {"ops": list(ops)}
         if chunks:
             body["chunks"] = list(chunks)
         if journal is not None:
             body["journal"] = journal
+        if since is not None:
+            body["since"] = since
         return await self._call(  # type: ignore[no-any-return]
             "POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body
         )

@@ -76,11 +76,14 @@ Journal = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{16}$")]
 class CommitRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """``journal``: the journal id the client's JIDs come from (the first part of
     its cursor); a commit against a reset journal is refused with cursor_invalid
-    instead of being matched against unrelated entries."""
+    instead of being matched against unrelated entries. ``since``: a cursor; the
+    answer then also carries the changes after it (as ``/list`` would, without
+    inline chunks), saving the client a request."""
 
     ops: list[CommitOp]
     chunks: list[InlineChunk] = []
     journal: Journal | None = None
+    since: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 class Entry(msgspec.Struct, omit_defaults=True):
@@ -119,6 +122,7 @@ class CommitResponse(msgspec.Struct, omit_defaults=True):
     results: list[CommitResult]
     cursor: str = ""
     head_before: Jid = 0
+    changes: ListResponse | None = None
 
 
 class ListResponse(msgspec.Struct, omit_defaults=True):

@@ -174,6 +174,20 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         # Whoever waited must still be let in: a token revoked (or a member
         # removed) meanwhile gets an error, not the news.
         _, ns = await ctx.namespace(request, write=False)
+    return json_response(await _page(ctx, ns, cur, rows, head_jid, limit, inline))
+
+
+async def _page(
+    ctx: Context,
+    ns: Namespace,
+    cur: cursors.Cursor,
+    rows: list[Row],
+    head_jid: int,
+    limit: int,
+    inline: int,
+) -> ListResponse:
+    """A list answer for ``rows`` (the changes after ``cur``, at most ``limit``)."""
+    cfg = ctx.config
     entries: list[Entry] = []
     budget = inline
     inline_chunks = []
@@ -192,10 +206,8 @@ async def list_changes(ctx: Context, request: Request) -> Response:
             inline_chunks.extend(got)
     last = entries[-1].jid if more else head_jid
     nonce = await ctx.meta.nonce(ns.id, last) or "0"
-    return json_response(
-        ListResponse(
-            entries=entries, cursor=_cursor_of(ns, last, nonce), more=more, chunks=inline_chunks
-        )
+    return ListResponse(
+        entries=entries, cursor=_cursor_of(ns, last, nonce), more=more, chunks=inline_chunks
     )
 
 
@@ -210,6 +222,7 @@ async def commit(ctx: Context, request: Request) -> Response:
     token, ns = await ctx.namespace(request, write=True)
     req = await ctx.decode(request, CommitRequest)
     _check_journal(ns, req.journal)
+    since = await _check_cursor(ctx, ns, req.since) if req.since is not None else None
     if len(req.ops) > ctx.config.max_batch_paths:
         raise LinesyncError(
             Code.BATCH_TOO_LARGE, f"more than {ctx.config.max_batch_paths} paths in one commit"
@@ -222,11 +235,17 @@ async def commit(ctx: Context, request: Request) -> Response:
         ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
     if any(r.status == "ok" for r in outcome.results):
         ctx.notifier.publish(ns.id)
+    changes = None
+    if since is not None:  # the list the client would ask for next, in the same answer
+        limit = ctx.config.max_list_page
+        rows, head_jid = await ctx.meta.changes(ns.id, since.jid, limit)
+        changes = await _page(ctx, ns, since, rows, head_jid, limit, 0)
     return json_response(
         CommitResponse(
             results=outcome.results,
             cursor=_cursor_of(ns, outcome.head, outcome.nonce),
             head_before=outcome.head_before,
+            changes=changes,
         )
     )
 
