@@ -623,7 +623,11 @@ class Engine:
         if not wire:
             return
         for _attempt in range(3):
-            since = self.index.get("cursor")
+            # A folder move writes entries we cannot predict: list them afterwards.
+            folder_move = any(
+                isinstance(o, pl.MoveRemote) and o.node.kind is Kind.DIRECTORY for o in kept
+            )
+            since = None if folder_move else self.index.get("cursor")
             try:
                 resp = await self.remote.commit_full(
                     self.ns, wire, chunks, journal=self.journal, since=since

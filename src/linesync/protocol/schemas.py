@@ -78,7 +78,8 @@ class CommitRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     its cursor); a commit against a reset journal is refused with cursor_invalid
     instead of being matched against unrelated entries. ``since``: a cursor; the
     answer then also carries the changes after it (as ``/list`` would, without
-    inline chunks), saving the client a request."""
+    inline chunks and without the entries this commit wrote), saving the client
+    a request."""
 
     ops: list[CommitOp]
     chunks: list[InlineChunk] = []

@@ -185,18 +185,24 @@ async def _page(
     head_jid: int,
     limit: int,
     inline: int,
+    skip: range = range(0),
 ) -> ListResponse:
-    """A list answer for ``rows`` (the changes after ``cur``, at most ``limit``)."""
+    """A list answer for ``rows`` (the changes after ``cur``, at most ``limit``),
+    leaving out the entries whose JIDs are in ``skip``."""
     cfg = ctx.config
     entries: list[Entry] = []
     budget = inline
     inline_chunks = []
     page_bytes = 0
     more = len(rows) == limit
+    last = rows[-1].jid if rows else head_jid
     for row in rows:
         if page_bytes > cfg.max_list_bytes:
             more = True  # the rest comes on the next page
             break
+        last = row.jid
+        if row.jid in skip:
+            continue
         content, pairs = await _content_for(ctx, ns, row, cur.jid)
         entries.append(entry_out(row, content))
         page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)
@@ -204,7 +210,8 @@ async def _page(
             got = await ctx.chunks.inline_out(ns.id, pairs, budget)
             budget -= sum(len(c.data) * 3 // 4 for c in got)
             inline_chunks.extend(got)
-    last = entries[-1].jid if more else head_jid
+    if not more:
+        last = head_jid
     nonce = await ctx.meta.nonce(ns.id, last) or "0"
     return ListResponse(
         entries=entries, cursor=_cursor_of(ns, last, nonce), more=more, chunks=inline_chunks
@@ -236,10 +243,13 @@ async def commit(ctx: Context, request: Request) -> Response:
     if any(r.status == "ok" for r in outcome.results):
         ctx.notifier.publish(ns.id)
     changes = None
-    if since is not None:  # the list the client would ask for next, in the same answer
+    if since is not None:
+        # The list the client would ask for next, in the same answer, less the
+        # entries this commit wrote: the client knows them from the results.
         limit = ctx.config.max_list_page
         rows, head_jid = await ctx.meta.changes(ns.id, since.jid, limit)
-        changes = await _page(ctx, ns, since, rows, head_jid, limit, 0)
+        own = range(outcome.head_before + 1, outcome.head + 1)
+        changes = await _page(ctx, ns, since, rows, head_jid, limit, 0, own)
     return json_response(
         CommitResponse(
             results=outcome.results,
