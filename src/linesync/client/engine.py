@@ -630,7 +630,7 @@ class Engine:
             since = None if folder_move else self.index.get("cursor")
             try:
                 resp = await self.remote.commit_full(
-                    self.ns, wire, chunks, journal=self.journal, since=since
+                    self.ns, wire, chunks, journal=None if since else self.journal, since=since
                 )
             except LinesyncError as exc:
                 if exc.code is not Code.CURSOR_INVALID:

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 
-from linesync import __version__
 from linesync.core.ids import ChunkId, pack_ids
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import MEDIA_TYPE, Frame, FrameReader, encode_frames
@@ -50,10 +49,7 @@ class Remote:
 
     def __init__(self, url: str, token: str, *, timeout: float = 120.0) -> None:
         self.url = url.rstrip("/")
-        self._headers = {
-            "Authorization": f"Bearer {token}",
-            "User-Agent": f"linesync/{__version__}",
-        }
+        self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
 
@@ -61,7 +57,8 @@ class Remote:
         self._session = aiohttp.ClientSession(
             headers=self._headers,
             timeout=self._timeout,
-            skip_auto_headers=("Accept-Encoding", "Accept"),
+            # Every header byte is paid on every request: send only what counts.
+            skip_auto_headers=("Accept-Encoding", "Accept", "User-Agent"),
             connector=aiohttp.TCPConnector(limit=16),
         )
         return self

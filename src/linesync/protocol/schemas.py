@@ -118,7 +118,8 @@ class CommitResult(msgspec.Struct, omit_defaults=True):
 class CommitResponse(msgspec.Struct, omit_defaults=True):
     """``cursor``: the journal's head after this commit; ``head_before``: the head
     JID it started from. A client whose cursor was at ``head_before`` knows every
-    entry up to ``cursor`` (its own) and may move its cursor there."""
+    entry up to ``cursor`` (its own) and may move its cursor there. When the
+    request gave ``since``, ``changes`` is there instead of those two."""
 
     results: list[CommitResult]
     cursor: str = ""

@@ -250,12 +250,13 @@ async def commit(ctx: Context, request: Request) -> Response:
         rows, head_jid = await ctx.meta.changes(ns.id, since.jid, limit)
         own = range(outcome.head_before + 1, outcome.head + 1)
         changes = await _page(ctx, ns, since, rows, head_jid, limit, 0, own)
+    if changes is not None:  # its cursor says all the top-level one would
+        return json_response(CommitResponse(results=outcome.results, changes=changes))
     return json_response(
         CommitResponse(
             results=outcome.results,
             cursor=_cursor_of(ns, outcome.head, outcome.nonce),
             head_before=outcome.head_before,
-            changes=changes,
         )
     )
 

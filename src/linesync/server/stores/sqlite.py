@@ -81,7 +81,7 @@ def hash_token(token: str) -> bytes:
 
 
 def new_token() -> str:
-    return "lst_" + secrets.token_urlsafe(32)
+    return "lst_" + secrets.token_urlsafe(24)  # 192 random bits
 
 
 def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
