@@ -43,7 +43,7 @@ from tests.support.api import (
 from tests.support.server import ServerProc
 
 run = asyncio.run
-_CURSOR = re.compile(r"^[0-9a-f]{16}\.(0|[1-9][0-9]*)\.([0-9a-f]{16}|0)$")
+_CURSOR = re.compile(r"^[0-9a-f]{16}\.(0|[1-9][0-9]*)\.([0-9a-f]{8}|0)$")
 
 
 async def head_jid(r: Remote, ns: int) -> int:
@@ -991,7 +991,7 @@ def test_cursor_errors(srv: ServerProc, user: User) -> None:
                 (await listed(bad)).expect(400, "bad_cursor")
             (await listed(good)).expect(200)
             # Same journal and JID, wrong nonce: the server was restored from a backup.
-            wrong = f"{journal}.{jid}.{'0' * 16 if nonce != '0' * 16 else '1' * 16}"
+            wrong = f"{journal}.{jid}.{'0' * 8 if nonce != '0' * 8 else '1' * 8}"
             (await listed(wrong)).expect(410, "cursor_invalid")
             (await listed(f"{journal}.1.{nonce}")).expect(410, "cursor_invalid")
             # Ahead of the journal.

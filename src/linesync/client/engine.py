@@ -213,8 +213,12 @@ class Engine:
         for e in resp.entries:
             ids = None
             if e.kind is Kind.FILE:
-                assert e.content is not None
-                ids = resolve_content(e.content, self.index.version_blocklist)
+                if e.content is None:  # the same bytes as the version we hold there
+                    held = self.index.state(e.path).remote_node
+                    chash = held.chash if held is not None else None
+                    ids = self.index.blocklist(chash) if chash else None
+                else:
+                    ids = resolve_content(e.content, self.index.version_blocklist)
                 if ids is None:
                     full = await self.remote.entry(self.ns, e.jid)
                     assert full.content is not None

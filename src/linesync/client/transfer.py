@@ -54,6 +54,7 @@ def prepare_file(
     inline_budget: int = INLINE_BUDGET,
 ) -> PreparedFile:
     """A commit op for a file version, as a delta against ``base_ids`` when given."""
+    content: Content | None
     if base_ids is not None and base_jid:
         delta = bl.diff(base_ids, ids)
         content = Content(
@@ -78,6 +79,8 @@ def prepare_file(
             continue
         inline_budget -= cost
         chosen.append(item)
+    if content is not None and content.edits == [] and base_jid:
+        content = None  # the same bytes as version base_jid: a touch or a chmod
     op = CommitOp(
         path=path, kind=Kind.FILE, base_jid=base_jid, size=size, mtime_ns=mtime_ns, exec=exec,
         content=content,

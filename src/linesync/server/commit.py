@@ -107,8 +107,8 @@ def validate_op(op: CommitOp) -> None:
     if op.kind is Kind.FILE:
         if op.target is not None:
             raise LinesyncError(Code.BAD_REQUEST, "a file has no symlink target")
-        if op.content is None and op.move_from is None:
-            raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: a file needs content")
+        if op.content is None and op.move_from is None and op.base_jid == 0:
+            raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: a new file needs content")
     else:
         if op.content is not None:
             raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: only a file has content")
@@ -258,6 +258,14 @@ class _Planner:
         if op.kind is Kind.FILE and (op.content is not None or (source and source.live)):
             ids, delta_base, delta = self.resolve(op, source)
             chash = bl.content_hash(ids)
+        elif op.kind is Kind.FILE and op.move_from is None:
+            # No content: the same bytes as version base_jid (a touch, a chmod).
+            ids = self.o.blocklist(op.base_jid)
+            if ids is None:
+                raise LinesyncError(
+                    Code.BAD_REQUEST, f"{op.path}: no content, and {op.base_jid} is not a file"
+                )
+            delta_base, delta, chash = op.base_jid, [], bl.content_hash(ids)
         cur_jid = cur.jid if cur else 0
         if cur_jid != op.base_jid:
             if cur is not None and self.same_as_applied(cur, op, chash):

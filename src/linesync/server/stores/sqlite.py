@@ -411,7 +411,7 @@ class SqliteStore:
             (
                 ns_id, r.jid, r.path, r.kind.value, r.size, r.mtime_ns, int(r.exec), r.target,
                 r.device, r.base_jid, r.moved_from, r.chash, full, delta, base, depth,
-                secrets.token_hex(8), now,
+                secrets.token_hex(4), now,
             ),
         )  # fmt: skip
         self.db.execute(
