@@ -238,6 +238,10 @@ def plan(states: Mapping[str, PathState], *, read_only: bool = False) -> Plan:
     return out
 
 
+def _is_folder(node: Node | None) -> bool:
+    return node is not None and node.kind is Kind.DIRECTORY
+
+
 def _is_file(node: Node | None) -> bool:
     return node is not None and node.kind is not Kind.DIRECTORY
 
@@ -317,8 +321,12 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
             n = s.synced_node
             if n.kind is not Kind.DIRECTORY:
                 gone[(n.kind, n.chash, n.target)].append(path)
-    # Folders first: a folder move carries everything below it.
-    for path in sorted(ops, key=lambda p: p.count("/")):
+    # Folders first: a folder move carries everything below it. (Only worth
+    # looking when a synced folder vanished here.)
+    folder_gone = any(
+        isinstance(op, DeleteRemote) and _is_folder(states[p].synced_node) for p, op in ops.items()
+    )
+    for path in sorted(ops, key=lambda p: p.count("/")) if folder_gone else []:
         op = ops[path]
         if not isinstance(op, Upload) or op.node.kind is not Kind.DIRECTORY:
             continue
