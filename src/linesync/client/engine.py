@@ -255,7 +255,7 @@ class Engine:
             for path, entry in walk.entries.items():
                 prev = states.get(path)
                 local = self._local_of(path, entry.node, entry.stat, prev, result)
-                if local is not None:
+                if local is not None and (prev is None or local != prev.local):
                     self.index.set_local(path, local)
             for path, s in states.items():
                 if s.local is not None and path not in walk.entries:
