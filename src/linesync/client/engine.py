@@ -210,13 +210,21 @@ class Engine:
         """Take a page of the server's changes into the remote view, and move the
         cursor past it, in one transaction."""
         resolved: list[tuple[Entry, list[ChunkId] | None]] = []
+        # After a page that said "more", the view may lack versions the server
+        # counts us as holding: content left out then cannot be trusted.
+        clean = self.index.get("cursor_clean", "1") == "1"
+        cursor = self.index.get("cursor")
+        at = int(cursor.split(".")[1]) if cursor else 0
         for e in resp.entries:
             ids = None
             if e.kind is Kind.FILE:
-                if e.content is None:  # the same bytes as the version we hold there
-                    held = self.index.state(e.path).remote_node
-                    chash = held.chash if held is not None else None
-                    ids = self.index.blocklist(chash) if chash else None
+                if e.content is None and not clean:
+                    ids = None
+                elif e.content is None:  # the same bytes as the version we hold there
+                    held = self.index.state(e.path).remote
+                    # ...as of our cursor: one of our own commits past it does not count.
+                    node = held.node if held is not None and held.jid <= at else None
+                    ids = self.index.blocklist(node.chash) if node and node.chash else None
                 else:
                     ids = resolve_content(e.content, self.index.version_blocklist)
                 if ids is None:
@@ -235,6 +243,7 @@ class Engine:
             if received:
                 self.index.cache_put(received.items())
             self.index.set("cursor", resp.cursor)
+            self.index.set("cursor_clean", "0" if resp.more else "1")
 
     # -- scan: the local view --------------------------------------------------
 
@@ -422,7 +431,14 @@ class Engine:
         stat = self.fs.rename(op.src, op.dst, op.local.stat, None)
         node = op.remote.node
         assert node is not None
-        self.index.set_local(op.dst, Local(op.local.node, stat))
+        local_node = op.local.node
+        if node.kind is Kind.FILE and (node.mtime_ns, node.exec) != (
+            local_node.mtime_ns,
+            local_node.exec,
+        ):  # the move came with a touch or a chmod: take those too
+            stat = self.fs.touch(op.dst, node.mtime_ns, node.exec, stat)
+            local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
+        self.index.set_local(op.dst, Local(local_node, stat))
         self.index.set_synced(op.dst, op.remote)
         self.index.set_local(op.src, None)
         self.index.set_synced(op.src, op.src_remote)
@@ -806,6 +822,11 @@ class Engine:
                     return
                 for p, s in self.index.states().items():
                     if p == op.src or paths.is_under(p, op.src):
+                        if p != op.src and s.synced is not None and s.synced.node is not None:
+                            # What we agreed on travels with the file: its next edit
+                            # is then a plain upload, not a conflict with itself.
+                            dst = paths.rebase(p, op.src, op.dst)
+                            self.index.set_synced(dst, Version(0, s.synced.node))
                         self.index.set_synced(p, None)
                         self.index.set_remote(p, Version(s.remote.jid if s.remote else 0, None))
                 result.moved += 1

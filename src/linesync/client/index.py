@@ -232,6 +232,7 @@ class Index:
         self.db.execute("DELETE FROM paths WHERE l_kind IS NULL")
         self.db.execute("DELETE FROM versions")
         self.set("cursor", None)
+        self.set("cursor_clean", None)
 
     # -- content -----------------------------------------------------------
 

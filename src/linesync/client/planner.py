@@ -175,6 +175,10 @@ def decide(s: PathState) -> Op | None:
         if ln is None:
             return DeleteRemote(s.path, r_jid) if rn is not None else Record(s.path, s.remote)
         return Upload(s.path, ln, r_jid)
+    if rn is not None and rn.same(s.synced_node):
+        # The remote "change" kept every byte and the time (a folder move carried
+        # the file, or our own commit came back): only the local side changed.
+        return Upload(s.path, ln, r_jid) if ln is not None else DeleteRemote(s.path, r_jid)
     # Both sides changed.
     if ln is None and rn is None:
         return Record(s.path, s.remote)
@@ -291,21 +295,42 @@ def _makes_non_folder(op: Op | None) -> bool:
     )  # fmt: skip
 
 
+def _same_bytes(a: Node, b: Node) -> bool:
+    """Same kind and bytes (a file's time and exec bit may differ)."""
+    if a.kind is not b.kind:
+        return False
+    return a.chash == b.chash if a.kind is Kind.FILE else a.target == b.target
+
+
 def _match_remote_moves(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:
-    """A remote move whose source we hold unchanged becomes a local rename."""
-    for path, op in list(ops.items()):
+    """A remote move whose source we hold unchanged becomes a local rename: the
+    source it names, or else (a file moved twice since we looked) any path we are
+    about to delete that holds the same bytes."""
+    deleting: dict[tuple[Kind, bytes | None, str | None], list[str]] = defaultdict(list)
+    for path in sorted(ops):
+        op = ops[path]
+        if isinstance(op, DeleteLocal) and op.local.node.kind is not Kind.DIRECTORY:
+            n = op.local.node
+            deleting[(n.kind, n.chash, n.target)].append(path)
+    for path, op in sorted(ops.items()):
         if not isinstance(op, Download) or op.local is not None:
             continue
-        src = op.remote.moved_from
         node = op.remote.node
-        if src is None or node is None or node.kind is Kind.DIRECTORY:
+        if node is None or node.kind is Kind.DIRECTORY:
             continue
-        s = states.get(src)
+        candidates = deleting.get((node.kind, node.chash, node.target), [])
+        src = op.remote.moved_from if op.remote.moved_from in candidates else None
+        if src is None and candidates:
+            src = candidates[0]
+        if src is None:
+            continue
+        s = states[src]
         src_op = ops.get(src)
-        if s is None or s.local is None or not isinstance(src_op, DeleteLocal):
+        if s.local is None or not isinstance(src_op, DeleteLocal):
             continue
-        if not node.same_content(s.local.node):
+        if not _same_bytes(node, s.local.node):
             continue
+        candidates.remove(src)
         ops[path] = MoveLocal(src, path, op.remote, s.local, s.remote)
         ops[src] = None
 
@@ -339,11 +364,12 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
             continue
         ops[path] = MoveRemote(src, path, op.node, src_synced.jid, op.base_jid)
         ops[src] = None
+        carried = {paths.rebase(p, src, path) for p in states if paths.is_under(p, src)}
         for p in list(ops):
             if paths.is_under(p, src):
                 ops[p] = None
                 _drop_from(gone, p)
-            elif paths.is_under(p, path):
+            elif p in carried:
                 ops[p] = None  # the move brings them; edits go up on the next round
     for path in sorted(ops):
         op = ops[path]

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from linesync.protocol.errors import Code, LinesyncError
 
-_CURSOR = re.compile(r"^([0-9a-f]{16})\.(0|[1-9][0-9]{0,17})\.([0-9a-f]{8}|0)$")
+_CURSOR = re.compile(r"^([0-9a-f]{16})\.(0|[1-9][0-9]{0,17})\.([0-9a-f]{8}|[0-9a-f]{16}|0)$")
 
 
 class Cursor(NamedTuple):

@@ -57,7 +57,7 @@ class Context:
     notifier: Notifier
     limiter: RateLimiter
 
-    async def auth(self, request: Request) -> TokenInfo:
+    async def auth(self, request: Request, charge: bool = True) -> TokenInfo:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -65,13 +65,15 @@ class Context:
         info = await self.meta.authenticate(token.strip())
         if info is None:
             raise LinesyncError(Code.UNAUTHENTICATED, "token is invalid or revoked")
-        wait = self.limiter.allow(info.token_id)
+        wait = self.limiter.allow(info.token_id) if charge else 0.0
         if wait > 0:
             raise LinesyncError(Code.RATE_LIMITED, "too many requests", retry_after=math.ceil(wait))
         return info
 
-    async def namespace(self, request: Request, write: bool) -> tuple[TokenInfo, Namespace]:
-        token = await self.auth(request)
+    async def namespace(
+        self, request: Request, write: bool, charge: bool = True
+    ) -> tuple[TokenInfo, Namespace]:
+        token = await self.auth(request, charge)
         ns_id = request.path_params["ns"]
         ns = await self.meta.namespace(ns_id, token.user_id) if ns_id < 2**62 else None
         if ns is None:

@@ -174,8 +174,11 @@ async def list_changes(ctx: Context, request: Request) -> Response:
             break
         await ctx.notifier.wait(event, remaining)
         # Whoever waited must still be let in: a token revoked (or a member
-        # removed) meanwhile gets an error, not the news.
-        _, ns = await ctx.namespace(request, write=False)
+        # removed) meanwhile gets an error, not the news; and a journal reset
+        # meanwhile makes the cursor invalid.
+        _, ns = await ctx.namespace(request, write=False, charge=False)
+        if ns.journal != cur.journal:
+            raise LinesyncError(Code.CURSOR_INVALID, "the journal was reset while waiting")
     return json_response(await _page(ctx, ns, cur, rows, head_jid, limit, inline))
 
 
