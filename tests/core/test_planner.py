@@ -31,12 +31,14 @@ Then ``decide()`` case by case.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from linesync.client import planner as pl
 from linesync.client.model import Local, Node, PathState, Stat, Version
@@ -76,7 +78,7 @@ ALL_KINDS = (
 )
 MOVE_KINDS = ("move", "move", "mkdir")
 SETTINGS = settings(
-    max_examples=250,
+    max_examples=500,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -90,7 +92,7 @@ class Scenario:
     base: Tree
     local: Tree
     remote: Tree
-    late: bool = False  # the remote commits land after the first pull
+    late: bool = False  # the remote commits land during the first round, after its plan
 
     def __repr__(self) -> str:
         return (
@@ -116,7 +118,8 @@ class Scenario:
             out = sim.run(rng, late=self.remote.events if self.late else None, after_round=valid)
         except Crash as exc:
             raise AssertionError(f"the engine would crash: {exc}\n{sim.describe()}") from exc
-        note(out.describe())
+        if currently_in_test_context():
+            note(out.describe())
         assert not errors, "invalid tree:\n" + "\n".join(errors) + "\n" + out.describe()
         return out
 
@@ -133,8 +136,8 @@ def _perturb(draw: st.DrawFn, tree: Tree, kind: str, avoid: frozenset[str] = fro
     elif kind == "create" and (p := _pick(draw, free)):
         tree.create(p)
     elif kind == "copy" and files and (p := _pick(draw, free)):
-        src = draw(st.sampled_from(files))
-        tree.create(p, _lines(tree, src))
+        origin = draw(st.sampled_from(files))
+        tree.create(p, _lines(tree, origin))
     elif kind in ("append", "rewrite", "same_edit", "exec", "touch") and (p := _pick(draw, files)):
         {
             "append": tree.append,
@@ -324,11 +327,13 @@ def test_read_only_never_writes_to_the_server_and_keeps_local_changes(
 ) -> None:
     sim = sc.sim(read_only=True)
     out = sc.run(sim, random.Random(seed))
-    rows = dict(sim.server.rows)
     assert out.converged, f"no empty plan after {MAX_ROUNDS} rounds:\n{out.describe()}"
     writes = [op for op in out.ops() if isinstance(op, (pl.Upload, pl.DeleteRemote, pl.MoveRemote))]
     assert not writes, f"read-only plan writes: {writes}"
-    assert sim.server.rows == rows
+    others_only = Sim.scenario(sc.base, sc.base, sc.remote.events).server
+    assert sim.server.rows == others_only.rows, (
+        "the server holds more than the other device's commits"
+    )
     lost = lost_versions(protected_versions(sc.base, sc.local, sc.remote), sim.disk.nodes())
     assert not lost, "versions lost on disk:\n" + "\n".join(lost) + "\n" + out.describe()
 
@@ -517,11 +522,15 @@ def test_plan_sees_a_remote_rename_as_a_move() -> None:
     assert ops == {"y": pl.MoveLocal("x", "y", moved, loc(F1), Version(9, None))}
 
 
-# -- scenarios that once failed -----------------------------------------------------------
+# -- known cases ----------------------------------------------------------------------
 
 
-def _scenario(base_ops: list[tuple[str, ...]], local_ops: list[tuple[str, ...]],
-              remote_ops: list[tuple[str, ...]]) -> Scenario:  # fmt: skip
+def _scenario(
+    base_ops: Sequence[tuple[str, ...]],
+    local_ops: Sequence[tuple[str, ...]],
+    remote_ops: Sequence[tuple[str, ...]],
+) -> Scenario:
+    """A scenario from Tree method calls: ("move", "d", "e"), ("append", "e/y")..."""
     fresh = Fresh()
     base = Tree(fresh)
     for op in base_ops:
@@ -533,8 +542,70 @@ def _scenario(base_ops: list[tuple[str, ...]], local_ops: list[tuple[str, ...]],
     return Scenario(base, local, remote)
 
 
-def _converges(sc: Scenario) -> tuple[Sim, Outcome]:
+def _sync(sc: Scenario) -> tuple[Sim, Outcome]:
     sim = sc.sim()
     out = sc.run(sim)
     _check_converged(sc, sim, out)
     return sim, out
+
+
+KIND_CHANGES = {
+    "edit here, file->folder there": ([("append", "x")], [("file_to_dir", "x")]),
+    "file->folder here, edit there": ([("file_to_dir", "x")], [("append", "x")]),
+    "edit in a folder here, folder->file there": (
+        [("append", "d/y")],
+        [("dir_to_file", "d")],
+    ),
+    "folder->file here, new child there": ([("dir_to_file", "d")], [("create", "d/z")]),
+    "new child here, folder->file there": ([("create", "d/z")], [("dir_to_file", "d")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KIND_CHANGES))
+def test_a_file_and_a_folder_at_one_path_both_survive(case: str) -> None:
+    local, remote = KIND_CHANGES[case]
+    sc = _scenario([("create", "x"), ("mkdir", "d"), ("create", "d/y")], local, remote)
+    sim, out = _sync(sc)
+    assert [p for p in sim.server.live() if "(conflict from " in p], out.describe()
+
+
+@pytest.mark.parametrize("change", ["append", "touch", "toggle_exec"])
+def test_a_folder_moved_here_takes_its_changed_children_along(change: str) -> None:
+    """Rename folder d to e, then change e/y, between two syncs: no concurrent
+    change, so no conflict copy, and the server ends with the changed e/y."""
+    sc = _scenario([("mkdir", "d"), ("create", "d/y")], [("move", "d", "e"), (change, "e/y")], [])
+    sim, out = _sync(sc)
+    assert not [op for op in out.ops() if isinstance(op, (pl.Conflict, pl.Merge))], out.describe()
+    assert view(sim.server.live()) == view(tree_nodes(sc.local)), out.describe()
+
+
+def test_a_file_moved_here_into_a_moved_folder_is_moved_not_uploaded() -> None:
+    sc = _scenario(
+        [("mkdir", "d"), ("create", "d/y"), ("create", "x")],
+        [("move", "d", "e"), ("move", "x", "e/x")],
+        [],
+    )
+    sim, out = _sync(sc)
+    assert not [op for op in out.ops() if _content_travels(op)], out.describe()
+    assert view(sim.server.live()) == view(tree_nodes(sc.local))
+
+
+@pytest.mark.parametrize("change", ["touch", "toggle_exec"])
+def test_a_file_changed_and_renamed_there_is_renamed_here(change: str) -> None:
+    """Remote: touch (or chmod) x, then rename it to y. Here: rename x to y and
+    take the new time (or mode); commit nothing, fetch no content."""
+    sc = _scenario([("create", "x")], [], [(change, "x"), ("move", "x", "y")])
+    sim, out = _sync(sc)
+    assert any(isinstance(op, pl.MoveLocal) for op in out.ops()), out.describe()
+    assert not [op for op in out.ops() if isinstance(op, pl.Download) and op.local is None]
+    assert not [op for op in out.ops() if isinstance(op, pl.Upload)], out.describe()
+    assert view(sim.disk.nodes()) == view(tree_nodes(sc.remote)), out.describe()
+
+
+def test_a_file_renamed_twice_there_is_renamed_here() -> None:
+    """Remote: x -> y, synced, then y -> z. The journal says z came from y, a
+    path this client never saw; it holds x unchanged, so it renames x to z."""
+    sc = _scenario([("create", "x")], [], [("move", "x", "y"), ("move", "y", "z")])
+    sim, out = _sync(sc)
+    assert not [op for op in out.ops() if _content_travels(op)], out.describe()
+    assert view(sim.disk.nodes()) == view(tree_nodes(sc.remote))

@@ -30,16 +30,25 @@ What is modelled, and how:
   empties, every change checks the ``Stat`` the index saw, raising
   :class:`Changed` like ``LocalFS``).
 - **Client** (:class:`Sim`): the remote and synced views of the index plus the
-  disk. ``sync_round`` does what one round of ``Engine.sync_once`` does: pull
-  (the remote view learns every entry after the cursor), scan (the local view
-  is the disk), plan, and execute the plan the way ``Engine.execute`` does:
-  folder downloads by depth, local moves, local deletions deepest first,
-  downloads / merges / conflicts / records in plan order, then one commit of
-  the remote ops in the engine's order. Every op records exactly what the
-  engine records (``set_synced`` / ``set_remote``); an op that fails with
-  ``Changed`` or an ``OSError`` is skipped and retried next round, and a
-  place where the engine would crash (an assertion) raises :class:`Crash`.
-  Conflict copies get ``conflict_name(path, device, when=0, n=n)``.
+  disk (the local view is the disk: every round starts with a scan).
+  ``sync_once`` runs rounds as ``Engine.sync_once`` does: plan; unless the
+  remote view is known current, pull and plan again, except in the first round
+  when the plan commits something (the commit's answer then carries the
+  server's changes since the cursor, as ``commit`` with ``since`` does, less
+  the entries the commit wrote; a batch with a folder move has no ``since``
+  and the next round pulls). ``execute`` runs the ops the way
+  ``Engine.execute`` does: folder downloads by depth, local moves, local
+  deletions deepest first, file downloads, then merges / conflicts / records
+  in plan order, then one commit of the remote ops in the engine's order.
+  Every op records exactly what the engine records (``set_synced`` /
+  ``set_remote``, including the file-less entry a conflict answer carries); an
+  op that fails with ``Changed`` or an ``OSError`` records nothing and is
+  retried next round, and a place where the engine would crash (an assertion)
+  raises :class:`Crash`. Conflict copies are named by
+  ``conflict_name(path, device, when=0, n=n)``. Not modelled: list answers
+  that leave unchanged content out (the sim always knows an entry's content),
+  ignore rules and OS junk files, symlinks, case collisions, and the disk
+  changing while a round runs.
 
 The two sides of a scenario are built with :class:`Tree`: a base tree, then a
 copy of it changed by a few user operations. A tree records the entries a
@@ -515,6 +524,8 @@ class Round:
     plan: pl.Plan
     executed: list[pl.Op]  # in the order handed to execute (maybe shuffled)
     problems: list[str] = field(default_factory=list)
+    pulled: bool = False  # the plan was made after a pull
+    first: bool = False  # the first round of a sync_once
 
 
 @dataclass
@@ -528,8 +539,12 @@ class Outcome:
 
     def describe(self) -> str:
         out = []
-        for i, r in enumerate(self.rounds, 1):
-            out.append(f"round {i}:")
+        sync = i = 0
+        for r in self.rounds:
+            if r.first:
+                sync, i = sync + 1, 0
+            i += 1
+            out.append(f"sync {sync} round {i}:{'' if r.pulled else ' (planned without a pull)'}")
             out.extend(f"  {describe_op(op)}" for op in r.executed)
             if r.plan.kept_locally:
                 out.append(f"  kept locally: {r.plan.kept_locally}")
@@ -589,6 +604,8 @@ class Sim:
         self.disk = Disk.of(base)
         self.problems: list[str] = []
         self.rounds: list[Round] = []
+        self.need_pull = True
+        self.must_pull = False  # as the engine's index flag: a folder move not yet listed
 
     @classmethod
     def scenario(
@@ -625,25 +642,39 @@ class Sim:
     def _set_remote(self, path: str, v: Version) -> None:
         self.remote[path] = v
 
-    def pull(self) -> None:
-        for p, r in self.server.rows.items():
-            if r.jid > self.cursor:
+    def pull(self, skip: range = range(0)) -> None:
+        """The current entry of every path changed after the cursor (but those
+        in ``skip``: a commit's own entries), into the remote view."""
+        for p, r in sorted(self.server.rows.items(), key=lambda x: x[1].jid):
+            if r.jid > self.cursor and r.jid not in skip:
                 self.remote[p] = Version(r.jid, r.node, r.moved_from)
         self.cursor = self.server.head
 
-    # -- the loop
+    # -- the loop: Engine.sync_once
+
+    def _pushes(self, plan: pl.Plan) -> bool:
+        return any(isinstance(op, (pl.Upload, pl.DeleteRemote, pl.MoveRemote)) for op in plan.ops)
 
     def sync_round(
         self,
+        first: bool,
         rng: random.Random | None = None,
         before_execute: Callable[[], None] | None = None,
     ) -> Round:
-        self.pull()
+        """One round: scan (the disk is the local view), plan; pull and plan again
+        unless the remote view is current or (first round) the plan pushes, in
+        which case the commit brings the server's news; execute."""
         plan = pl.plan(self.states(), read_only=self.read_only)
+        pulled = False
+        if self.need_pull and (self.must_pull or not (first and self._pushes(plan))):
+            self.pull()
+            self.need_pull = self.must_pull = False
+            pulled = True
+            plan = pl.plan(self.states(), read_only=self.read_only)
         ops = list(plan.ops)
         if rng is not None:
             rng.shuffle(ops)
-        rnd = Round(plan, ops)
+        rnd = Round(plan, ops, pulled=pulled, first=first)
         if not plan.ops:
             return rnd
         if plan.mass_delete() and not self.allow_mass_delete:
@@ -654,15 +685,34 @@ class Sim:
         self.execute(ops)
         return rnd
 
+    def sync_once(
+        self,
+        rng: random.Random | None = None,
+        before_execute: Callable[[], None] | None = None,
+        max_rounds: int = MAX_ROUNDS,
+        after_round: Callable[[Sim], None] | None = None,
+    ) -> bool:
+        """Rounds until the plan is empty (True) or ``max_rounds`` (False)."""
+        self.need_pull = True
+        for i in range(max_rounds):
+            r = self.sync_round(i == 0, rng, before_execute if i == 0 else None)
+            self.rounds.append(r)
+            if after_round is not None:
+                after_round(self)
+            if not r.plan.ops:
+                return True
+        return False
+
     def run(
         self,
         rng: random.Random | None = None,
         late: Iterable[Event] | None = None,
         max_rounds: int = MAX_ROUNDS,
         after_round: Callable[[Sim], None] | None = None,
+        max_syncs: int = 3,
     ) -> Outcome:
-        """Rounds until the plan is empty. ``late``: other commits that reach the
-        server after the first round's pull, while it executes."""
+        """``sync_once`` until one finds nothing to do. ``late``: other commits
+        that reach the server during the first round (after its plan)."""
         self.rounds = []
         pending = list(late or ())
 
@@ -670,15 +720,14 @@ class Sim:
             self.server.apply(pending)
             pending.clear()
 
-        for _ in range(max_rounds):
-            r = self.sync_round(rng, land if pending else None)
-            self.rounds.append(r)
-            if after_round is not None:
-                after_round(self)
-            if not r.plan.ops:
-                if not pending:
-                    return Outcome(True, self.rounds)
-                land()  # nothing to do this round: they land before the next pull
+        for _ in range(max_syncs):
+            before = len(self.rounds)
+            if not self.sync_once(rng, land if pending else None, max_rounds, after_round):
+                return Outcome(False, self.rounds)
+            if pending:
+                land()  # nothing was executed: they land before the next sync
+            elif len(self.rounds) - before == 1 and self.rounds[-1].pulled:
+                return Outcome(True, self.rounds)  # a sync that found nothing to do
         return Outcome(False, self.rounds)
 
     def describe(self) -> str:
@@ -696,10 +745,11 @@ class Sim:
         deletes = [o for o in ops if isinstance(o, pl.DeleteLocal)]
         for do in sorted(deletes, key=lambda o: o.path.count("/"), reverse=True):
             self._guard(do.path, self._delete_local, do)
-        for op in ops:
+        for op in ops:  # (the engine runs these a few at a time)
             if isinstance(op, pl.Download) and not _is_folder(op.remote.node):
                 self._guard(op.path, self._download, op)
-            elif isinstance(op, pl.Merge):
+        for op in ops:
+            if isinstance(op, pl.Merge):
                 self._guard(op.path, self._merge_op, op)
             elif isinstance(op, pl.Conflict):
                 self._guard(op.path, self._conflict, op)
@@ -730,14 +780,24 @@ class Sim:
 
     def _move_local(self, op: pl.MoveLocal) -> None:
         self._ensure_parent(op.dst)
-        self.disk.rename(op.src, op.dst, op.local.stat)
+        stat = self.disk.rename(op.src, op.dst, op.local.stat)
+        node = op.remote.node
+        assert node is not None
+        if node.kind is Kind.FILE and (node.mtime_ns, node.exec) != (
+            op.local.node.mtime_ns,
+            op.local.node.exec,
+        ):  # as the engine: the move came with a touch or a chmod
+            self.disk.touch(op.dst, node.mtime_ns, node.exec, stat)
         self._set_synced(op.dst, op.remote)
         self._set_synced(op.src, op.src_remote)
 
     def _delete_local(self, op: pl.DeleteLocal) -> None:
         if op.local.node.kind is Kind.DIRECTORY:
             if not self.disk.rmdir(op.path):
-                raise Changed("folder is not empty")
+                # (The engine first removes OS junk; there is none here.) The
+                # folder stays, recorded as synced with the tombstone.
+                self._set_synced(op.path, op.remote)
+                return
         else:
             self.disk.remove(op.path, op.local.stat)
         self._set_synced(op.path, op.remote)
@@ -800,9 +860,14 @@ class Sim:
 
     def _conflict(self, op: pl.Conflict) -> None:
         copy = self._free_name(op.path)
-        self.disk.rename(op.path, copy, op.local.stat)
+        folder = op.local.node.kind is Kind.DIRECTORY  # a folder moves whole
+        self.disk.rename(op.path, copy, None if folder else op.local.stat)
         if op.remote is not None and op.remote.node is not None:
-            self._download(pl.Download(op.path, op.remote, None))
+            download = pl.Download(op.path, op.remote, None)
+            if _is_folder(op.remote.node):
+                self._make_folder(download)
+            else:
+                self._download(download)
 
     # -- commit: Engine._commit
 
@@ -824,8 +889,36 @@ class Sim:
             kept.append(op)
         if not wire:
             return
-        for op, r in zip(kept, self.server.commit(wire), strict=True):
+        # A folder move writes entries the client cannot predict: no "since".
+        folder_move = any(
+            isinstance(o, pl.MoveRemote) and o.node.kind is Kind.DIRECTORY for o in kept
+        )
+        since = None if folder_move else self.cursor
+        head_before = self.server.head
+        results = self.server.commit(wire)
+        own = range(head_before + 1, self.server.head + 1)
+        if since is None:
+            self._follow(results, kept, head_before)
+        for op, r in zip(kept, results, strict=True):
             self._committed(op, r)
+        if since is not None:  # the answer carries the server's changes since the cursor
+            self.pull(skip=own)
+
+    def _follow(self, results: list[Result], ops: list[RemoteOp], head_before: int) -> None:
+        """Engine._follow: skip the next list when the commit's own entries are
+        all the server has beyond the cursor."""
+        written = 0
+        for r, op in zip(results, ops, strict=True):
+            if r.status == "conflict" or (
+                isinstance(op, pl.MoveRemote) and op.node.kind is Kind.DIRECTORY
+            ):
+                written = -(10**9)
+            elif r.status == "ok" and r.jid and r.jid > head_before:
+                written += 2 if isinstance(op, pl.MoveRemote) else 1
+        if head_before == self.cursor and self.server.head == self.cursor + written:
+            self.cursor = self.server.head
+        else:
+            self.need_pull = True
 
     def _wire_op(self, op: RemoteOp) -> Wire:
         if isinstance(op, pl.DeleteRemote):
@@ -848,7 +941,10 @@ class Sim:
             self.problems.append(f"{path}: conflict ({r.reason})")
             if r.current is not None and r.current[0] == path:
                 row = r.current[1]
-                self._set_remote(path, Version(row.jid, row.node, row.moved_from))
+                node = row.node
+                if node is not None and node.kind is Kind.FILE:
+                    node = replace(node, chash=None)  # a conflict answer carries no content
+                self._set_remote(path, Version(row.jid, node, row.moved_from))
             return
         if isinstance(op, pl.DeleteRemote):
             v = Version(r.jid, None)
@@ -859,8 +955,19 @@ class Sim:
             v = Version(r.jid, op.node, op.src)
             self._set_remote(op.dst, v)
             self._set_synced(op.dst, v)
+            if op.node.kind is not Kind.DIRECTORY:
+                gone = Version(r.jid + 1, None)  # the source's tombstone comes next
+                self._set_remote(op.src, gone)
+                self._set_synced(op.src, gone)
+                return
+            self.must_pull = True
             for p, s in self.states().items():
                 if p == op.src or paths.is_under(p, op.src):
+                    if p != op.src and s.synced is not None and s.synced.node is not None:
+                        # as the engine: the synced base travels with the child
+                        self._set_synced(
+                            paths.rebase(p, op.src, op.dst), Version(-1, s.synced.node)
+                        )
                     self._set_synced(p, None)
                     self._set_remote(p, Version(s.remote.jid if s.remote else 0, None))
             return

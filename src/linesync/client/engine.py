@@ -55,6 +55,7 @@ INLINE_BUDGET = 64 * 2**10
 CACHE_MAX_BYTES = 256 * 2**20
 CACHE_MAX_FILE = 16 * 2**20  # files bigger than this keep no cached chunks
 LIST_INLINE = 256 * 2**10
+CARRIED = -1  # the synced JID of a file our own folder move carried, until listed
 GROUP_BYTES = 64 * 2**20  # file bytes prefetched and written at a time
 DOWNLOAD_CONCURRENCY = 4
 UPLOAD_CONCURRENCY = 3
@@ -136,14 +137,16 @@ class Engine:
     async def sync_once(self) -> SyncResult:
         result = SyncResult()
         self.need_pull = True
+        # Our last folder move was not listed yet: its carried files wait for it.
+        must_pull = self.index.get("must_pull") == "1"
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
             self.scan(result)
             states = self._visible_states()
             plan = pl.plan(states, read_only=self.config.read_only)
-            if self.need_pull and not (rnd == 1 and self._pushes(plan)):
+            if self.need_pull and (must_pull or not (rnd == 1 and self._pushes(plan))):
                 await self.pull()
-                self.need_pull = False
+                self.need_pull = must_pull = False
                 states = self._visible_states()
                 plan = pl.plan(states, read_only=self.config.read_only)
             result.kept_locally = plan.kept_locally
@@ -244,6 +247,8 @@ class Engine:
                 self.index.cache_put(received.items())
             self.index.set("cursor", resp.cursor)
             self.index.set("cursor_clean", "0" if resp.more else "1")
+            if not resp.more:
+                self.index.set("must_pull", None)
 
     # -- scan: the local view --------------------------------------------------
 
@@ -820,13 +825,16 @@ class Engine:
                     self.index.set_synced(op.src, gone)
                     result.moved += 1
                     return
+                self.index.set("must_pull", "1")
                 for p, s in self.index.states().items():
                     if p == op.src or paths.is_under(p, op.src):
                         if p != op.src and s.synced is not None and s.synced.node is not None:
                             # What we agreed on travels with the file: its next edit
                             # is then a plain upload, not a conflict with itself.
+                            # Its JID is -1 until a list confirms the server carried
+                            # it; one that did not come was deleted there meanwhile.
                             dst = paths.rebase(p, op.src, op.dst)
-                            self.index.set_synced(dst, Version(0, s.synced.node))
+                            self.index.set_synced(dst, Version(CARRIED, s.synced.node))
                         self.index.set_synced(p, None)
                         self.index.set_remote(p, Version(s.remote.jid if s.remote else 0, None))
                 result.moved += 1

@@ -165,6 +165,8 @@ def decide(s: PathState) -> Op | None:
     if not lchanged and not rchanged:
         return None
     if not lchanged:  # only the remote side moved on
+        if rn is not None and rn.same(s.synced_node):
+            return Record(s.path, s.remote)  # a new entry for the same bytes and time
         if rn is None:
             if s.local is None:
                 return Record(s.path, s.remote)
@@ -342,10 +344,13 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
     for path in sorted(ops):
         op = ops[path]
         s = states[path]
-        if isinstance(op, DeleteRemote) and s.synced_node is not None:
-            n = s.synced_node
-            if n.kind is not Kind.DIRECTORY:
-                gone[(n.kind, n.chash, n.target)].append(path)
+        n = s.synced_node
+        if n is None or n.kind is Kind.DIRECTORY:
+            continue
+        # Gone from here: deleted, or replaced by something of another kind (that
+        # replacement then waits a round, after the move took the file away).
+        if isinstance(op, DeleteRemote) or (isinstance(op, Upload) and op.node.kind is not n.kind):
+            gone[(n.kind, n.chash, n.target)].append(path)
     # Folders first: a folder move carries everything below it. (Only worth
     # looking when a synced folder vanished here.)
     folder_gone = any(
@@ -362,15 +367,31 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
         src_synced = states[src].synced if src is not None else None
         if src is None or src_synced is None:
             continue
-        ops[path] = MoveRemote(src, path, op.node, src_synced.jid, op.base_jid)
+        ops[path] = MoveRemote(src, path, op.node, _move_base(states[src]), op.base_jid)
         ops[src] = None
         carried = {paths.rebase(p, src, path) for p in states if paths.is_under(p, src)}
+        # Files the move carries to places where they no longer are: moved on
+        # elsewhere here. Uploads of those bytes wait a round to become moves.
+        left_behind: set[tuple[Kind, bytes | None, str | None]] = set()
+        for p, st in states.items():
+            sn = st.synced_node
+            if not paths.is_under(p, src) or sn is None or sn.kind is Kind.DIRECTORY:
+                continue
+            there = states.get(paths.rebase(p, src, path))
+            if there is None or there.local_node is None or not _same_bytes(sn, there.local_node):
+                left_behind.add((sn.kind, sn.chash, sn.target))
         for p in list(ops):
+            op_p = ops[p]
             if paths.is_under(p, src):
                 ops[p] = None
                 _drop_from(gone, p)
             elif p in carried:
                 ops[p] = None  # the move brings them; edits go up on the next round
+            elif (
+                isinstance(op_p, Upload)
+                and (op_p.node.kind, op_p.node.chash, op_p.node.target) in left_behind
+            ):
+                ops[p] = None  # moved out of the moved folder: a move, next round
     for path in sorted(ops):
         op = ops[path]
         if not isinstance(op, Upload) or op.node.kind is Kind.DIRECTORY:
@@ -385,8 +406,16 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
         src = candidates.pop(0)
         src_state = states[src]
         assert src_state.synced is not None
-        ops[path] = MoveRemote(src, path, n, src_state.synced.jid, op.base_jid)
+        ops[path] = MoveRemote(src, path, n, _move_base(src_state), op.base_jid)
         ops[src] = None
+
+
+def _move_base(s: PathState) -> int:
+    """The JID a move of this path is based on: the server's version when it is
+    the synced one under another number (a move carried it), else the synced."""
+    if s.remote is not None and s.remote.node is not None and s.remote.node.same(s.synced_node):
+        return s.remote.jid
+    return s.synced.jid if s.synced else 0
 
 
 def _drop_from(gone: dict[tuple[Kind, bytes | None, str | None], list[str]], path: str) -> None:
@@ -398,32 +427,31 @@ def _drop_from(gone: dict[tuple[Kind, bytes | None, str | None], list[str]], pat
 def _moved_folder_source(
     states: Mapping[str, PathState], ops: Mapping[str, Op | None], dst: str
 ) -> str | None:
-    """A folder deleted here whose synced contents all reappear under ``dst``."""
+    """The folder deleted here that ``dst`` most likely is, moved: the one most
+    of whose synced contents reappear under ``dst`` (same place, same bytes).
+    What did not follow is sorted out by the next round."""
     local_below = {
-        p[len(dst) + 1 :]: states[p].local_node
+        p[len(dst) + 1 :]: n
         for p in states
-        if paths.is_under(p, dst) and states[p].local_node is not None
+        if paths.is_under(p, dst) and (n := states[p].local_node) is not None
     }
     if not local_below:
         return None
+    best, best_score = None, 0
     for src, op in ops.items():
-        if not isinstance(op, DeleteRemote):
+        if not isinstance(op, DeleteRemote) or not _is_folder(states[src].synced_node):
             continue
-        s = states[src]
-        if s.synced_node is None or s.synced_node.kind is not Kind.DIRECTORY:
+        below = [st for p, st in states.items() if paths.is_under(p, src)]
+        if any(_remote_changed(st) or st.local_node is not None for st in below):
             continue
-        below = {p: states[p] for p in states if paths.is_under(p, src)}
         synced_below = {
-            p[len(src) + 1 :]: st.synced_node for p, st in below.items() if st.synced_node
+            st.path[len(src) + 1 :]: n for st in below if (n := st.synced_node) is not None
         }
-        if not synced_below or any(_remote_changed(st) for st in below.values()):
-            continue
-        if any(st.local_node is not None for st in below.values()):
-            continue
-        if all(
-            rel in local_below and local_below[rel].kind is n.kind  # type: ignore[union-attr]
+        score = sum(
+            1
             for rel, n in synced_below.items()
-            if n is not None
-        ):
-            return src
-    return None
+            if rel in local_below and _same_bytes(n, local_below[rel])
+        )
+        if score > best_score and 2 * score >= len(synced_below):
+            best, best_score = src, score
+    return best
