@@ -347,6 +347,8 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
         n = s.synced_node
         if n is None or n.kind is Kind.DIRECTORY:
             continue
+        if s.remote_node is None or not s.remote_node.same(n):
+            continue  # the server moved on there: a move from it would conflict
         # Gone from here: deleted, or replaced by something of another kind (that
         # replacement then waits a round, after the move took the file away).
         if isinstance(op, DeleteRemote) or (isinstance(op, Upload) and op.node.kind is not n.kind):
