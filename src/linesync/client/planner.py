@@ -402,10 +402,13 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
         if s.synced_node is not None:
             continue
         n = op.node
-        candidates = gone.get((n.kind, n.chash, n.target))
+        # (A file cannot move under its own old path in one commit: that one goes up.)
+        candidates = [c for c in gone.get((n.kind, n.chash, n.target), []) if not
+                      paths.is_under(path, c)]  # fmt: skip
         if not candidates:
             continue
-        src = candidates.pop(0)
+        src = candidates[0]
+        gone[(n.kind, n.chash, n.target)].remove(src)
         src_state = states[src]
         assert src_state.synced is not None
         ops[path] = MoveRemote(src, path, n, _move_base(src_state), op.base_jid)
