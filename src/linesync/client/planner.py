@@ -14,7 +14,7 @@ moves are recognised on both sides so that no content travels again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from linesync.client.model import Local, Node, PathState, Version
@@ -337,10 +337,26 @@ def _match_remote_moves(states: Mapping[str, PathState], ops: dict[str, Op | Non
         ops[src] = None
 
 
+Key = tuple[Kind, bytes | None, str | None]
+
+
+def _key(n: Node) -> Key:
+    return (n.kind, n.chash, n.target)
+
+
 def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:
-    """A path that vanished here and content that appeared elsewhere in the same
-    scan is a move: committed as one, so no content is uploaded again."""
-    gone: dict[tuple[Kind, bytes | None, str | None], list[str]] = defaultdict(list)
+    """A path whose bytes vanished here and reappeared elsewhere in the same scan
+    is a move: committed as one, so no content is uploaded again. A chain of
+    moves that needs one step first (a folder moved, then a file out of it, or
+    into a name another file left) takes a round per step: what waits is put off,
+    never uploaded."""
+    fresh_keys = {
+        _key(op.node)
+        for p, op in ops.items()
+        if isinstance(op, Upload) and op.node.kind is not Kind.DIRECTORY
+        and states[p].synced_node is None
+    }  # fmt: skip
+    gone: dict[Key, list[str]] = defaultdict(list)
     for path in sorted(ops):
         op = ops[path]
         s = states[path]
@@ -349,16 +365,58 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
             continue
         if s.remote_node is None or not s.remote_node.same(n):
             continue  # the server moved on there: a move from it would conflict
-        # Gone from here: deleted, or replaced by something of another kind (that
-        # replacement then waits a round, after the move took the file away).
-        if isinstance(op, DeleteRemote) or (isinstance(op, Upload) and op.node.kind is not n.kind):
-            gone[(n.kind, n.chash, n.target)].append(path)
-    # Folders first: a folder move carries everything below it. (Only worth
-    # looking when a synced folder vanished here.)
-    folder_gone = any(
+        # Gone from here: deleted, replaced by another kind, or replaced by other
+        # bytes while its own bytes turn up as a new file elsewhere. (The
+        # replacement then waits a round, until the move took the file away.)
+        if (
+            isinstance(op, DeleteRemote)
+            or (isinstance(op, Upload) and op.node.kind is not n.kind)
+            or (isinstance(op, Upload) and _key(n) in fresh_keys and not _same_bytes(n, op.node))
+        ):
+            gone[_key(n)].append(path)
+    wanted: set[Key] = set()  # bytes of uploads put off: not to be deleted meanwhile
+
+    def put_off(p: str) -> None:
+        op_p = ops[p]
+        if isinstance(op_p, Upload) and op_p.node.kind is not Kind.DIRECTORY:
+            wanted.add(_key(op_p.node))
+        ops[p] = None
+
+    _match_folder_moves(states, ops, gone, put_off)
+    for path in sorted(ops):
+        op = ops[path]
+        if not isinstance(op, Upload) or op.node.kind is Kind.DIRECTORY:
+            continue
+        if states[path].synced_node is not None:
+            continue
+        n = op.node
+        # (A file cannot move under its own old path in one commit: that one goes up.)
+        candidates = [c for c in gone.get(_key(n), []) if not paths.is_under(path, c)]
+        if not candidates:
+            continue
+        src = candidates[0]
+        gone[_key(n)].remove(src)
+        ops[path] = MoveRemote(src, path, n, _move_base(states[src]), op.base_jid)
+        put_off(src)
+    for path, op in list(ops.items()):  # keep what a put-off upload will move
+        n = states[path].synced_node
+        if isinstance(op, DeleteRemote) and n is not None and _key(n) in wanted:
+            ops[path] = None
+
+
+def _match_folder_moves(
+    states: Mapping[str, PathState],
+    ops: dict[str, Op | None],
+    gone: dict[Key, list[str]],
+    put_off: Callable[[str], None],
+) -> None:
+    """A new folder here that is a synced folder moved: one move commit carries
+    everything below it (only worth looking when a synced folder vanished)."""
+    if not any(
         isinstance(op, DeleteRemote) and _is_folder(states[p].synced_node) for p, op in ops.items()
-    )
-    for path in sorted(ops, key=lambda p: p.count("/")) if folder_gone else []:
+    ):
+        return
+    for path in sorted(ops, key=lambda p: p.count("/")):
         op = ops[path]
         if not isinstance(op, Upload) or op.node.kind is not Kind.DIRECTORY:
             continue
@@ -366,53 +424,30 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
         if s.synced_node is not None or s.remote_node is not None:
             continue
         src = _moved_folder_source(states, ops, path)
-        src_synced = states[src].synced if src is not None else None
-        if src is None or src_synced is None:
+        if src is None or states[src].synced is None:
             continue
         ops[path] = MoveRemote(src, path, op.node, _move_base(states[src]), op.base_jid)
         ops[src] = None
         carried = {paths.rebase(p, src, path) for p in states if paths.is_under(p, src)}
         # Files the move carries to places where they no longer are: moved on
         # elsewhere here. Uploads of those bytes wait a round to become moves.
-        left_behind: set[tuple[Kind, bytes | None, str | None]] = set()
+        left_behind: set[Key] = set()
         for p, st in states.items():
             sn = st.synced_node
             if not paths.is_under(p, src) or sn is None or sn.kind is Kind.DIRECTORY:
                 continue
             there = states.get(paths.rebase(p, src, path))
             if there is None or there.local_node is None or not _same_bytes(sn, there.local_node):
-                left_behind.add((sn.kind, sn.chash, sn.target))
+                left_behind.add(_key(sn))
         for p in list(ops):
             op_p = ops[p]
             if paths.is_under(p, src):
                 ops[p] = None
                 _drop_from(gone, p)
             elif p in carried:
-                ops[p] = None  # the move brings them; edits go up on the next round
-            elif (
-                isinstance(op_p, Upload)
-                and (op_p.node.kind, op_p.node.chash, op_p.node.target) in left_behind
-            ):
-                ops[p] = None  # moved out of the moved folder: a move, next round
-    for path in sorted(ops):
-        op = ops[path]
-        if not isinstance(op, Upload) or op.node.kind is Kind.DIRECTORY:
-            continue
-        s = states[path]
-        if s.synced_node is not None:
-            continue
-        n = op.node
-        # (A file cannot move under its own old path in one commit: that one goes up.)
-        candidates = [c for c in gone.get((n.kind, n.chash, n.target), []) if not
-                      paths.is_under(path, c)]  # fmt: skip
-        if not candidates:
-            continue
-        src = candidates[0]
-        gone[(n.kind, n.chash, n.target)].remove(src)
-        src_state = states[src]
-        assert src_state.synced is not None
-        ops[path] = MoveRemote(src, path, n, _move_base(src_state), op.base_jid)
-        ops[src] = None
+                put_off(p)  # the move brings them; edits go up on the next round
+            elif isinstance(op_p, Upload) and _key(op_p.node) in left_behind:
+                put_off(p)  # moved out of the moved folder: a move, next round
 
 
 def _move_base(s: PathState) -> int:
