@@ -8,6 +8,17 @@ import pytest
 from tests.support.server import ServerProc
 
 
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    """One real server process per test module, for tests that isolate themselves
+    by user."""
+    proc = ServerProc(tmp_path_factory.mktemp("srv") / "server").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProc]:
     """A real server process with a fresh data directory, on a free port."""

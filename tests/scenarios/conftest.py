@@ -11,16 +11,6 @@ from tests.scenarios.helpers import World
 from tests.support.server import ServerProc
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    """One real server process per test module."""
-    proc = ServerProc(tmp_path_factory.mktemp("srv") / "server").start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
 @pytest.fixture
 def world(srv: ServerProc, tmp_path: Path) -> Iterator[World]:
     w = World(srv, tmp_path)

@@ -102,15 +102,22 @@ class Client:
         index = _open_index(self.folder, self.report)
         try:
             async with Remote(self.config.server, self.config.token) as remote:
-                engine = Engine(
-                    self.folder, self.config, remote, index,
-                    allow_mass_delete=allow_mass_delete, report=self.report,
-                )  # fmt: skip
+                engine = self._engine(remote, index, allow_mass_delete)
                 if progress is not None:
                     engine.progress = progress
                 return await engine.sync_once()
         finally:
             index.close()
+
+    def _engine(self, remote: Remote, index: Index, allow_mass_delete: bool) -> Engine:
+        return Engine(
+            self.folder,
+            self.config,
+            remote,
+            index,
+            allow_mass_delete=allow_mass_delete,
+            report=self.report,
+        )
 
     def sync_once(self, *, allow_mass_delete: bool = False) -> SyncResult:
         return asyncio.run(self.sync(allow_mass_delete=allow_mass_delete))
@@ -133,10 +140,7 @@ class Client:
         watcher.start()
         try:
             async with Remote(self.config.server, self.config.token) as remote:
-                engine = Engine(
-                    self.folder, self.config, remote, index,
-                    allow_mass_delete=allow_mass_delete, report=self.report,
-                )  # fmt: skip
+                engine = self._engine(remote, index, allow_mass_delete)
                 poller = asyncio.create_task(self._poll(remote, index, dirty, stop))
                 try:
                     await self._loop(engine, dirty, stop, on_result)

@@ -222,6 +222,16 @@ class LocalFS:
                 os.fchmod(f.fileno(), 0o755 if exec else 0o644)
                 os.fsync(f.fileno())
             os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return self._replace(tmp, path, expect)
+
+    def _replace(self, tmp: Path, path: str, expect: Stat | None) -> Stat:
+        """Rename ``tmp`` over ``path`` if that is still as the index saw it."""
+        dest = self.disk(path)
+        try:
             self._expect(path, expect)
             os.replace(tmp, dest)
         except BaseException:
@@ -242,15 +252,7 @@ class LocalFS:
         dest = self.disk(path)
         tmp = dest.parent / (TMP_PREFIX + secrets.token_hex(6))
         os.symlink(target, tmp)
-        try:
-            self._expect(path, expect)
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._fsync_dir(dest.parent)
-        return _stat(os.lstat(dest))
+        return self._replace(tmp, path, expect)
 
     def remove(self, path: str, expect: Stat) -> None:
         """Delete a file or symlink, only if it is still what the index saw."""
