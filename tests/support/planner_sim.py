@@ -606,6 +606,7 @@ class Sim:
         self.rounds: list[Round] = []
         self.need_pull = True
         self.must_pull = False  # as the engine's index flag: a folder move not yet listed
+        self.refused_moves: set[tuple[str, str]] = set()  # as the engine, per sync
 
     @classmethod
     def scenario(
@@ -664,13 +665,15 @@ class Sim:
         """One round: scan (the disk is the local view), plan; pull and plan again
         unless the remote view is current or (first round) the plan pushes, in
         which case the commit brings the server's news; execute."""
-        plan = pl.plan(self.states(), read_only=self.read_only)
+        plan = pl.plan(self.states(), read_only=self.read_only, avoid=frozenset(self.refused_moves))
         pulled = False
         if self.need_pull and (self.must_pull or not (first and self._pushes(plan))):
             self.pull()
             self.need_pull = self.must_pull = False
             pulled = True
-            plan = pl.plan(self.states(), read_only=self.read_only)
+            plan = pl.plan(
+                self.states(), read_only=self.read_only, avoid=frozenset(self.refused_moves)
+            )
         ops = list(plan.ops)
         if rng is not None:
             rng.shuffle(ops)
@@ -694,6 +697,7 @@ class Sim:
     ) -> bool:
         """Rounds until the plan is empty (True) or ``max_rounds`` (False)."""
         self.need_pull = True
+        self.refused_moves = set()
         for i in range(max_rounds):
             r = self.sync_round(i == 0, rng, before_execute if i == 0 else None)
             self.rounds.append(r)
@@ -876,6 +880,9 @@ class Sim:
             if isinstance(op, pl.DeleteRemote):
                 return (2, -op.path.count("/"), op.path)
             path = op.dst if isinstance(op, pl.MoveRemote) else op.path
+            r = self.remote.get(path)
+            if op.node.kind is not Kind.DIRECTORY and r is not None and _is_folder(r.node):
+                return (3, path.count("/"), path)  # as the engine: after the children go
             return (0 if op.node.kind is Kind.DIRECTORY else 1, path.count("/"), path)
 
         wire: list[Wire] = []
@@ -937,6 +944,8 @@ class Sim:
 
     def _committed(self, op: RemoteOp, r: Result) -> None:
         if r.status == "conflict":
+            if isinstance(op, pl.MoveRemote):
+                self.refused_moves.add((op.src, op.dst))
             path = op.dst if isinstance(op, pl.MoveRemote) else op.path
             self.problems.append(f"{path}: conflict ({r.reason})")
             if r.current is not None and r.current[0] == path:

@@ -137,18 +137,23 @@ class Engine:
     async def sync_once(self) -> SyncResult:
         result = SyncResult()
         self.need_pull = True
+        self.refused_moves: set[tuple[str, str]] = set()
         # Our last folder move was not listed yet: its carried files wait for it.
         must_pull = self.index.get("must_pull") == "1"
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
             self.scan(result)
             states = self._visible_states()
-            plan = pl.plan(states, read_only=self.config.read_only)
+            plan = pl.plan(
+                states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves)
+            )
             if self.need_pull and (must_pull or not (rnd == 1 and self._pushes(plan))):
                 await self.pull()
                 self.need_pull = must_pull = False
                 states = self._visible_states()
-                plan = pl.plan(states, read_only=self.config.read_only)
+                plan = pl.plan(
+                    states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves)
+                )
             result.kept_locally = plan.kept_locally
             if not plan.ops:
                 result.converged = not self.unstable
@@ -617,6 +622,10 @@ class Engine:
             if isinstance(op, pl.DeleteRemote):
                 return (2, -op.path.count("/"), op.path)
             path = op.dst if isinstance(op, pl.MoveRemote) else op.path
+            if op.node.kind is not Kind.DIRECTORY and _is_folder(
+                self.index.state(path).remote_node
+            ):
+                return (3, path.count("/"), path)  # a folder becomes a file: after its children go
             return (0 if op.node.kind is Kind.DIRECTORY else 1, path.count("/"), path)
 
         ops = sorted(ops, key=order)
@@ -850,8 +859,11 @@ class Engine:
     def _on_conflict(
         self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, r: CommitResult, result: SyncResult
     ) -> None:
-        """The server moved on: learn its current entry; the next round re-plans.
-        A name that clashes by case becomes a conflict copy here."""
+        """The server moved on: learn its current entry; the next round re-plans
+        (a refused move as plain changes). A name that clashes by case becomes a
+        conflict copy here."""
+        if isinstance(op, pl.MoveRemote):
+            self.refused_moves.add((op.src, op.dst))
         cur = r.current
         if cur is not None and cur.path == r.path:
             chash = None

@@ -225,11 +225,18 @@ def _kind_of(op: Op | None, s: PathState) -> Kind | None:
     return node.kind if node else None
 
 
-def plan(states: Mapping[str, PathState], *, read_only: bool = False) -> Plan:
+def plan(
+    states: Mapping[str, PathState],
+    *,
+    read_only: bool = False,
+    avoid: frozenset[tuple[str, str]] = frozenset(),
+) -> Plan:
+    """``avoid``: (source, destination) moves the server refused this sync; they
+    go up as plain changes instead, so a refused move is never retried forever."""
     ops: dict[str, Op | None] = {p: decide(s) for p, s in states.items()}
     _keep_needed_folders(states, ops)
     _match_remote_moves(states, ops)
-    _match_local_moves(states, ops)
+    _match_local_moves(states, ops, avoid)
     out = Plan(synced_files=sum(1 for s in states.values() if _is_file(s.synced_node)))
     for path in sorted(ops):
         op = ops[path]
@@ -344,7 +351,11 @@ def _key(n: Node) -> Key:
     return (n.kind, n.chash, n.target)
 
 
-def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:
+def _match_local_moves(
+    states: Mapping[str, PathState],
+    ops: dict[str, Op | None],
+    avoid: frozenset[tuple[str, str]] = frozenset(),
+) -> None:
     """A path whose bytes vanished here and reappeared elsewhere in the same scan
     is a move: committed as one, so no content is uploaded again. A chain of
     moves that needs one step first (a folder moved, then a file out of it, or
@@ -382,16 +393,24 @@ def _match_local_moves(states: Mapping[str, PathState], ops: dict[str, Op | None
             wanted.add(_key(op_p.node))
         ops[p] = None
 
-    _match_folder_moves(states, ops, gone, put_off)
+    _match_folder_moves(states, ops, gone, put_off, avoid)
     for path in sorted(ops):
         op = ops[path]
         if not isinstance(op, Upload) or op.node.kind is Kind.DIRECTORY:
             continue
-        if states[path].synced_node is not None:
-            continue
+        here = states[path].synced_node
+        if here is not None and here.kind is op.node.kind:
+            continue  # an edit in place, not something moved here
         n = op.node
-        # (A file cannot move under its own old path in one commit: that one goes up.)
-        candidates = [c for c in gone.get(_key(n), []) if not paths.is_under(path, c)]
+        # (A file cannot move under its own old path, nor onto a folder holding it,
+        # in one commit: that one goes up.)
+        candidates = [
+            c
+            for c in gone.get(_key(n), [])
+            if not paths.is_under(path, c)
+            and not paths.is_under(c, path)
+            and (c, path) not in avoid
+        ]
         if not candidates:
             continue
         src = candidates[0]
@@ -409,6 +428,7 @@ def _match_folder_moves(
     ops: dict[str, Op | None],
     gone: dict[Key, list[str]],
     put_off: Callable[[str], None],
+    avoid: frozenset[tuple[str, str]],
 ) -> None:
     """A new folder here that is a synced folder moved: one move commit carries
     everything below it (only worth looking when a synced folder vanished)."""
@@ -416,19 +436,39 @@ def _match_folder_moves(
         isinstance(op, DeleteRemote) and _is_folder(states[p].synced_node) for p, op in ops.items()
     ):
         return
-    for path in sorted(ops, key=lambda p: p.count("/")):
-        op = ops[path]
+    # Every (new folder, vanished folder) pair with its score; the best pairs win,
+    # a folder that kept its name first (moved into another folder, say).
+    pairs = []
+    for dst, op in ops.items():
+        s = states[dst]
         if not isinstance(op, Upload) or op.node.kind is not Kind.DIRECTORY:
             continue
-        s = states[path]
         if s.synced_node is not None or s.remote_node is not None:
             continue
-        src = _moved_folder_source(states, ops, path)
-        if src is None or states[src].synced is None:
+        for score, src in _folder_scores(states, ops, dst):
+            same_name = src.rsplit("/", 1)[-1] == dst.rsplit("/", 1)[-1]
+            pairs.append((-score, not same_name, dst.count("/"), dst, src))
+    for *_, path, src in sorted(pairs):
+        op = ops[path]
+        if not isinstance(op, Upload) or not isinstance(ops[src], DeleteRemote):
+            continue  # one of them was taken by a better pair
+        if (src, path) in avoid or paths.is_under(path, src) or states[src].synced is None:
             continue
         ops[path] = MoveRemote(src, path, op.node, _move_base(states[src]), op.base_jid)
         ops[src] = None
-        carried = {paths.rebase(p, src, path) for p in states if paths.is_under(p, src)}
+        # What the move brings along: each synced thing below the source lands at
+        # its rebased path (where, here, something of the same kind now is).
+        carried = set()
+        for p, st in states.items():
+            if not paths.is_under(p, src) or st.synced_node is None:
+                continue
+            there = states.get(paths.rebase(p, src, path))
+            if (
+                there is None
+                or there.local_node is None
+                or (there.local_node.kind is st.synced_node.kind)
+            ):
+                carried.add(paths.rebase(p, src, path))
         # Files the move carries to places where they no longer are: moved on
         # elsewhere here. Uploads of those bytes wait a round to become moves.
         left_behind: set[Key] = set()
@@ -464,24 +504,26 @@ def _drop_from(gone: dict[tuple[Kind, bytes | None, str | None], list[str]], pat
             lst.remove(path)
 
 
-def _moved_folder_source(
+def _folder_scores(
     states: Mapping[str, PathState], ops: Mapping[str, Op | None], dst: str
-) -> str | None:
-    """The folder deleted here that ``dst`` most likely is, moved: the one most
-    of whose synced contents reappear under ``dst`` (same place, same bytes).
-    What did not follow is sorted out by the next round."""
+) -> list[tuple[int, str]]:
+    """The folders deleted here that ``dst`` may be, moved, each scored by how
+    many of its synced contents reappear under ``dst`` (same place, same bytes);
+    only those with at least half. What did not follow is sorted out later."""
     local_below = {
         p[len(dst) + 1 :]: n
         for p in states
         if paths.is_under(p, dst) and (n := states[p].local_node) is not None
     }
     if not local_below:
-        return None
-    best, best_score = None, 0
+        return []
+    found = []
     for src, op in ops.items():
         if not isinstance(op, DeleteRemote) or not _is_folder(states[src].synced_node):
             continue
-        below = [st for p, st in states.items() if paths.is_under(p, src)]
+        below = [
+            st for p, st in states.items() if paths.is_under(p, src) and ops.get(p) is not None
+        ]
         if any(_remote_changed(st) or st.local_node is not None for st in below):
             continue
         synced_below = {
@@ -492,6 +534,6 @@ def _moved_folder_source(
             for rel, n in synced_below.items()
             if rel in local_below and _same_bytes(n, local_below[rel])
         )
-        if score > best_score and 2 * score >= len(synced_below):
-            best, best_score = src, score
-    return best
+        if score > 0 and 2 * score >= len(synced_below):
+            found.append((score, src))
+    return found
