@@ -167,7 +167,7 @@ class Remote:
         if since is not None:
             body["since"] = since
         return await self._call(  # type: ignore[no-any-return]
-            "POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body, gzip=since is not None
+            "POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body
         )
 
     async def restore(
