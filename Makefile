@@ -6,7 +6,7 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8440
 
-.PHONY: serve test lint typecheck unit bench clean
+.PHONY: serve test lint typecheck unit bench load clean
 
 $(BIN)/linesync: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench: $(BIN)/linesync
 	$(BIN)/python bench/wire.py
 	$(BIN)/python bench/watch_latency.py
 	$(BIN)/python bench/chunking.py
+
+load: $(BIN)/linesync
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
