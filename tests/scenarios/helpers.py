@@ -19,12 +19,10 @@ import asyncio
 import hashlib
 import os
 import stat as st
-import threading
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from linesync.client.api import Client
 from linesync.client.engine import SyncResult
@@ -33,7 +31,7 @@ from linesync.client.transfer import split
 from linesync.core.ids import unpack_ids
 from linesync.protocol.schemas import Entry, Kind
 from tests.support.api import admin, new_token, ns_id, unique
-from tests.support.proxy import ByteProxy, Counts
+from tests.support.proxy import ThreadProxy
 from tests.support.server import ServerProc
 
 # Files bigger than this are compared by digest in ``tree`` (the 200 MB scenario).
@@ -157,34 +155,6 @@ def assert_same_trees(*clients: Client) -> dict[str, Node]:
 
 
 # -- a byte-counting proxy on its own event loop ------------------------------------------
-
-
-class ThreadProxy:
-    """``ByteProxy`` running in a thread, so synchronous ``sync_once`` calls
-    (each with its own event loop) can go through it."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        assert parts.hostname and parts.port
-        self._proxy = ByteProxy(parts.hostname, parts.port)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.url = asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(10)
-
-    @property
-    def counts(self) -> Counts:
-        return self._proxy.counts
-
-    def reset(self) -> Counts:
-        """The counts so far; counting starts again from zero."""
-        return self._proxy.reset()
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._proxy.close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 # -- users, namespaces, clients ---------------------------------------------------------

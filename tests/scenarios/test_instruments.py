@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.scenarios.helpers import ThreadProxy, conflict_copies, tree, write
+from tests.scenarios.helpers import conflict_copies, tree, write
+from tests.support.proxy import ThreadProxy
 
 
 def test_tree_skips_state_and_never_follows_links(tmp_path: Path) -> None:
