@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from linesync.client.api import Client
 from tests.support.server import ServerProc
 
 
@@ -27,3 +28,11 @@ def server(tmp_path: Path) -> Iterator[ServerProc]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def pair(server: ServerProc, tmp_path: Path) -> Iterator[tuple[Client, Client]]:
+    """Two folders syncing the admin's home namespace, on two devices."""
+    a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "alpha"))
+    b = Client.init(tmp_path / "B", server=server.url, token=server.new_token("admin", "beta"))
+    yield a, b

@@ -1,20 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-
-from linesync.client.api import Client
-from tests.support.server import ServerProc
-
-
-@pytest.fixture
-def pair(server: ServerProc, tmp_path: Path) -> Iterator[tuple[Client, Client]]:
-    """Two folders syncing the admin's home namespace, on two devices."""
-    a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "alpha"))
-    b = Client.init(tmp_path / "B", server=server.url, token=server.new_token("admin", "beta"))
-    yield a, b
 
 
 def files(folder: Path) -> dict[str, bytes]:

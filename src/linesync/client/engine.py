@@ -106,12 +106,14 @@ class Engine:
         *,
         allow_mass_delete: bool = False,
         report: Callable[[str], None] | None = None,
+        fs: LocalFS | None = None,
     ) -> None:
+        """``fs``: the folder's file system; tests pass a fault-injecting wrapper."""
         self.folder = folder
         self.config = config
         self.remote = remote
         self.index = index
-        self.fs = LocalFS(folder)
+        self.fs = fs or LocalFS(folder)
         self.chunks = ChunkSource(index, self.fs, remote, config.namespace)
         self.allow_mass_delete = allow_mass_delete
         self.report = report or (lambda _: None)
