@@ -1,0 +1,164 @@
+"""What every part of the sync engine shares: its collaborators, results,
+limits, and taking the server's news into the remote view."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from linesync.client.chunksource import ChunkSource
+from linesync.client.config import FolderConfig
+from linesync.client.ignore import IgnoreRules
+from linesync.client.index import Index
+from linesync.client.localfs import Changed, LocalFS
+from linesync.client.model import Node, Version
+from linesync.client.naming import conflict_name
+from linesync.client.remote import Remote
+from linesync.client.transfer import resolve_content
+from linesync.core import blocklist as bl
+from linesync.core.ids import ChunkId
+from linesync.protocol import inline
+from linesync.protocol.schemas import (
+    Entry,
+    Kind,
+    ListResponse,
+)
+
+log = logging.getLogger("linesync.client")
+
+MAX_ROUNDS = 8
+COMMIT_BATCH = 500
+UPLOAD_BATCH_BYTES = 8 * 2**20
+INLINE_BUDGET = 64 * 2**10
+CACHE_MAX_BYTES = 256 * 2**20
+CACHE_MAX_FILE = 16 * 2**20  # files bigger than this keep no cached chunks
+LIST_INLINE = 256 * 2**10
+CARRIED = -1  # the synced JID of a file our own folder move carried, until listed
+GROUP_BYTES = 64 * 2**20  # file bytes prefetched and written at a time
+DOWNLOAD_CONCURRENCY = 4
+UPLOAD_CONCURRENCY = 3
+
+
+class MassDelete(Exception):
+    def __init__(self, count: int, total: int) -> None:
+        super().__init__(
+            f"refusing to delete {count} of {total} files on the server: most of the folder "
+            "vanished. If you really deleted them, run again with --allow-mass-delete."
+        )
+        self.count = count
+        self.total = total
+
+
+@dataclass
+class SyncResult:
+    uploaded: int = 0
+    downloaded: int = 0
+    deleted_local: int = 0
+    deleted_remote: int = 0
+    moved: int = 0
+    merged: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    kept_locally: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    converged: bool = False
+    rounds: int = 0
+
+
+def is_folder(node: Node | None) -> bool:
+    return node is not None and node.kind is Kind.DIRECTORY
+
+
+def node_of(e: Entry, chash: bytes | None) -> Node | None:
+    if e.kind is Kind.TOMBSTONE:
+        return None
+    return Node(e.kind, e.size, e.mtime_ns, e.exec, e.target, chash)
+
+
+class EngineBase:
+    def __init__(
+        self,
+        folder: Path,
+        config: FolderConfig,
+        remote: Remote,
+        index: Index,
+        *,
+        allow_mass_delete: bool = False,
+        report: Callable[[str], None] | None = None,
+        fs: LocalFS | None = None,
+    ) -> None:
+        """``fs``: the folder's file system; tests pass a fault-injecting wrapper."""
+        self.folder = folder
+        self.config = config
+        self.remote = remote
+        self.index = index
+        self.fs = fs or LocalFS(folder)
+        self.chunks = ChunkSource(index, self.fs, remote, config.namespace)
+        self.allow_mass_delete = allow_mass_delete
+        self.report = report or (lambda _: None)
+        # progress(what, done, total): "download" and "upload" count bytes.
+        self.progress: Callable[[str, int, int], None] = lambda what, done, total: None
+        self.ignore = IgnoreRules.default()
+        self.unstable: set[str] = set()
+        # False once the remote view is known to match the server's head (our own
+        # commits carried it there): the next round then skips a list request.
+        self.need_pull = True
+        self.refused_moves: set[tuple[str, str]] = set()
+
+    @property
+    def ns(self) -> int:
+        return self.config.namespace
+
+    @property
+    def journal(self) -> str | None:
+        cursor = self.index.get("cursor")
+        return cursor.split(".")[0] if cursor else None
+
+    async def _apply_page(self, resp: ListResponse) -> None:
+        """Take a page of the server's changes into the remote view, and move the
+        cursor past it, in one transaction."""
+        resolved: list[tuple[Entry, list[ChunkId] | None]] = []
+        # After a page that said "more", the view may lack versions the server
+        # counts us as holding: content left out then cannot be trusted.
+        clean = self.index.get("cursor_clean", "1") == "1"
+        cursor = self.index.get("cursor")
+        at = int(cursor.split(".")[1]) if cursor else 0
+        for e in resp.entries:
+            ids = None
+            if e.kind is Kind.FILE:
+                if e.content is None and not clean:
+                    ids = None
+                elif e.content is None:  # the same bytes as the version we hold there
+                    held = self.index.state(e.path).remote
+                    # ...as of our cursor: one of our own commits past it does not count.
+                    node = held.node if held is not None and held.jid <= at else None
+                    ids = self.index.blocklist(node.chash) if node and node.chash else None
+                else:
+                    ids = resolve_content(e.content, self.index.version_blocklist)
+                if ids is None:
+                    full = await self.remote.entry(self.ns, e.jid)
+                    assert full.content is not None
+                    ids = resolve_content(full.content, self.index.version_blocklist)
+            resolved.append((e, ids))
+        received = inline.decode(resp.chunks, self.chunks.local) if resp.chunks else {}
+        with self.index.transaction():
+            for e, ids in resolved:
+                chash = bl.content_hash(ids) if ids is not None else None
+                if ids is not None and chash is not None:
+                    self.index.put_blocklist(chash, ids, None)
+                self.index.put_version(e.jid, chash)
+                self.index.set_remote(e.path, Version(e.jid, node_of(e, chash), e.moved_from))
+            if received:
+                self.index.cache_put(received.items())
+            self.index.set("cursor", resp.cursor)
+            self.index.set("cursor_clean", "0" if resp.more else "1")
+            if not resp.more:
+                self.index.set("must_pull", None)
+
+    def _free_name(self, path: str, what: str = "conflict") -> str:
+        for n in range(1, 100):
+            name = conflict_name(path, self.config.device, what, n=n)
+            if not self.fs.exists(name):
+                return name
+        raise Changed("no free name for a conflict copy")

@@ -1,0 +1,311 @@
+"""Committing local changes: batches of ops with deltas and inline chunks,
+the chunks the server lacks, and what each answer means for the index."""
+
+from __future__ import annotations
+
+import asyncio
+
+from linesync.client import planner as pl
+from linesync.client.base import (
+    CACHE_MAX_FILE,
+    CARRIED,
+    COMMIT_BATCH,
+    INLINE_BUDGET,
+    UPLOAD_BATCH_BYTES,
+    UPLOAD_CONCURRENCY,
+    EngineBase,
+    SyncResult,
+    is_folder,
+    log,
+    node_of,
+)
+from linesync.client.localfs import Changed
+from linesync.client.model import Node, PathState, Stat, Version
+from linesync.client.transfer import prepare_file, resolve_content, split
+from linesync.core import blocklist as bl
+from linesync.core import paths
+from linesync.core.ids import ChunkId, unpack_ids
+from linesync.protocol import codec
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.framing import Frame
+from linesync.protocol.schemas import (
+    CommitOp,
+    CommitResponse,
+    CommitResult,
+    InlineChunk,
+    Kind,
+)
+
+
+class Committing(EngineBase):
+    # -- remote changes ----------------------------------------------------------
+
+    async def _commit(
+        self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote], result: SyncResult
+    ) -> None:
+        def order(op: pl.Upload | pl.DeleteRemote | pl.MoveRemote) -> tuple[int, int, str]:
+            if isinstance(op, pl.DeleteRemote):
+                return (2, -op.path.count("/"), op.path)
+            path = op.dst if isinstance(op, pl.MoveRemote) else op.path
+            if op.node.kind is not Kind.DIRECTORY and is_folder(self.index.state(path).remote_node):
+                return (3, path.count("/"), path)  # a folder becomes a file: after its children go
+            return (0 if op.node.kind is Kind.DIRECTORY else 1, path.count("/"), path)
+
+        ops = sorted(ops, key=order)
+        for i in range(0, len(ops), COMMIT_BATCH):
+            await self._commit_batch(ops[i : i + COMMIT_BATCH], result)
+
+    async def _commit_batch(
+        self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote], result: SyncResult
+    ) -> None:
+        wire: list[CommitOp] = []
+        chunks: list[InlineChunk] = []
+        bodies: dict[int, dict[ChunkId, bytes]] = {}
+        kept: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote] = []
+        budget = INLINE_BUDGET
+        for op in ops:
+            try:
+                built = self._wire_op(op, budget)
+            except (Changed, OSError) as exc:
+                result.problems.append(f"{getattr(op, 'path', '')}: {exc}; retried next round")
+                continue
+            if built is None:
+                continue
+            commit_op, inl, body = built
+            budget -= sum(len(c.data) * 3 // 4 for c in inl)
+            chunks.extend(inl)
+            bodies[len(wire)] = body
+            wire.append(commit_op)
+            kept.append(op)
+        if not wire:
+            return
+        for _attempt in range(3):
+            # A folder move writes entries we cannot predict: list them afterwards.
+            folder_move = any(
+                isinstance(o, pl.MoveRemote) and o.node.kind is Kind.DIRECTORY for o in kept
+            )
+            since = None if folder_move else self.index.get("cursor")
+            try:
+                resp = await self.remote.commit_full(
+                    self.ns, wire, chunks, journal=None if since else self.journal, since=since
+                )
+            except LinesyncError as exc:
+                if exc.code is not Code.CURSOR_INVALID:
+                    raise
+                self.need_pull = True  # the journal was reset: the next pull re-syncs
+                return
+            results = resp.results
+            if resp.changes is None:
+                self._follow(resp, kept)
+            chunks = []
+            missing: dict[ChunkId, bytes] = {}
+            retry: list[int] = []
+            with self.index.transaction():
+                for i, r in enumerate(results):
+                    if r.status == "missing":
+                        for cid in unpack_ids(r.missing or ""):
+                            missing[cid] = bodies[i][cid]
+                        retry.append(i)
+                    else:
+                        self._committed(kept[i], wire[i], r, bodies[i], result)
+            if resp.changes is not None:  # the server's own word on every entry
+                await self._apply_page(resp.changes)
+                self.need_pull = resp.changes.more
+            if not retry:
+                return
+            await self._upload(missing)
+            wire = [wire[i] for i in retry]
+            kept = [kept[i] for i in retry]
+            bodies = {n: bodies[i] for n, i in enumerate(retry)}
+        result.problems.append("chunks went missing while committing; retried next round")
+
+    def _follow(
+        self, resp: CommitResponse, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]
+    ) -> None:
+        """Move the cursor past our own commit when nobody else committed in
+        between and every entry it wrote is known here; else list next round."""
+        cursor = self.index.get("cursor")
+        at = int(cursor.split(".")[1]) if cursor else -1
+        written = 0  # entries the commit wrote, when we can tell
+        for r, op in zip(resp.results, ops, strict=True):
+            if r.status == "conflict" or (
+                isinstance(op, pl.MoveRemote) and op.node.kind is Kind.DIRECTORY
+            ):
+                written = -(10**9)  # a folder move writes an entry per descendant
+            elif r.status == "ok" and r.jid and r.jid > resp.head_before:
+                written += 2 if isinstance(op, pl.MoveRemote) else 1  # a move: entry + tombstone
+        head = int(resp.cursor.split(".")[1]) if resp.cursor else -1
+        if resp.head_before == at and head == at + written:
+            with self.index.transaction():
+                self.index.set("cursor", resp.cursor)
+        else:
+            self.need_pull = True
+
+    def _wire_op(
+        self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, budget: int
+    ) -> tuple[CommitOp, list[InlineChunk], dict[ChunkId, bytes]] | None:
+        if isinstance(op, pl.DeleteRemote):
+            return CommitOp(path=op.path, kind=Kind.TOMBSTONE, base_jid=op.base_jid), [], {}
+        if isinstance(op, pl.MoveRemote):
+            n = op.node
+            size = n.size if n.kind is Kind.FILE else 0
+            return (
+                CommitOp(path=op.dst, kind=n.kind, base_jid=op.dst_base, size=size,
+                         mtime_ns=n.mtime_ns if n.kind is Kind.FILE else 0, exec=n.exec,
+                         target=n.target, move_from=op.src, move_base=op.src_jid),
+                [], {},
+            )  # fmt: skip
+        n = op.node
+        if n.kind is not Kind.FILE:
+            return (
+                CommitOp(path=op.path, kind=n.kind, base_jid=op.base_jid, target=n.target),
+                [],
+                {},
+            )
+        data, stat = self.fs.read(op.path)
+        state = self.index.state(op.path)
+        ids, chunks = self._chunks_of(data, stat, state, n)
+        base_ver = state.remote if state.remote and state.remote.jid == op.base_jid else None
+        base_ids = None
+        if base_ver is not None and base_ver.node is not None and base_ver.node.chash:
+            base_ids = self.index.blocklist(base_ver.node.chash)
+        prep = prepare_file(
+            op.path, ids, chunks, size=len(data), mtime_ns=n.mtime_ns, exec=n.exec,
+            base_jid=op.base_jid if base_ids is not None else 0,
+            base_ids=base_ids, base_chunks=self.chunks.local, inline_budget=max(budget, 0),
+        )  # fmt: skip
+        commit_op = prep.op
+        if base_ids is None:
+            commit_op = CommitOp(
+                path=op.path, kind=Kind.FILE, base_jid=op.base_jid, size=len(data),
+                mtime_ns=n.mtime_ns, exec=n.exec, content=prep.op.content,
+            )  # fmt: skip
+        return commit_op, prep.inline, chunks
+
+    def _chunks_of(
+        self, data: bytes, stat: Stat, state: PathState, node: Node
+    ) -> tuple[list[ChunkId], dict[ChunkId, bytes]]:
+        """The file's chunks: cut where the scan cut them when the file is as the
+        scan saw it (the server checks every chunk's bytes against its id anyway),
+        else cut and hashed again."""
+        assert node.chash is not None
+        ids = self.index.blocklist(node.chash)
+        sizes = self.index.chunk_sizes(node.chash)
+        if state.local is not None and state.local.stat == stat and ids and sizes:
+            chunks: dict[ChunkId, bytes] = {}
+            offset = 0
+            for cid, size in zip(ids, sizes, strict=True):
+                chunks.setdefault(cid, data[offset : offset + size])
+                offset += size
+            if offset == len(data):
+                return ids, chunks
+        ids, chunks = split(data)
+        if bl.content_hash(ids) != node.chash:
+            raise Changed("changed since it was scanned")
+        return ids, chunks
+
+    async def _upload(self, chunks: dict[ChunkId, bytes]) -> None:
+        """Upload chunks in batches of about UPLOAD_BATCH_BYTES, a few at once."""
+        batches: list[list[Frame]] = [[]]
+        size = 0
+        for cid, data in chunks.items():
+            kind, payload = codec.encode(data)
+            if batches[-1] and size + len(payload) > UPLOAD_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(Frame(cid, kind, None, payload))
+            size += len(payload)
+        gate = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+        total = sum(len(d) for d in chunks.values())
+        done = 0
+
+        async def one(batch: list[Frame]) -> None:
+            nonlocal done
+            async with gate:
+                await self.remote.upload(self.ns, batch)
+            done += sum(len(chunks[f.chunk_id]) for f in batch)
+            self.progress("upload", done, total)
+
+        await asyncio.gather(*(one(b) for b in batches if b))
+
+    def _committed(
+        self,
+        op: pl.Upload | pl.DeleteRemote | pl.MoveRemote,
+        wire: CommitOp,
+        r: CommitResult,
+        body: dict[ChunkId, bytes],
+        result: SyncResult,
+    ) -> None:
+        with self.index.transaction():
+            if r.status == "conflict":
+                self._on_conflict(op, r, result)
+                return
+            assert r.jid is not None
+            if isinstance(op, pl.DeleteRemote):
+                v = Version(r.jid, None)
+                self.index.set_remote(op.path, v)
+                self.index.set_synced(op.path, v)
+                result.deleted_remote += 1
+                return
+            if isinstance(op, pl.MoveRemote):
+                v = Version(r.jid, op.node, op.src)
+                self.index.set_remote(op.dst, v)
+                self.index.set_synced(op.dst, v)
+                if op.node.kind is not Kind.DIRECTORY:
+                    gone = Version(r.jid + 1, None)  # the server writes the source's tombstone next
+                    self.index.set_remote(op.src, gone)
+                    self.index.set_synced(op.src, gone)
+                    result.moved += 1
+                    return
+                self.index.set("must_pull", "1")
+                for p, s in self.index.states().items():
+                    if p == op.src or paths.is_under(p, op.src):
+                        if p != op.src and s.synced is not None and s.synced.node is not None:
+                            # What we agreed on travels with the file: its next edit
+                            # is then a plain upload, not a conflict with itself.
+                            # Its JID is -1 until a list confirms the server carried
+                            # it; one that did not come was deleted there meanwhile.
+                            dst = paths.rebase(p, op.src, op.dst)
+                            self.index.set_synced(dst, Version(CARRIED, s.synced.node))
+                        self.index.set_synced(p, None)
+                        self.index.set_remote(p, Version(s.remote.jid if s.remote else 0, None))
+                result.moved += 1
+                return
+            v = Version(r.jid, op.node)
+            self.index.put_version(r.jid, op.node.chash)
+            self.index.set_remote(op.path, v)
+            self.index.set_synced(op.path, v)
+            if op.node.kind is Kind.FILE and body and op.node.size <= CACHE_MAX_FILE:
+                self.index.cache_put(body.items())
+            result.uploaded += 1
+
+    def _on_conflict(
+        self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, r: CommitResult, result: SyncResult
+    ) -> None:
+        """The server moved on: learn its current entry; the next round re-plans
+        (a refused move as plain changes). A name that clashes by case becomes a
+        conflict copy here."""
+        if isinstance(op, pl.MoveRemote):
+            self.refused_moves.add((op.src, op.dst))
+        cur = r.current
+        if cur is not None and cur.path == r.path:
+            chash = None
+            if cur.kind is Kind.FILE and cur.content is not None:
+                ids = resolve_content(cur.content, self.index.version_blocklist)
+                if ids is not None:
+                    chash = bl.content_hash(ids)
+                    self.index.put_blocklist(chash, ids, None)
+            self.index.set_remote(cur.path, Version(cur.jid, node_of(cur, chash), cur.moved_from))
+        if r.reason == "case_collision" and isinstance(op, (pl.Upload, pl.MoveRemote)):
+            path = op.dst if isinstance(op, pl.MoveRemote) else op.path
+            copy = self._free_name(path, "case conflict")
+            found = self.fs.lstat(path)
+            try:
+                if found is not None:
+                    folder = found[0].kind is Kind.DIRECTORY
+                    self.fs.rename(path, copy, None if folder else found[1], None)
+                    self.index.set_local(path, None)
+                    result.conflicts.append(copy)
+            except (Changed, OSError) as exc:
+                result.problems.append(f"{path}: {exc}; retried next round")
+        log.info("%s: conflict (%s)", r.path, r.reason)
