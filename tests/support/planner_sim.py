@@ -292,15 +292,9 @@ class Tree:
 # -- the server --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    jid: int
-    node: Node | None
-    moved_from: str | None = None
-
-    @property
-    def live(self) -> bool:
-        return self.node is not None
+# A server row has the shape of the client's Version: JID, node (None for a
+# tombstone) and where it moved from.
+Row = Version
 
 
 @dataclass(frozen=True)

@@ -8,38 +8,25 @@ from typing import Any
 import msgspec
 
 from linesync import __version__
+from linesync.protocol import schemas
 from linesync.protocol.errors import Code
 from linesync.protocol.framing import MEDIA_TYPE
-from linesync.protocol.schemas import (
-    CommitRequest,
-    CommitResponse,
-    CommitResult,
-    Entry,
-    ErrorResponse,
-    HeadResponse,
-    HistoryResponse,
-    IdsRequest,
-    ListResponse,
-    MeResponse,
-    MissingResponse,
-    RestoreRequest,
-    UploadResponse,
-)
 
+# Every struct a request or an answer is made of (the rest follow by reference).
 _TYPES: list[Any] = [
-    CommitRequest,
-    CommitResponse,
-    CommitResult,
-    Entry,
-    ErrorResponse,
-    HeadResponse,
-    HistoryResponse,
-    IdsRequest,
-    ListResponse,
-    MeResponse,
-    MissingResponse,
-    RestoreRequest,
-    UploadResponse,
+    schemas.CommitRequest,
+    schemas.CommitResponse,
+    schemas.CommitResult,
+    schemas.Entry,
+    schemas.ErrorResponse,
+    schemas.HeadResponse,
+    schemas.HistoryResponse,
+    schemas.IdsRequest,
+    schemas.ListResponse,
+    schemas.MeResponse,
+    schemas.MissingResponse,
+    schemas.RestoreRequest,
+    schemas.UploadResponse,
 ]
 
 
