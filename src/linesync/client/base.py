@@ -4,6 +4,7 @@ limits, and taking the server's news into the remote view."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,13 +88,16 @@ class EngineBase:
         allow_mass_delete: bool = False,
         report: Callable[[str], None] | None = None,
         fs: LocalFS | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        """``fs``: the folder's file system; tests pass a fault-injecting wrapper."""
+        """``fs``: the folder's file system, and ``clock``: the wall clock in
+        nanoseconds; tests pass fault-injecting or deterministic ones."""
         self.folder = folder
         self.config = config
         self.remote = remote
         self.index = index
         self.fs = fs or LocalFS(folder)
+        self.clock = clock
         self.chunks = ChunkSource(index, self.fs, remote, config.namespace)
         self.allow_mass_delete = allow_mass_delete
         self.report = report or (lambda _: None)
@@ -158,7 +162,7 @@ class EngineBase:
 
     def _free_name(self, path: str, what: str = "conflict") -> str:
         for n in range(1, 100):
-            name = conflict_name(path, self.config.device, what, n=n)
+            name = conflict_name(path, self.config.device, what, when=self.clock() / 1e9, n=n)
             if not self.fs.exists(name):
                 return name
         raise Changed("no free name for a conflict copy")

@@ -12,7 +12,6 @@ Data safety rules kept here:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
@@ -453,7 +452,7 @@ class Engine(Committing):
         node = op.remote.node
         assert node is not None
         new_stat = self.fs.write_file(
-            op.path, [merged], mtime_ns=time.time_ns(), exec=op.local.node.exec, expect=stat
+            op.path, [merged], mtime_ns=self.clock(), exec=op.local.node.exec, expect=stat
         )
         ids, chunks = split(merged)
         chash = bl.content_hash(ids)

@@ -18,7 +18,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
@@ -275,14 +275,21 @@ class DiskPackStore:
     record, so a record larger than the limit gets a pack of its own).
     """
 
-    def __init__(self, root: Path | str, pack_size_limit: int = DEFAULT_PACK_SIZE_LIMIT) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        pack_size_limit: int = DEFAULT_PACK_SIZE_LIMIT,
+        executor: Executor | None = None,
+    ) -> None:
         if pack_size_limit <= PACK_HEADER.size:
             raise ValueError("pack_size_limit is too small")
         self.root = Path(root)
         self._limit = pack_size_limit
         self._lock = asyncio.Lock()
         # One writer thread: even a cancelled caller's job ends before the next one starts.
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pack-append")
+        self._writer_pool = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="pack-append"
+        )
         self._fds = _FdCache(_READ_FDS)
         self._cur: _Writer | None = None
         self._seq: int | None = None

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,8 +81,8 @@ class _LRU:
 class SqliteStore(SqliteAdmin):
     """MetadataStore on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, executor: Executor | None = None) -> None:
+        super().__init__(path, executor)
         self._cache = _LRU(max_ids=2_000_000)
 
     # -- journal -----------------------------------------------------------

@@ -10,7 +10,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -72,16 +72,18 @@ def new_token() -> str:
 class SqliteAdmin:
     """The connection (used from one dedicated thread) and the admin operations."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, executor: Executor | None = None) -> None:
+        """``executor``: where the connection's work runs (one thread unless a
+        test runs it inline, for a deterministic simulation)."""
         self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._db: sqlite3.Connection | None = None
 
     # -- plumbing ----------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path) -> Self:
-        store = cls(path)
+    async def open(cls, path: Path, executor: Executor | None = None) -> Self:
+        store = cls(path, executor)
         await store._run(store._open)
         return store
 

@@ -1,0 +1,99 @@
+"""The simulated disk: the real `LocalFS` on a real folder, with the world
+deciding, at each call, whether the process dies there, the disk is full, or
+the user changes the file under the engine's feet."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from linesync.client.localfs import TMP_PREFIX, LocalFS
+from linesync.client.model import Stat
+from tests.sim.net import SimCrash
+
+if TYPE_CHECKING:
+    from tests.sim.world import ClientLife, World
+
+# Calls that change the disk, and calls that only look at it.
+_CHANGING = (
+    "mkdir",
+    "symlink",
+    "remove",
+    "rmdir",
+    "rename",
+    "touch",
+    "rename_disk",
+    "unlink_plain",
+)
+_LOOKING = ("walk", "lstat", "list_names", "exists", "read_range")
+
+
+class SimFS(LocalFS):
+    def __init__(self, world: World, life: ClientLife) -> None:
+        super().__init__(life.client.folder)
+        self.world = world
+        self.life = life
+
+    def _alive(self) -> None:
+        if self.life.dead:
+            raise SimCrash(f"{self.life.client.name} is dead")
+
+    def read(self, path: str) -> tuple[bytes, Stat]:
+        self._alive()
+        self.world.fs_hook(self.life, "read", path)
+        out = super().read(path)
+        # The user saves again right after the engine read the file.
+        self.world.maybe_edit_under(self.life, path)
+        return out
+
+    def write_file(
+        self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool,
+        expect: Stat | None,
+    ) -> Stat:  # fmt: skip
+        self._alive()
+        data = list(pieces)
+        whole = b"".join(data)
+        fault = self.world.write_fault(self.life, path)
+        if fault == "crash":  # killed mid-write: a partial temporary file stays behind
+            tmp = self.disk(path).parent / f"{TMP_PREFIX}{self.world.next_id()}"
+            if tmp.parent.is_dir():
+                tmp.write_bytes(whole[: len(whole) // 2])
+            self.life.die()
+            raise SimCrash("killed while writing " + path)
+        if fault == "enospc":
+
+            def some_then_full() -> Iterator[bytes]:
+                yield whole[: len(whole) // 3]
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            return super().write_file(
+                path, some_then_full(), mtime_ns=mtime_ns, exec=exec, expect=expect
+            )
+        self.world.produced(whole)
+        stat = super().write_file(path, data, mtime_ns=mtime_ns, exec=exec, expect=expect)
+        self.world.fs_hook(self.life, "wrote", path)  # killed before the index heard of it
+        return stat
+
+
+def _wrap(name: str, changing: bool) -> Any:
+    base = getattr(LocalFS, name)
+
+    def method(self: SimFS, *args: Any, **kwargs: Any) -> Any:
+        self._alive()
+        path = args[0] if args and isinstance(args[0], str) else ""
+        if changing:
+            self.world.fs_hook(self.life, name, path)
+        out = base(self, *args, **kwargs)
+        if changing:
+            self.world.fs_hook(self.life, name + ":done", path)
+        return out
+
+    method.__name__ = name
+    return method
+
+
+for _name in _CHANGING:
+    setattr(SimFS, _name, _wrap(_name, True))
+for _name in _LOOKING:
+    setattr(SimFS, _name, _wrap(_name, False))

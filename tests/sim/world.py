@@ -1,0 +1,861 @@
+"""A deterministic simulation of the whole system, in the spirit of Dropbox's
+Trinity: one server and several clients in one process and one event loop,
+every choice drawn from one seeded random generator.
+
+- The server is the real ASGI application on real SQLite and pack stores;
+  its executors run inline, so the loop's order of events is the seed's.
+- Each client is the real `Engine` on a real folder (on tmpfs), reached
+  through `SimRemote` (lost, failed and reordered answers; server restarts)
+  and `SimFS` (crashes at any disk call, a full disk, files saved again
+  while the engine reads them).
+- A user edits each folder: files, folders, symlinks, modes, editors' save
+  patterns, case-only renames; clients go offline and come back.
+
+After the run settles, `check` asserts the invariants of
+`docs/RELIABILITY.md`: every folder and the server agree, no version a user
+saved is lost, no partial file is visible at a user's path, and each
+client's index matches its disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import shutil
+import sqlite3
+import stat as st
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from linesync.client import planner as pl
+from linesync.client.api import _open_index
+from linesync.client.config import INDEX_FILE, FolderConfig
+from linesync.client.engine import Engine, MassDelete, SyncResult
+from linesync.client.index import Index
+from linesync.client.localfs import STATE_DIR, TMP_PREFIX
+from linesync.client.transfer import split
+from linesync.core import blocklist as bl
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.schemas import Kind
+from linesync.server.app import create_app
+from linesync.server.config import ServerConfig
+from linesync.server.stores.packs import DiskPackStore
+from linesync.server.stores.sqlite import SqliteStore
+from tests.sim.net import InlineExecutor, SimCrash, SimRemote, asgi_call, unavailable, yield_times
+from tests.sim.simfs import SimFS
+
+FILE_NAMES = ("a.txt", "b.md", "notes.txt", "todo", "x.bin", "Recipe.md", "c.txt", "log.txt")
+DIR_NAMES = ("d", "e", "sub", "Docs")
+WORDS = ("salt", "flour", "egg", "milk", "butter", "sugar", "yeast", "water", "oil", "lemon")
+START_NS = 1_700_000_000 * 10**9
+
+
+class SimFailure(AssertionError):
+    world: World | None = None
+
+
+@dataclass
+class Faults:
+    """Probabilities, drawn per seed (0 for some: each seed has its own mix)."""
+
+    fail_request: float = 0.0  # the request never reaches the server
+    lose_response: float = 0.0  # the server applied it; the answer is lost
+    reorder: float = 0.0  # the answer comes back a few turns late
+    crash: float = 0.0  # the client dies at a network or disk call
+    server_restart: float = 0.0  # the server restarts after answering (answer lost)
+    enospc: float = 0.0  # writing a file fails: disk full
+    edit_under: float = 0.0  # the user saves again while the engine reads
+    interfere: float = 0.0  # before a request: users and other clients act
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Faults:
+        def p(*choices: float) -> float:
+            return rng.choice(choices)
+
+        return cls(
+            fail_request=p(0, 0.02, 0.08),
+            lose_response=p(0, 0.02, 0.08),
+            reorder=p(0, 0.1, 0.4),
+            crash=p(0, 0, 0.005, 0.02),
+            server_restart=p(0, 0, 0.01),
+            enospc=p(0, 0, 0.05),
+            edit_under=p(0, 0.02, 0.1),
+            interfere=p(0, 0.05, 0.15),
+        )
+
+
+# -- the server ------------------------------------------------------------------
+
+
+class SimServer:
+    def __init__(self, data_dir: Path, executor: InlineExecutor) -> None:
+        self.executor = executor
+        self.config = ServerConfig(
+            data_dir=data_dir, rate_per_second=1e9, rate_burst=1e9, gc_grace_seconds=1e9
+        )
+        self.lock = asyncio.Lock()
+        self.meta: SqliteStore | None = None
+        self.packs: DiskPackStore | None = None
+        self.app: Any = None
+        self.restarts = 0
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.meta = await SqliteStore.open(self.config.meta_path, self.executor)
+        self.packs = DiskPackStore(self.config.packs_dir, executor=self.executor)
+        self.app = create_app(self.config, self.meta, self.packs, run_gc=False)
+
+    async def stop(self) -> None:
+        if self.packs is not None:
+            await self.packs.close()
+        if self.meta is not None:
+            await self.meta.close()
+        self.meta = self.packs = self.app = None
+
+    async def restart(self) -> None:
+        async with self.lock:
+            await self.stop()
+            await self.start()
+        self.restarts += 1
+
+    async def handle(
+        self, method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[int, bytes]:
+        async with self.lock:  # one request at a time, in arrival order
+            return await asgi_call(self.app, method, path, query, headers, body)
+
+    def journal_hashes(self) -> set[bytes]:
+        assert self.meta is not None
+        rows = self.meta.db.execute("SELECT DISTINCT chash FROM entries WHERE chash IS NOT NULL")
+        return {bytes(r[0]) for r in rows}
+
+
+# -- the clients -----------------------------------------------------------------
+
+
+@dataclass
+class SimClient:
+    name: str
+    folder: Path
+    token: str
+    config: FolderConfig | None = None
+    index: Index | None = None
+    life: ClientLife | None = None
+    online: bool = True
+    syncing: bool = False
+    confirm_mass_delete: bool = False
+    # The versions this user saved and has not replaced since: path -> content hash.
+    held: dict[str, bytes] = field(default_factory=dict)
+    deleted_since_sync: int = 0
+    pending_saves: list[tuple[str, str]] = field(default_factory=list)  # (temp, dest)
+
+
+class ClientLife:
+    """One run of a client process: when it dies, every call it makes fails."""
+
+    def __init__(self, client: SimClient) -> None:
+        self.client = client
+        self.dead = False
+
+    def die(self) -> None:
+        self.dead = True
+
+
+class SimEngine(Engine):
+    """The real engine; the world hears which local versions went into a merge."""
+
+    world: World
+
+    async def _merge(self, op: pl.Merge, result: SyncResult) -> None:
+        await super()._merge(op, result)
+        mine = op.local.node.chash
+        now = self.index.state(op.path).local_node
+        if mine is not None and now is not None and now.chash not in (None, mine):
+            self.world.merged_into.setdefault(mine, set()).add(now.chash)
+
+
+def content_hash(data: bytes) -> bytes:
+    ids, _ = split(data)
+    return bl.content_hash(ids)
+
+
+# -- the world -------------------------------------------------------------------
+
+
+class World:
+    def __init__(self, seed: int, root: Path, *, steps: int | None = None) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.root = root
+        self.faults = Faults.draw(self.rng)
+        self.n_clients = self.rng.choice((2, 2, 3))
+        self.steps = steps if steps is not None else self.rng.randint(20, 45)
+        self.executor = InlineExecutor()
+        self.server = SimServer(root / "server", self.executor)
+        self.clients: list[SimClient] = []
+        self.faults_on = True
+        self.depth = 0  # interference nests once at most
+        self.clock_ns = START_NS
+        self.trace: list[str] = []
+        self.saved: set[bytes] = set()  # every content a user saved
+        self.orphans: set[bytes] = set()  # saved versions linesync replaced: must survive
+        self.written: set[bytes] = set()  # every content the engine wrote whole
+        self.errors: list[str] = []
+        self.origin: dict[bytes, str] = {}
+        # A local version merged with the server's: what the merge made of it.
+        self.merged_into: dict[bytes, set[bytes]] = {}  # where each saved version was first saved
+        self._ids = 0
+
+    # -- small services for SimFS and SimRemote -------------------------------
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def now(self) -> int:
+        return self.clock_ns
+
+    def tick(self) -> int:
+        self.clock_ns += self.rng.randint(1, 5) * 10**9
+        return self.clock_ns
+
+    def log(self, line: str) -> None:
+        self.trace.append(line)
+
+    def produced(self, data: bytes) -> None:
+        self.written.add(content_hash(data))
+
+    def _kill(self, life: ClientLife, where: str) -> None:
+        life.die()
+        self.log(f"  crash {life.client.name} at {where}")
+        raise SimCrash(where)
+
+    def fs_hook(self, life: ClientLife, name: str, path: str) -> None:
+        if life.dead:
+            raise SimCrash("dead")
+        if self.faults_on and self.rng.random() < self.faults.crash:
+            self._kill(life, f"{name} {path}")
+
+    def write_fault(self, life: ClientLife, path: str) -> str | None:
+        if not self.faults_on:
+            return None
+        r = self.rng.random()
+        if r < self.faults.crash * 3:
+            self.log(f"  crash {life.client.name} writing {path}")
+            return "crash"
+        if r < self.faults.crash * 3 + self.faults.enospc:
+            self.log(f"  disk full on {life.client.name} writing {path}")
+            return "enospc"
+        return None
+
+    def maybe_edit_under(self, life: ClientLife, path: str) -> None:
+        if self.faults_on and self.depth == 0 and self.rng.random() < self.faults.edit_under:
+            self.log(f"  {life.client.name} saves {path} while it is read")
+            self._edit(life.client, path, "append")
+
+    async def before_request(self, life: ClientLife, method: str, path: str) -> None:
+        c = life.client
+        if life.dead:
+            raise SimCrash("dead")
+        if not c.online:
+            raise unavailable("offline")
+        if not self.faults_on:
+            return
+        f, rng = self.faults, self.rng
+        if self.depth == 0 and rng.random() < f.interfere:
+            self.depth += 1
+            try:
+                self.log(f"  interference before {c.name} {method} {path}")
+                for _ in range(rng.randint(1, 3)):
+                    await self.act(exclude=c)
+            finally:
+                self.depth -= 1
+            if life.dead:
+                raise SimCrash("dead")
+        if rng.random() < f.crash:
+            self._kill(life, f"sending {method} {path}")
+        if rng.random() < f.fail_request:
+            self.log(f"  {c.name} {method} {path}: refused")
+            raise unavailable("connection refused")
+
+    async def after_request(self, life: ClientLife, method: str, path: str) -> None:
+        if life.dead:  # died while the request was on its way: the server applied it
+            raise SimCrash("dead")
+        if not self.faults_on:
+            return
+        f, rng = self.faults, self.rng
+        name = life.client.name
+        if rng.random() < f.server_restart:
+            self.log(f"  server restarts after {name} {method} {path}")
+            await self.server.restart()
+            raise unavailable("connection reset by a restart")
+        if rng.random() < f.lose_response:
+            self.log(f"  {name} {method} {path}: answer lost")
+            raise unavailable("connection reset")
+        if rng.random() < f.crash:
+            self._kill(life, f"answer of {method} {path}")
+        if rng.random() < f.reorder:
+            await yield_times(rng.randint(1, 8))
+            if life.dead:
+                raise SimCrash("dead")
+
+    # -- set-up ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.faults_on = False
+        await self.server.start()
+        meta = self.server.meta
+        assert meta is not None
+        await meta.create_user("sim")
+        for i in range(self.n_clients + 1):  # the last one is the observer of `check`
+            token = await meta.create_token("sim", f"dev{i}", "rw")
+            folder = self.root / f"c{i}"
+            (folder / STATE_DIR).mkdir(parents=True)
+            c = SimClient(f"c{i}", folder, token)
+            life = ClientLife(c)
+            me = await SimRemote(self, life, token).me()
+            ns = next(n for n in me.namespaces if n.name == me.user)
+            c.config = FolderConfig("http://sim", token, ns.id, ns.name, me.device, False)
+            c.config.save(folder)
+            self.clients.append(c)
+        self.observer = self.clients.pop()
+        self.faults_on = True
+
+    async def close(self) -> None:
+        for c in [*self.clients, self.observer]:
+            if c.index is not None:
+                c.index.close()
+                c.index = None
+        await self.server.stop()
+
+    # -- syncing -------------------------------------------------------------------
+
+    async def sync(self, c: SimClient) -> SyncResult | None:
+        if c.syncing:
+            return None
+        c.syncing = True
+        life = c.life = ClientLife(c)
+        try:
+            if c.index is None:
+                c.index = _open_index(c.folder, lambda msg: self.log(f"  {c.name}: {msg}"))
+            assert c.config is not None
+            engine = SimEngine(
+                c.folder,
+                c.config,
+                SimRemote(self, life, c.token),
+                c.index,
+                allow_mass_delete=c.confirm_mass_delete,
+                fs=SimFS(self, life),
+                clock=self.now,
+            )
+            engine.world = self
+            try:
+                r = await engine.sync_once()
+            except SimCrash:
+                self._restart_client(c)
+                return None
+            except MassDelete as exc:
+                self.log(f"  {c.name}: mass delete of {exc.count} refused")
+                if exc.count > c.deleted_since_sync:
+                    raise SimFailure(
+                        f"{c.name}: mass-delete guard counts {exc.count} deletions; "
+                        f"the user made {c.deleted_since_sync}"
+                    ) from exc
+                c.confirm_mass_delete = True  # the user confirms; the next sync goes on
+                return None
+            except LinesyncError as exc:
+                if exc.code is not Code.UNAVAILABLE:
+                    raise SimFailure(f"{c.name}: unexpected error {exc.code}: {exc}") from exc
+                self.log(f"  {c.name}: {exc.code.value}")
+                return None
+            if life.dead:  # an orphaned task died after the result: treat as a crash
+                self._restart_client(c)
+                return None
+            c.confirm_mass_delete = False
+            if r.converged:
+                c.deleted_since_sync = 0
+            self.log(
+                f"  {c.name}: converged={r.converged} up={r.uploaded} down={r.downloaded} "
+                f"del={r.deleted_local}/{r.deleted_remote} mv={r.moved} merged={r.merged} "
+                f"conflicts={sorted(r.conflicts)} rounds={r.rounds}"
+            )
+            return r
+        finally:
+            c.syncing = False
+
+    def _restart_client(self, c: SimClient) -> None:
+        """The process died: what it had in memory is gone; its index is what
+        it committed (the connection closes with its open transaction)."""
+        if c.index is not None:
+            with contextlib.suppress(sqlite3.Error):
+                c.index.close()
+            c.index = None
+        self.log(f"  {c.name} restarts")
+
+    # -- the user ------------------------------------------------------------------
+
+    def _files(self, c: SimClient) -> list[str]:
+        return [p for p, (kind, *_) in tree(c.folder).items() if kind == "f"]
+
+    def _dirs(self, c: SimClient) -> list[str]:
+        return [p for p, (kind, *_) in tree(c.folder).items() if kind == "d"]
+
+    def _links(self, c: SimClient) -> list[str]:
+        return [p for p, (kind, *_) in tree(c.folder).items() if kind == "l"]
+
+    def _content(self, big: bool = False, binary: bool = False) -> bytes:
+        rng = self.rng
+        if binary:
+            return rng.randbytes(rng.randint(1, 40_000))
+        n = rng.randint(150, 600) if big else rng.randint(0, 12)
+        return "".join(
+            f"{rng.choice(WORDS)} {rng.randint(0, 999)} {rng.choice(WORDS)}\n" for _ in range(n)
+        ).encode()
+
+    def _supersede(self, c: SimClient, path: str) -> None:
+        """The user replaces or removes the file at ``path``. The version they
+        saved there is theirs to drop if it is still there; if linesync put
+        something else there, theirs must live on elsewhere. Whatever the file
+        holds now (maybe a version of theirs linesync moved here, say into a
+        conflict copy) is dropped by the user, who saw it."""
+        cur = file_hash(c.folder / path)
+        held = c.held.pop(path, None)
+        if held is not None and held != cur:
+            self.orphans.add(held)
+        if cur is not None and held != cur:
+            self.orphans.discard(cur)
+            for p, h in c.held.items():
+                if h == cur:
+                    del c.held[p]
+                    break
+
+    def _save(self, c: SimClient, path: str, data: bytes, *, exec: bool | None = None) -> None:
+        p = c.folder / path
+        self._supersede(c, path)
+        mode = None if exec is None else (0o755 if exec else 0o644)
+        if p.is_symlink():
+            p.unlink()
+        with open(p, "wb") as f:
+            f.write(data)
+        if mode is not None:
+            os.chmod(p, mode)
+        t = self.tick()
+        os.utime(p, ns=(t, t))
+        h = content_hash(data)
+        c.held[path] = h
+        self.saved.add(h)
+        self.origin.setdefault(h, f"{c.name}:{path} at event {len(self.trace)}")
+
+    def _edit(self, c: SimClient, path: str, how: str) -> None:
+        p = c.folder / path
+        try:
+            old = p.read_bytes()
+        except OSError:
+            return
+        rng = self.rng
+        lines = old.splitlines(keepends=True)
+        new_line = f"{rng.choice(WORDS)} edited {rng.randint(0, 10**6)}\n".encode()
+        if how == "append" or not lines:
+            data = old + new_line
+        elif how == "line":
+            i = rng.randrange(len(lines))
+            lines[i] = new_line
+            data = b"".join(lines)
+        elif how == "many":
+            for _ in range(rng.randint(2, 6)):
+                i = rng.randrange(len(lines))
+                lines[i] = f"{rng.choice(WORDS)} {rng.randint(0, 10**6)}\n".encode()
+            data = b"".join(lines)
+        else:  # truncate
+            data = old[: rng.randint(0, len(old))]
+        self._save(c, path, data)
+
+    def _rename(self, c: SimClient, src: str, dst: str) -> None:
+        """Rename (file, symlink or folder), keeping what the user holds with it."""
+        moving = {p: h for p, h in c.held.items() if p == src or p.startswith(src + "/")}
+        for p in list(c.held):
+            if p == dst or p.startswith(dst + "/"):
+                self._supersede(c, p)
+        os.rename(c.folder / src, c.folder / dst)
+        for p, h in moving.items():
+            del c.held[p]
+            new = dst + p[len(src) :]
+            if file_hash(c.folder / new) == h:
+                c.held[new] = h
+            else:
+                self.orphans.add(h)
+
+    def _new_path(self, c: SimClient, names: tuple[str, ...]) -> str:
+        parent = self.rng.choice(["", *self._dirs(c)])
+        name = self.rng.choice(names)
+        return f"{parent}/{name}" if parent else name
+
+    def user_op(self, c: SimClient) -> None:
+        """One random action of the user at ``c``."""
+        rng = self.rng
+        files, dirs = self._files(c), self._dirs(c)
+        ops: list[tuple[int, Callable[[], str | None]]] = [
+            (14, lambda: self._op_create(c)),
+            (16 if files else 0, lambda: self._op_edit(c, files)),
+            (5 if files else 0, lambda: self._op_delete(c, files)),
+            (6 if files else 0, lambda: self._op_rename(c, files)),
+            (2 if files else 0, lambda: self._op_case(c, files)),
+            (4 if files else 0, lambda: self._op_editor_save(c, files)),
+            (3 if files else 0, lambda: self._op_chmod(c, files)),
+            (2, lambda: self._op_symlink(c)),
+            (4, lambda: self._op_mkdir(c)),
+            (2 if dirs else 0, lambda: self._op_rmtree(c, dirs)),
+            (4 if dirs else 0, lambda: self._op_move_dir(c, dirs)),
+            (3 if c.pending_saves else 0, lambda: self._op_finish_save(c)),
+        ]
+        weights = [w for w, _ in ops]
+        _, fn = rng.choices(ops, weights=weights)[0]
+        try:
+            what = fn()
+        except OSError as exc:  # e.g. the parent vanished: a user's action can fail too
+            what = f"failed: {exc.strerror}"
+        if what:
+            self.log(f"{c.name}: {what}")
+
+    def _op_create(self, c: SimClient) -> str | None:
+        path = self._new_path(c, FILE_NAMES)
+        p = c.folder / path
+        if p.exists() or p.is_symlink():
+            return None
+        binary = path.endswith(".bin")
+        self._save(c, path, self._content(self.rng.random() < 0.15, binary),
+                   exec=self.rng.random() < 0.1)  # fmt: skip
+        return f"create {path}"
+
+    def _op_edit(self, c: SimClient, files: list[str]) -> str:
+        path = self.rng.choice(files)
+        how = self.rng.choices(("line", "many", "append", "truncate"), (10, 4, 5, 3))[0]
+        self._edit(c, path, how)
+        return f"edit {path} ({how})"
+
+    def _op_delete(self, c: SimClient, files: list[str]) -> str:
+        path = self.rng.choice(files + self._links(c))
+        self._supersede(c, path)
+        (c.folder / path).unlink()
+        c.deleted_since_sync += 1
+        return f"delete {path}"
+
+    def _op_rename(self, c: SimClient, files: list[str]) -> str | None:
+        src = self.rng.choice(files)
+        dst = self._new_path(c, FILE_NAMES)
+        if (c.folder / dst).exists() or (c.folder / dst).is_symlink() or dst == src:
+            return None
+        self._rename(c, src, dst)
+        return f"rename {src} -> {dst}"
+
+    def _op_case(self, c: SimClient, files: list[str]) -> str | None:
+        src = self.rng.choice(files)
+        head, _, name = src.rpartition("/")
+        flipped = name.swapcase()
+        dst = f"{head}/{flipped}" if head else flipped
+        if dst == src or (c.folder / dst).exists():
+            return None
+        self._rename(c, src, dst)
+        return f"case rename {src} -> {dst}"
+
+    def _op_editor_save(self, c: SimClient, files: list[str]) -> str:
+        """Write a temporary file, then rename it over the original: at once
+        (the temp name ignored, like vim's ``name~``) or later (an unignored
+        ``.goutputstream-*`` a scan may see)."""
+        path = self.rng.choice(files)
+        head, _, name = path.rpartition("/")
+        later = self.rng.random() < 0.4
+        tmp_name = f".goutputstream-{self.next_id()}" if later else f"{name}~"
+        tmp = f"{head}/{tmp_name}" if head else tmp_name
+        try:
+            old = (c.folder / path).read_bytes()
+        except OSError:
+            return f"editor save {path}: gone"
+        self._save(c, tmp, old + f"saved {self.rng.randint(0, 10**6)}\n".encode())
+        if later:
+            c.pending_saves.append((tmp, path))
+            return f"editor writes {tmp} for {path}"
+        self._rename(c, tmp, path)
+        return f"editor save {path} via {tmp}"
+
+    def _op_finish_save(self, c: SimClient) -> str | None:
+        tmp, path = c.pending_saves.pop(0)
+        if not (c.folder / tmp).is_file() or not (c.folder / path).parent.is_dir():
+            return None
+        if (c.folder / path).is_dir():
+            return None
+        self._rename(c, tmp, path)
+        return f"editor renames {tmp} -> {path}"
+
+    def _op_chmod(self, c: SimClient, files: list[str]) -> str:
+        path = self.rng.choice(files)
+        p = c.folder / path
+        mode = p.stat().st_mode
+        os.chmod(p, (mode ^ 0o111) & 0o777)
+        return f"chmod {path}"
+
+    def _op_symlink(self, c: SimClient) -> str | None:
+        path = self._new_path(c, ("link", "to-notes", "Link"))
+        p = c.folder / path
+        if p.exists() or p.is_symlink():
+            return None
+        target = self.rng.choice(("a.txt", "../b.md", "d/notes.txt", "/etc/hostname", "nowhere"))
+        os.symlink(target, p)
+        return f"symlink {path} -> {target}"
+
+    def _op_mkdir(self, c: SimClient) -> str | None:
+        path = self._new_path(c, DIR_NAMES)
+        p = c.folder / path
+        if p.exists() or p.is_symlink():
+            return None
+        p.mkdir()
+        return f"mkdir {path}"
+
+    def _op_rmtree(self, c: SimClient, dirs: list[str]) -> str:
+        path = self.rng.choice(dirs)
+        for p in [p for p in c.held if p.startswith(path + "/")]:
+            self._supersede(c, p)
+        c.deleted_since_sync += sum(1 for p in self._files(c) if p.startswith(path + "/"))
+        c.deleted_since_sync += sum(1 for p in self._links(c) if p.startswith(path + "/"))
+        shutil.rmtree(c.folder / path)
+        return f"rm -r {path}"
+
+    def _op_move_dir(self, c: SimClient, dirs: list[str]) -> str | None:
+        src = self.rng.choice(dirs)
+        dst = self._new_path(c, DIR_NAMES)
+        if dst == src or dst.startswith(src + "/") or (c.folder / dst).exists():
+            return None
+        self._rename(c, src, dst)
+        return f"move folder {src} -> {dst}"
+
+    # -- the run -------------------------------------------------------------------
+
+    async def act(self, exclude: SimClient | None = None) -> None:
+        """One step: a user acts, a client syncs, or the world changes."""
+        rng = self.rng
+        choice = rng.choices(("user", "sync", "offline", "restart"), (55, 40, 4, 1))[0]
+        c = rng.choice(self.clients)
+        if choice == "user":
+            self.user_op(c)
+        elif choice == "sync" and c is not exclude:
+            self.log(f"sync {c.name}")
+            await self.sync(c)
+        elif choice == "offline" and self.faults_on:
+            c.online = not c.online
+            self.log(f"{c.name} {'online' if c.online else 'offline'}")
+        elif choice == "restart" and self.faults_on and self.depth == 0:
+            self.log("server restarts")
+            await self.server.restart()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            for step in range(self.steps):
+                self.log(f"-- step {step}")
+                await self.act()
+                self.check_no_partial_files()
+            await self.settle()
+            await self.check()
+        finally:
+            await self.close()
+
+    async def settle(self) -> None:
+        """Faults off, everyone online, pending saves finished: sync until quiet."""
+        self.log("-- settle")
+        self.faults_on = False
+        for c in self.clients:
+            c.online = True
+            while c.pending_saves:
+                what = self._op_finish_save(c)
+                if what:
+                    self.log(f"{c.name}: {what}")
+        for _ in range(12):
+            quiet = True
+            for c in self.clients:
+                r = await self.sync(c)
+                if r is None or not r.converged or _active(r):
+                    quiet = False
+            if quiet:
+                return
+        raise SimFailure("the clients did not settle in 12 passes")
+
+    # -- invariants ----------------------------------------------------------------
+
+    def _known(self) -> set[bytes]:
+        return self.saved | self.written | self.server.journal_hashes()
+
+    def check_no_partial_files(self) -> None:
+        known = self._known()
+        for c in self.clients:
+            for path, (kind, h, _) in tree(c.folder).items():
+                if kind == "f" and h not in known:
+                    raise SimFailure(f"{c.name}/{path}: holds bytes no one saved (partial?)")
+
+    async def check(self) -> None:
+        self.check_no_partial_files()
+        trees = {c.name: tree(c.folder) for c in self.clients}
+        first = self.clients[0].name
+        for name, t in trees.items():
+            if t != trees[first]:
+                raise SimFailure(f"{name} and {first} differ: {_diff(t, trees[first])}")
+        for c in self.clients:
+            leftovers = [p for p in _all_names(c.folder) if TMP_PREFIX in p]
+            if leftovers:
+                raise SimFailure(f"{c.name}: temporary files left behind: {leftovers}")
+            self.check_index(c)
+        # The server agrees: a new client gets the same tree.
+        obs = self.observer
+        for _ in range(3):
+            r = await self.sync(obs)
+            if r is not None and r.converged and not _active(r):
+                break
+        else:
+            raise SimFailure("a new client did not converge")
+        if tree(obs.folder) != trees[first]:
+            raise SimFailure(f"the server's tree differs: {_diff(tree(obs.folder), trees[first])}")
+        # No lost version: every version a user saved and did not replace is in
+        # the tree, in the journal's history, or in a conflict copy.
+        have = {h for _, h, _ in trees[first].values() if h} | self.server.journal_hashes()
+        must = self.orphans | {h for c in self.clients for h in c.held.values()}
+        lost = {h for h in must if not self._kept(h, have, set())}
+        if lost:
+            where = sorted(self.origin[h] for h in lost)
+            raise SimFailure(f"{len(lost)} saved versions are lost: {where}")
+
+    def _kept(self, h: bytes, have: set[bytes], seen: set[bytes]) -> bool:
+        """In ``have``, or merged into a version that is (its changes live on)."""
+        if h in have:
+            return True
+        seen.add(h)
+        return any(self._kept(m, have, seen) for m in self.merged_into.get(h, set()) - seen)
+
+    def check_index(self, c: SimClient) -> None:
+        """The index's three views agree with each other and with the disk."""
+        if c.index is None:
+            c.index = Index.open(c.folder / STATE_DIR / INDEX_FILE)
+        disk = tree(c.folder)
+        for path, s in c.index.states().items():
+            local = s.local_node
+            if local is None:
+                if path in disk:
+                    raise SimFailure(f"{c.name}/{path}: on disk, not in the index")
+                if s.remote_node is not None:
+                    raise SimFailure(f"{c.name}/{path}: on the server, not here")
+                continue
+            got = disk.get(path)
+            if got is None:
+                raise SimFailure(f"{c.name}/{path}: in the index, not on disk")
+            kind = {Kind.FILE: "f", Kind.DIRECTORY: "d", Kind.SYMLINK: "l"}[local.kind]
+            want = (kind, local.chash if kind == "f" else None,
+                    local.exec if kind == "f" else local.target)  # fmt: skip
+            if got != want:
+                raise SimFailure(f"{c.name}/{path}: index says {want}, disk has {got}")
+            if not (local.same_content(s.remote_node) and local.same_content(s.synced_node)):
+                raise SimFailure(f"{c.name}/{path}: views disagree: {s}")
+        missing = set(disk) - set(c.index.states())
+        if missing:
+            raise SimFailure(f"{c.name}: on disk, not in the index: {sorted(missing)}")
+
+    def digest(self) -> str:
+        return hashlib.sha256("\n".join(self.trace).encode()).hexdigest()
+
+
+def _active(r: SyncResult) -> bool:
+    return bool(
+        r.uploaded or r.downloaded or r.deleted_local or r.deleted_remote or r.moved
+        or r.merged or r.conflicts
+    )  # fmt: skip
+
+
+def file_hash(p: Path) -> bytes | None:
+    try:
+        if p.is_symlink() or not p.is_file():
+            return None
+        return content_hash(p.read_bytes())
+    except OSError:
+        return None
+
+
+Snapshot = dict[str, tuple[str, Any, Any]]
+
+
+def tree(folder: Path) -> Snapshot:
+    """path -> ("f", content hash, exec) | ("d", None, None) | ("l", None, target),
+    without the state folder, ignored temporary names and linesync's temp files."""
+    out: Snapshot = {}
+
+    def walk(d: Path, prefix: str) -> None:
+        for e in sorted(os.scandir(d), key=lambda e: e.name):
+            if (not prefix and e.name == STATE_DIR) or e.name.startswith(TMP_PREFIX):
+                continue
+            if e.name.endswith("~"):
+                continue
+            path = f"{prefix}{e.name}"
+            s = e.stat(follow_symlinks=False)
+            if st.S_ISLNK(s.st_mode):
+                out[path] = ("l", None, os.readlink(e.path))
+            elif st.S_ISDIR(s.st_mode):
+                out[path] = ("d", None, None)
+                walk(Path(e.path), path + "/")
+            else:
+                data = Path(e.path).read_bytes()
+                out[path] = ("f", content_hash(data), bool(s.st_mode & 0o100))
+
+    walk(folder, "")
+    return out
+
+
+def _all_names(folder: Path) -> list[str]:
+    return [str(p.relative_to(folder)) for p in folder.rglob("*") if STATE_DIR not in p.parts]
+
+
+def _diff(a: Snapshot, b: Snapshot) -> str:
+    keys = sorted(set(a) | set(b))
+    return "; ".join(f"{k}: {a.get(k)} vs {b.get(k)}" for k in keys if a.get(k) != b.get(k))[:2000]
+
+
+def run_seed(seed: int, root: Path, *, steps: int | None = None) -> World:
+    """Run one seed to the end; raises SimFailure (with the seed) on a broken invariant."""
+    world = World(seed, root, steps=steps)
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        # Tasks of a dead client die on their next call; nothing else may fail unseen.
+        if isinstance(exc, (SimCrash, sqlite3.ProgrammingError, LinesyncError)):
+            return
+        world.errors.append(str(context.get("message")) + f": {exc!r}")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(world.executor)
+        loop.set_exception_handler(handler)
+        await world.run()
+
+    failure: SimFailure | None = None
+    try:
+        asyncio.run(main())
+    except SimFailure as exc:
+        failure = SimFailure(f"seed {seed}: {exc}\n  replay: {replay_hint(seed)}")
+    except Exception as exc:
+        failure = SimFailure(f"seed {seed}: {exc!r}\n  replay: {replay_hint(seed)}")
+        failure.__cause__ = exc
+    if failure is None and world.errors:
+        failure = SimFailure(f"seed {seed}: unseen task errors: {world.errors}")
+    if failure is not None:
+        failure.world = world
+        raise failure
+    return world
+
+
+def replay_hint(seed: int) -> str:
+    return f"python -m tests.sim --seed {seed} --trace"
+
+
+def sim_root() -> str | None:
+    """Where simulated folders live: memory (tmpfs) when there is one."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
