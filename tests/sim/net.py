@@ -124,6 +124,8 @@ class SimRemote(Remote):
         world, life = self.world, self.life
         await world.before_request(life, method, path)
         status, raw = await world.server.handle(method, path, query, headers, body)
+        if status >= 500:  # the server never fails a well-formed request
+            world.errors.append(f"{method} {path}: HTTP {status} {raw[:200]!r}")
         await world.after_request(life, method, path)
         if status >= 400:
             raise _error(status, raw)

@@ -478,9 +478,8 @@ class World:
     def _rename(self, c: SimClient, src: str, dst: str) -> None:
         """Rename (file, symlink or folder), keeping what the user holds with it."""
         moving = {p: h for p, h in c.held.items() if p == src or p.startswith(src + "/")}
-        for p in list(c.held):
-            if p == dst or p.startswith(dst + "/"):
-                self._supersede(c, p)
+        if (c.folder / dst).is_file():  # an editor's save replaces the file there
+            self._supersede(c, dst)
         os.rename(c.folder / src, c.folder / dst)
         for p, h in moving.items():
             del c.held[p]

@@ -13,6 +13,7 @@ from rich.progress import TaskID
 
 from linesync.client.api import Client
 from linesync.client.engine import MassDelete, SyncResult
+from linesync.client.localfs import FolderBusy
 from linesync.client.remote import Remote
 from linesync.protocol.errors import LinesyncError
 
@@ -93,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     except MassDelete as exc:
         print(f"linesync: {exc}", file=sys.stderr)
         return 3
+    except FolderBusy as exc:
+        print(f"linesync: {exc}; try again when it is done", file=sys.stderr)
+        return 4
     except LinesyncError as exc:
         print(f"linesync: {exc.message} ({exc.code.value})", file=sys.stderr)
         return 1

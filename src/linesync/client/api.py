@@ -18,7 +18,7 @@ from pathlib import Path
 from linesync.client.config import INDEX_FILE, FolderConfig
 from linesync.client.engine import Engine, SyncResult
 from linesync.client.index import Index, IndexError_
-from linesync.client.localfs import STATE_DIR
+from linesync.client.localfs import STATE_DIR, FolderBusy
 from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.protocol.errors import LinesyncError
 
@@ -180,6 +180,11 @@ class Client:
                 if not result.converged:
                     dirty.set()
                     await asyncio.sleep(0.5)
+            except FolderBusy as exc:  # a one-off `linesync sync` runs: after it
+                self.report(f"{exc}; retrying in {backoff:.0f} s")
+                await _sleep_or_stop(stop, backoff)
+                backoff = min(backoff * 2, 60.0)
+                dirty.set()
             except RemoteUnavailable as exc:
                 self.report(f"server unreachable ({exc}); retrying in {backoff:.0f} s")
                 await _sleep_or_stop(stop, backoff)

@@ -295,7 +295,14 @@ class Committing(EngineBase):
                 if ids is not None:
                     chash = bl.content_hash(ids)
                     self.index.put_blocklist(chash, ids, None)
-            self.index.set_remote(cur.path, Version(cur.jid, node_of(cur, chash), cur.moved_from))
+            if cur.kind is Kind.FILE and chash is None:
+                # Its content was left out: a file is never known without it.
+                # The next list brings it whole.
+                self.need_pull = True
+            else:
+                self.index.set_remote(
+                    cur.path, Version(cur.jid, node_of(cur, chash), cur.moved_from)
+                )
         if r.reason == "case_collision" and isinstance(op, (pl.Upload, pl.MoveRemote)):
             path = op.dst if isinstance(op, pl.MoveRemote) else op.path
             copy = self._free_name(path, "case conflict")

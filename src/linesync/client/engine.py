@@ -55,6 +55,10 @@ class Engine(Committing):
     # -- the loop ----------------------------------------------------------
 
     async def sync_once(self) -> SyncResult:
+        with self.fs.lock():
+            return await self._sync_once()
+
+    async def _sync_once(self) -> SyncResult:
         result = SyncResult()
         self.need_pull = True
         self.refused_moves: set[tuple[str, str]] = set()
@@ -140,6 +144,8 @@ class Engine(Committing):
         self.ignore = self._load_ignore(result)
         walk = self.fs.walk(self.ignore)
         result.problems.extend(walk.skipped)
+        for disk in walk.stale:  # we hold the folder: no one else is writing them
+            self.fs.remove_stale(disk)
         for dup in walk.duplicates:  # an NFD twin of an NFC name: keep both
             new = self._free_name(dup.path, "name clash")
             try:

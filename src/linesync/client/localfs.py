@@ -9,11 +9,12 @@ still what the index last saw. Symlinks are never followed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import stat as st
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,15 @@ from linesync.protocol.schemas import Kind
 
 STATE_DIR = ".linesync"
 TMP_PREFIX = ".linesync-tmp-"
+LOCK_FILE = "lock"
 
 
 class FolderMissing(Exception):
     """The synced folder (or its state) is gone: nothing may be read as deleted."""
+
+
+class FolderBusy(Exception):
+    """Another linesync process is syncing this folder right now."""
 
 
 class Changed(Exception):
@@ -48,6 +54,8 @@ class Walk:
     # Names that map to a path already taken (NFC/NFD twins): renamed by the engine.
     duplicates: list[DiskEntry] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # with the reason
+    # Our own temporary files (disk paths): left by a process that died mid-write.
+    stale: list[str] = field(default_factory=list)
 
 
 def _stat(s: os.stat_result) -> Stat:
@@ -92,6 +100,26 @@ class LocalFS:
                 return self.root / (found + path[len(anc) :])
         return self.root / path
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one sync: two processes syncing one folder at
+        once would each take the other's temporary files for leftovers."""
+        self.check()
+        fd = os.open(self.root / STATE_DIR / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FolderBusy(f"another linesync process is syncing {self.root}") from None
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def remove_stale(self, disk: str) -> None:
+        """Delete a temporary file of ours that a dead process left behind."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / disk)
+
     # -- walking -----------------------------------------------------------
 
     def walk(self, ignore: IgnoreRules) -> Walk:
@@ -125,6 +153,9 @@ class LocalFS:
                 s = item.stat(follow_symlinks=False)
             except OSError:
                 continue  # vanished meanwhile: the next scan sees it as it is
+            if name.startswith(TMP_PREFIX) and st.S_ISREG(s.st_mode):
+                out.stale.append(disk)
+                continue
             is_dir = st.S_ISDIR(s.st_mode)
             if ignore.ignored(path, is_dir):
                 continue
