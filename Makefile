@@ -6,7 +6,7 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8440
 
-.PHONY: serve test lint typecheck unit bench load clean
+.PHONY: serve test lint typecheck unit bench load soak clean
 
 $(BIN)/linesync: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench: $(BIN)/linesync
 
 load: $(BIN)/linesync
 	$(BIN)/python bench/load.py
+
+# The whole-system simulation, as many seeds as asked: make soak SEEDS=10000 [START=0]
+SEEDS ?= 2000
+START ?= 0
+soak: $(BIN)/linesync
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --start $(START)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -34,6 +34,7 @@ class SimFS(LocalFS):
         super().__init__(life.client.folder)
         self.world = world
         self.life = life
+        self.merging: bytes | None = None  # the local version a merge is writing over
 
     def _alive(self) -> None:
         if self.life.dead:
@@ -70,7 +71,7 @@ class SimFS(LocalFS):
             return super().write_file(
                 path, some_then_full(), mtime_ns=mtime_ns, exec=exec, expect=expect
             )
-        self.world.produced(whole)
+        self.world.produced(whole, merged_from=self.merging)
         stat = super().write_file(path, data, mtime_ns=mtime_ns, exec=exec, expect=expect)
         self.world.fs_hook(self.life, "wrote", path)  # killed before the index heard of it
         return stat

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import hashlib
 import os
 import random
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from linesync.client import engine as engine_module
 from linesync.client import planner as pl
 from linesync.client.api import _open_index
 from linesync.client.config import INDEX_FILE, FolderConfig
@@ -167,16 +169,25 @@ class ClientLife:
 
 
 class SimEngine(Engine):
-    """The real engine; the world hears which local versions went into a merge."""
+    """The real engine; the world hears which local versions went into a merge
+    (as the merge writes, so a crash right after still counts)."""
 
     world: World
+    fs: SimFS
 
     async def _merge(self, op: pl.Merge, result: SyncResult) -> None:
-        await super()._merge(op, result)
-        mine = op.local.node.chash
-        now = self.index.state(op.path).local_node
-        if mine is not None and now is not None and now.chash not in (None, mine):
-            self.world.merged_into.setdefault(mine, set()).add(now.chash)
+        self.fs.merging = op.local.node.chash
+        try:
+            await super()._merge(op, result)
+        finally:
+            self.fs.merging = None
+
+    async def _conflict(self, op: pl.Conflict, result: SyncResult) -> None:
+        merging, self.fs.merging = self.fs.merging, None  # a conflict copy merges nothing
+        try:
+            await super()._conflict(op, result)
+        finally:
+            self.fs.merging = merging
 
 
 def content_hash(data: bytes) -> bytes:
@@ -206,9 +217,10 @@ class World:
         self.orphans: set[bytes] = set()  # saved versions linesync replaced: must survive
         self.written: set[bytes] = set()  # every content the engine wrote whole
         self.errors: list[str] = []
-        self.origin: dict[bytes, str] = {}
+        self.origin: dict[bytes, str] = {}  # where each saved version was first saved
         # A local version merged with the server's: what the merge made of it.
-        self.merged_into: dict[bytes, set[bytes]] = {}  # where each saved version was first saved
+        self.merged_into: dict[bytes, set[bytes]] = {}
+        self.last_merge: tuple[bytes, bytes, bytes] | None = None  # base, local, result
         self._ids = 0
 
     # -- small services for SimFS and SimRemote -------------------------------
@@ -227,8 +239,16 @@ class World:
     def log(self, line: str) -> None:
         self.trace.append(line)
 
-    def produced(self, data: bytes) -> None:
-        self.written.add(content_hash(data))
+    def produced(self, data: bytes, merged_from: bytes | None) -> None:
+        h = content_hash(data)
+        self.written.add(h)
+        if merged_from is None or merged_from == h or self.last_merge is None:
+            return
+        base, local, out = self.last_merge
+        # A merge keeps the local version only if every line it added or
+        # changed is in the result (checked here without the merge's own code).
+        if out == data and content_hash(local) == merged_from and has_changes(base, local, data):
+            self.merged_into.setdefault(merged_from, set()).add(h)
 
     def _kill(self, life: ClientLife, where: str) -> None:
         life.die()
@@ -480,6 +500,13 @@ class World:
         moving = {p: h for p, h in c.held.items() if p == src or p.startswith(src + "/")}
         if (c.folder / dst).is_file():  # an editor's save replaces the file there
             self._supersede(c, dst)
+        # Paths the user removed, for the mass-delete guard (a move it does not
+        # recognise as one, say of an edited file, is a delete there).
+        c.deleted_since_sync += sum(
+            1
+            for p, (kind, *_) in tree(c.folder).items()
+            if kind != "d" and (p == src or p.startswith(src + "/"))
+        )
         os.rename(c.folder / src, c.folder / dst)
         for p, h in moving.items():
             del c.held[p]
@@ -511,6 +538,8 @@ class World:
             (2 if dirs else 0, lambda: self._op_rmtree(c, dirs)),
             (4 if dirs else 0, lambda: self._op_move_dir(c, dirs)),
             (3 if c.pending_saves else 0, lambda: self._op_finish_save(c)),
+            (1, lambda: self._op_many_files(c)),
+            (1 if len(files) >= 10 else 0, lambda: self._op_wipe(c)),
         ]
         weights = [w for w, _ in ops]
         _, fn = rng.choices(ops, weights=weights)[0]
@@ -623,6 +652,31 @@ class World:
         c.deleted_since_sync += sum(1 for p in self._links(c) if p.startswith(path + "/"))
         shutil.rmtree(c.folder / path)
         return f"rm -r {path}"
+
+    def _op_many_files(self, c: SimClient) -> str | None:
+        """A batch of new files at once (an unpacked archive)."""
+        folder = self._new_path(c, ("bulk", "archive"))
+        if (c.folder / folder).exists() or (c.folder / folder).is_symlink():
+            return None
+        (c.folder / folder).mkdir()
+        n = self.rng.randint(8, 20)
+        for i in range(n):
+            self._save(c, f"{folder}/f{i:02}.txt", self._content())
+        return f"unpack {n} files into {folder}"
+
+    def _op_wipe(self, c: SimClient) -> str:
+        """Everything goes at once (rm -rf *): the mass-delete guard's case."""
+        for name in sorted(os.listdir(c.folder)):
+            if name == STATE_DIR:
+                continue
+            p = c.folder / name
+            if p.is_dir() and not p.is_symlink():
+                self._op_rmtree(c, [name])
+            else:
+                self._supersede(c, name)
+                p.unlink()
+                c.deleted_since_sync += 1
+        return "rm -rf *"
 
     def _op_move_dir(self, c: SimClient, dirs: list[str]) -> str | None:
         src = self.rng.choice(dirs)
@@ -771,6 +825,17 @@ def _active(r: SyncResult) -> bool:
     )  # fmt: skip
 
 
+def has_changes(base: bytes, local: bytes, merged: bytes) -> bool:
+    """Every run of lines ``local`` added or changed from ``base`` is in ``merged``."""
+    b, lo, m = base.splitlines(True), local.splitlines(True), merged.splitlines(True)
+    for tag, _, _, j1, j2 in difflib.SequenceMatcher(None, b, lo, autojunk=False).get_opcodes():
+        if tag in ("replace", "insert"):
+            run = lo[j1:j2]
+            if not any(m[k : k + len(run)] == run for k in range(len(m) - len(run) + 1)):
+                return False
+    return True
+
+
 def file_hash(p: Path) -> bytes | None:
     try:
         if p.is_symlink() or not p.is_file():
@@ -829,7 +894,15 @@ def run_seed(seed: int, root: Path, *, steps: int | None = None) -> World:
             return
         world.errors.append(str(context.get("message")) + f": {exc!r}")
 
+    merge3 = engine_module.merge3
+
+    def recording_merge3(base: bytes, local: bytes, theirs: bytes) -> bytes | None:
+        out = merge3(base, local, theirs)
+        world.last_merge = None if out is None else (base, local, out)
+        return out
+
     async def main() -> None:
+        engine_module.merge3 = recording_merge3  # type: ignore[assignment]
         loop = asyncio.get_running_loop()
         loop.set_default_executor(world.executor)
         loop.set_exception_handler(handler)
@@ -843,6 +916,8 @@ def run_seed(seed: int, root: Path, *, steps: int | None = None) -> World:
     except Exception as exc:
         failure = SimFailure(f"seed {seed}: {exc!r}\n  replay: {replay_hint(seed)}")
         failure.__cause__ = exc
+    finally:
+        engine_module.merge3 = merge3
     if failure is None and world.errors:
         failure = SimFailure(f"seed {seed}: unseen task errors: {world.errors}")
     if failure is not None:
