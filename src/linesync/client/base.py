@@ -40,6 +40,9 @@ CARRIED = -1  # the synced JID of a file our own folder move carried, until list
 GROUP_BYTES = 64 * 2**20  # file bytes prefetched and written at a time
 DOWNLOAD_CONCURRENCY = 4
 UPLOAD_CONCURRENCY = 3
+# Coarsest file-time tick we allow for (FAT: 2 s): a file changed this close
+# to the last scan is read again rather than trusted by its stat.
+RACY_NS = 2 * 10**9
 
 
 class MassDelete(Exception):
@@ -105,6 +108,7 @@ class EngineBase:
         self.progress: Callable[[str, int, int], None] = lambda what, done, total: None
         self.ignore = IgnoreRules.default()
         self.unstable: set[str] = set()
+        self.racy = (0, 0)  # file times in this range are not trusted (see scan)
         # False once the remote view is known to match the server's head (our own
         # commits carried it there): the next round then skips a list request.
         self.need_pull = True

@@ -24,6 +24,7 @@ from linesync.client.base import (  # re-exported: the engine's public names
     GROUP_BYTES,
     LIST_INLINE,
     MAX_ROUNDS,
+    RACY_NS,
     MassDelete,
     SyncResult,
     is_folder,
@@ -155,6 +156,12 @@ class Engine(Committing):
                 result.problems.append(f"{dup.disk}: {exc}")
         states = self.index.states()
         self.unstable = set()
+        now = self.clock()
+        # A file the last scan read in the same tick of the file system's clock
+        # as its last change may have changed again since with the same size
+        # and times ("racy", as git says): its stat proves nothing; read it.
+        last = self.index.get("scanned_ns")
+        self.racy = (int(last) - RACY_NS if last else 0, now)
         with self.index.transaction():
             for path, entry in walk.entries.items():
                 prev = states.get(path)
@@ -164,6 +171,7 @@ class Engine(Committing):
             for path, s in states.items():
                 if s.local is not None and path not in walk.entries:
                     self.index.set_local(path, None)
+            self.index.set("scanned_ns", str(now))
 
     def _local_of(
         self, path: str, node: Node, stat: Stat, prev: PathState | None, result: SyncResult
@@ -171,7 +179,8 @@ class Engine(Committing):
         if node.kind is not Kind.FILE:
             return Local(node, stat)
         old = prev.local if prev else None
-        if old is not None and old.stat == stat and old.node.kind is Kind.FILE:
+        racy = self.racy[0] <= stat.mtime_ns <= self.racy[1]
+        if old is not None and old.stat == stat and old.node.kind is Kind.FILE and not racy:
             if old.node.exec == node.exec:
                 return old
             return Local(Node(Kind.FILE, old.node.size, old.node.mtime_ns, node.exec,

@@ -1,0 +1,113 @@
+"""Timestamps too coarse to show an edit ("racy" files, as git calls them).
+
+On a file system whose clock ticks once a second (HFS+, ext3; FAT: 2 s), a
+file saved, read by a scan, and saved again within the same tick keeps its
+size and times: its stat cannot tell. The scan reads such a file again
+instead of trusting its stat; a file last changed well before the last scan
+is trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from linesync.client import localfs
+from linesync.client.api import Client
+from linesync.client.engine import Engine, SyncResult
+from linesync.client.index import Index
+from linesync.client.localfs import LocalFS
+from linesync.client.model import Stat
+from linesync.client.remote import Remote
+from tests.client.conftest import files
+
+SECOND = 10**9
+
+
+def _coarse(s: os.stat_result) -> Stat:
+    """What a file system with one-second times reports: the change time and
+    the modification time fall on the same whole second."""
+    t = s.st_mtime_ns // SECOND * SECOND
+    return Stat(s.st_size, t, t, s.st_ino)
+
+
+class CountingFS(LocalFS):
+    reads: list[str]
+
+    def read(self, path: str) -> tuple[bytes, Stat]:
+        self.reads.append(path)
+        return super().read(path)
+
+
+def _sync(client: Client, now_ns: int) -> tuple[SyncResult, list[str]]:
+    async def go() -> tuple[SyncResult, list[str]]:
+        index = Index.open(client.folder / ".linesync" / "index.sqlite3")
+        fs = CountingFS(client.folder)
+        fs.reads = []
+        try:
+            async with Remote(client.config.server, client.config.token) as remote:
+                engine = Engine(
+                    client.folder, client.config, remote, index, fs=fs, clock=lambda: now_ns
+                )
+                return await engine.sync_once(), fs.reads
+        finally:
+            index.close()
+
+    return asyncio.run(go())
+
+
+def test_an_edit_in_the_same_tick_as_the_scan_is_not_missed(
+    pair: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(localfs, "_stat", _coarse)
+    a, b = pair
+    f = a.folder / "notes.md"
+    t0 = 1_800_000_000 * SECOND  # the file system's clock, in whole seconds
+    f.write_bytes(b"first version\n")
+    os.utime(f, ns=(t0 + 100_000_000, t0 + 100_000_000))  # saved at t0 + 0.1 s
+
+    r, reads = _sync(a, t0 + 300_000_000)  # scanned at t0 + 0.3 s
+    assert r.converged and r.uploaded == 1 and "notes.md" in reads
+
+    # Saved again at t0 + 0.6 s: same size, and the same second on this disk.
+    f.write_bytes(b"again version\n")
+    os.utime(f, ns=(t0 + 600_000_000, t0 + 600_000_000))
+    assert _coarse(os.stat(f)).mtime_ns == t0  # the stat cannot tell
+
+    r, reads = _sync(a, t0 + 900_000_000)
+    assert "notes.md" in reads  # read again, not trusted
+    assert r.converged and r.uploaded == 1, r
+    assert b.sync_once().converged
+    assert files(b.folder) == {"notes.md": b"again version\n"}
+
+
+def test_a_file_changed_well_before_the_last_scan_is_trusted(
+    pair: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(localfs, "_stat", _coarse)
+    a, _ = pair
+    f = a.folder / "old.md"
+    t0 = 1_800_000_000 * SECOND
+    f.write_bytes(b"written long ago\n")
+    os.utime(f, ns=(t0, t0))
+    r, reads = _sync(a, t0 + 60 * SECOND)
+    assert r.converged and r.uploaded == 1 and "old.md" in reads
+    r, reads = _sync(a, t0 + 120 * SECOND)
+    assert r.converged and reads == []  # nothing changed since: not read at all
+
+
+def test_a_file_dated_in_the_future_is_trusted(
+    pair: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A time ahead of the clock (another device's clock runs fast) is not a
+    save racing the scan: the file is not read again on every scan."""
+    a, _ = pair
+    f = a.folder / "ahead.md"
+    t0 = 1_800_000_000 * SECOND
+    f.write_bytes(b"from a device whose clock runs fast\n")
+    os.utime(f, ns=(t0 + 3600 * SECOND, t0 + 3600 * SECOND))
+    assert _sync(a, t0)[0].converged
+    r, reads = _sync(a, t0 + SECOND)
+    assert r.converged and reads == []
