@@ -646,7 +646,8 @@ class World:
 
     def _op_rmtree(self, c: SimClient, dirs: list[str]) -> str:
         path = self.rng.choice(dirs)
-        for p in [p for p in c.held if p.startswith(path + "/")]:
+        inside = [p for p in self._files(c) if p.startswith(path + "/")]
+        for p in sorted(set(inside) | {p for p in c.held if p.startswith(path + "/")}):
             self._supersede(c, p)
         c.deleted_since_sync += sum(1 for p in self._files(c) if p.startswith(path + "/"))
         c.deleted_since_sync += sum(1 for p in self._links(c) if p.startswith(path + "/"))
