@@ -73,6 +73,7 @@ class Faults:
     enospc: float = 0.0  # writing a file fails: disk full
     edit_under: float = 0.0  # the user saves again while the engine reads
     interfere: float = 0.0  # before a request: users and other clients act
+    index_loss: float = 0.0  # a crashed client's index is gone or damaged
 
     @classmethod
     def draw(cls, rng: random.Random) -> Faults:
@@ -88,6 +89,7 @@ class Faults:
             enospc=p(0, 0, 0.05),
             edit_under=p(0, 0.02, 0.1),
             interfere=p(0, 0.05, 0.15),
+            index_loss=p(0, 0, 0.3),
         )
 
 
@@ -360,6 +362,7 @@ class World:
             return None
         c.syncing = True
         life = c.life = ClientLife(c)
+        deleted_before = c.deleted_since_sync
         try:
             if c.index is None:
                 c.index = _open_index(c.folder, lambda msg: self.log(f"  {c.name}: {msg}"))
@@ -384,7 +387,7 @@ class World:
                 if exc.count > c.deleted_since_sync:
                     raise SimFailure(
                         f"{c.name}: mass-delete guard counts {exc.count} deletions; "
-                        f"the user made {c.deleted_since_sync}"
+                        f"the user removed {c.deleted_since_sync} paths"
                     ) from exc
                 c.confirm_mass_delete = True  # the user confirms; the next sync goes on
                 return None
@@ -397,8 +400,8 @@ class World:
                 self._restart_client(c)
                 return None
             c.confirm_mass_delete = False
-            if r.converged:
-                c.deleted_since_sync = 0
+            if r.converged:  # what the user deleted meanwhile is still to come
+                c.deleted_since_sync -= deleted_before
             self.log(
                 f"  {c.name}: converged={r.converged} up={r.uploaded} down={r.downloaded} "
                 f"del={r.deleted_local}/{r.deleted_remote} mv={r.moved} merged={r.merged} "
@@ -416,6 +419,17 @@ class World:
                 c.index.close()
             c.index = None
         self.log(f"  {c.name} restarts")
+        if self.faults_on and self.rng.random() < self.faults.index_loss:
+            index = c.folder / STATE_DIR / INDEX_FILE
+            if self.rng.random() < 0.5:
+                self.log(f"  {c.name}'s index is lost")
+                for suffix in ("", "-wal", "-shm"):
+                    index.with_name(index.name + suffix).unlink(missing_ok=True)
+            else:
+                self.log(f"  {c.name}'s index is damaged")
+                for suffix in ("-wal", "-shm"):
+                    index.with_name(index.name + suffix).unlink(missing_ok=True)
+                index.write_bytes(b"this is not a database" * 100)
 
     # -- the user ------------------------------------------------------------------
 
@@ -448,7 +462,9 @@ class World:
         if held is not None and held != cur:
             self.orphans.add(held)
         if cur is not None and held != cur:
-            self.orphans.discard(cur)
+            # ...and with it the versions merged into it: the user saw their
+            # changes there.
+            self.orphans -= {v for v in self.orphans if self._kept(v, {cur}, set())}
             for p, h in c.held.items():
                 if h == cur:
                     del c.held[p]
@@ -778,7 +794,11 @@ class World:
         must = self.orphans | {h for c in self.clients for h in c.held.values()}
         lost = {h for h in must if not self._kept(h, have, set())}
         if lost:
-            where = sorted(self.origin[h] for h in lost)
+            held = {h: f"{c.name}:{p}" for c in self.clients for p, h in c.held.items()}
+            where = sorted(
+                f"{self.origin[h]} (" + (f"held at {held[h]}" if h in held else "replaced") + ")"
+                for h in lost
+            )
             raise SimFailure(f"{len(lost)} saved versions are lost: {where}")
 
     def _kept(self, h: bytes, have: set[bytes], seen: set[bytes]) -> bool:
