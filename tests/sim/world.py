@@ -513,9 +513,9 @@ class World:
 
     def _rename(self, c: SimClient, src: str, dst: str) -> None:
         """Rename (file, symlink or folder), keeping what the user holds with it."""
-        moving = {p: h for p, h in c.held.items() if p == src or p.startswith(src + "/")}
         if (c.folder / dst).is_file():  # an editor's save replaces the file there
             self._supersede(c, dst)
+        moving = {p: h for p, h in c.held.items() if p == src or p.startswith(src + "/")}
         # Paths the user removed, for the mass-delete guard (a move it does not
         # recognise as one, say of an edited file, is a delete there).
         c.deleted_since_sync += sum(
