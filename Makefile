@@ -38,11 +38,13 @@ bench: $(BIN)/linesync
 load: $(BIN)/linesync
 	$(BIN)/python bench/load.py
 
-# The whole-system simulation, as many seeds as asked: make soak SEEDS=10000 [START=0]
+# The whole-system simulation, as many seeds as asked:
+#   make soak SEEDS=10000 [START=0] [SIM_ARGS="--steps 150 --clients 4"]
 SEEDS ?= 2000
 START ?= 0
+SIM_ARGS ?=
 soak: $(BIN)/linesync
-	$(BIN)/python -m tests.sim --seeds $(SEEDS) --start $(START)
+	$(BIN)/python -m tests.sim --seeds $(SEEDS) --start $(START) $(SIM_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -20,6 +20,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, help="run this one seed")
     ap.add_argument("--seeds", type=int, default=100, help="how many seeds (default 100)")
     ap.add_argument("--start", type=int, default=0, help="first seed (default 0)")
+    ap.add_argument("--steps", type=int, help="steps per seed (default: drawn, 20-45)")
+    ap.add_argument("--clients", type=int, help="clients per seed (default: drawn, 2-3)")
     ap.add_argument("--trace", action="store_true", help="print the trace of each seed")
     args = ap.parse_args()
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
@@ -28,7 +30,7 @@ def main() -> int:
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix=f"linesync-sim-{seed}-", dir=sim_root()) as d:
             try:
-                world = run_seed(seed, Path(d))
+                world = run_seed(seed, Path(d), steps=args.steps, clients=args.clients)
             except SimFailure as exc:
                 failed.append(seed)
                 if args.trace and exc.world is not None:

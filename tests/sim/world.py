@@ -201,13 +201,17 @@ def content_hash(data: bytes) -> bytes:
 
 
 class World:
-    def __init__(self, seed: int, root: Path, *, steps: int | None = None) -> None:
+    def __init__(
+        self, seed: int, root: Path, *, steps: int | None = None, clients: int | None = None
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.root = root
         self.faults = Faults.draw(self.rng)
         self.n_clients = self.rng.choice((2, 2, 3))
-        self.steps = steps if steps is not None else self.rng.randint(20, 45)
+        self.steps = self.rng.randint(20, 45)
+        self.n_clients = clients or self.n_clients
+        self.steps = steps or self.steps
         self.executor = InlineExecutor()
         self.server = SimServer(root / "server", self.executor)
         self.clients: list[SimClient] = []
@@ -904,9 +908,11 @@ def _diff(a: Snapshot, b: Snapshot) -> str:
     return "; ".join(f"{k}: {a.get(k)} vs {b.get(k)}" for k in keys if a.get(k) != b.get(k))[:2000]
 
 
-def run_seed(seed: int, root: Path, *, steps: int | None = None) -> World:
+def run_seed(
+    seed: int, root: Path, *, steps: int | None = None, clients: int | None = None
+) -> World:
     """Run one seed to the end; raises SimFailure (with the seed) on a broken invariant."""
-    world = World(seed, root, steps=steps)
+    world = World(seed, root, steps=steps, clients=clients)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -933,9 +939,9 @@ def run_seed(seed: int, root: Path, *, steps: int | None = None) -> World:
     try:
         asyncio.run(main())
     except SimFailure as exc:
-        failure = SimFailure(f"seed {seed}: {exc}\n  replay: {replay_hint(seed)}")
+        failure = SimFailure(f"seed {seed}: {exc}\n  replay: {replay_hint(seed, steps, clients)}")
     except Exception as exc:
-        failure = SimFailure(f"seed {seed}: {exc!r}\n  replay: {replay_hint(seed)}")
+        failure = SimFailure(f"seed {seed}: {exc!r}\n  replay: {replay_hint(seed, steps, clients)}")
         failure.__cause__ = exc
     finally:
         engine_module.merge3 = merge3
@@ -947,8 +953,9 @@ def run_seed(seed: int, root: Path, *, steps: int | None = None) -> World:
     return world
 
 
-def replay_hint(seed: int) -> str:
-    return f"python -m tests.sim --seed {seed} --trace"
+def replay_hint(seed: int, steps: int | None = None, clients: int | None = None) -> str:
+    extra = (f" --steps {steps}" if steps else "") + (f" --clients {clients}" if clients else "")
+    return f"python -m tests.sim --seed {seed}{extra} --trace"
 
 
 def sim_root() -> str | None:
