@@ -10,6 +10,8 @@ a restart, or a second server process on the same data — and add it to
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from linesync.server.commit import Limits
 from linesync.server.model import ChunkLoc
 from linesync.server.stores.base import MetadataStore, StoreError
 from linesync.server.stores.sqlite import SqliteStore
+from linesync.server.stores.sqlite_admin import _MIGRATIONS, SCHEMA_VERSION, hash_token
 
 
 class Backend(Protocol):
@@ -163,11 +166,75 @@ def test_users_and_tokens(backend: Backend) -> None:
     run(backend, body)
 
 
+def test_token_expiry(backend: Backend) -> None:
+    """A token whose expiry is at or before now is refused like a revoked one."""
+
+    async def body(s: MetadataStore) -> None:
+        alice = await s.create_user("alice")
+        now = time.time()
+        past = await s.create_token("alice", "old", "rw", expires=now - 1)
+        long_past = await s.create_token("alice", "older", "ro", expires=0.0)
+        future = await s.create_token("alice", "laptop", "rw", expires=now + 3600)
+        never = await s.create_token("alice", "phone", "ro", expires=None)
+        default = await s.create_token("alice", "tablet", "rw")
+        assert await s.authenticate(past) is None
+        assert await s.authenticate(long_past) is None
+        info = await s.authenticate(future)
+        assert info is not None
+        assert (info.user_id, info.user, info.device, info.role) == (alice, "alice", "laptop", "rw")
+        info = await s.authenticate(never)
+        assert info is not None and (info.device, info.role) == ("phone", "ro")
+        assert await s.authenticate(default) is not None
+
+        listed = {t["device"]: t for t in await s.list_tokens("alice")}
+        assert listed["old"]["expires"] == pytest.approx(now - 1)
+        assert listed["older"]["expires"] == 0.0
+        assert listed["laptop"]["expires"] == pytest.approx(now + 3600)
+        assert listed["phone"]["expires"] is None and listed["tablet"]["expires"] is None
+        assert all(t["revoked"] is None for t in listed.values())  # expired is not revoked
+
+        # Revoking still works on a token that has not expired yet.
+        assert await s.revoke_tokens("alice", "laptop") == 1
+        assert await s.authenticate(future) is None
+        assert await s.authenticate(never) is not None
+
+    run(backend, body)
+
+
+def test_token_expires_while_in_use(backend: Backend) -> None:
+    """The expiry is compared with the time of each authentication, not of creation."""
+
+    async def body(s: MetadataStore) -> None:
+        await s.create_user("alice")
+        expires = time.time() + 0.5
+        soon = await s.create_token("alice", "laptop", "rw", expires=expires)
+        other = await s.create_token("alice", "phone", "rw")
+        assert await s.authenticate(soon) is not None
+        deadline = time.monotonic() + 10
+        while await s.authenticate(soon) is not None:
+            assert time.monotonic() < deadline, "the token never expired"
+            await asyncio.sleep(0.05)
+        assert time.time() >= expires  # not refused early
+        assert await s.authenticate(other) is not None
+
+    run(backend, body)
+
+
 @pytest.mark.parametrize(
     "action",
     [
         pytest.param(lambda s: s.create_user("alice"), id="duplicate-user"),
         pytest.param(lambda s: s.create_token("nobody", "d", "rw"), id="token-for-unknown-user"),
+        pytest.param(
+            lambda s: s.create_token("nobody", "d", "rw", time.time() + 60),
+            id="expiring-token-for-unknown-user",
+        ),
+        pytest.param(
+            lambda s: s.create_token("alice", "d", "rw", float("nan")), id="token-expiry-nan"
+        ),
+        pytest.param(
+            lambda s: s.create_token("alice", "d", "rw", float("inf")), id="token-expiry-inf"
+        ),
         pytest.param(lambda s: s.revoke_tokens("nobody"), id="revoke-for-unknown-user"),
         pytest.param(lambda s: s.create_namespace("team", "nobody"), id="ns-for-unknown-owner"),
         pytest.param(lambda s: s.create_namespace("alice", "alice"), id="duplicate-namespace"),
@@ -185,6 +252,7 @@ def test_admin_errors_are_store_errors(
             await action(s)
         assert await s.list_users() == ["alice"]
         assert [n["name"] for n in await s.list_namespaces()] == ["alice"]
+        assert await s.list_tokens() == []
 
     run(backend, body)
 
@@ -625,6 +693,9 @@ def test_reopen_keeps_everything(backend: Backend) -> None:
         saved["token"] = await s.create_token("alice", "laptop", "rw")
         saved["revoked"] = await s.create_token("bob", "phone", "ro")
         await s.revoke_tokens("bob", "phone")
+        saved["expiring"] = await s.create_token("bob", "laptop", "rw", time.time() + 3600)
+        saved["expired"] = await s.create_token("bob", "tablet", "rw", time.time() - 1)
+        saved["tokens"] = await s.list_tokens()
         await _journal(s, ns)
         await upload(s, team, C[30:32])  # held, not committed
         saved["head"] = await s.head(ns)
@@ -642,6 +713,12 @@ def test_reopen_keeps_everything(backend: Backend) -> None:
         info = await s.authenticate(token)
         assert info is not None and (info.user_id, info.device) == (alice, "laptop")
         assert await s.authenticate(revoked) is None
+        expiring, expired = saved["expiring"], saved["expired"]
+        assert isinstance(expiring, str) and isinstance(expired, str)
+        info = await s.authenticate(expiring)
+        assert info is not None and (info.user_id, info.device) == (bob, "laptop")
+        assert await s.authenticate(expired) is None
+        assert await s.list_tokens() == saved["tokens"]
         t = await s.namespace(team, bob)
         assert t is not None and t.role == "ro"
         assert await s.list_namespaces() == saved["listed"]
@@ -656,3 +733,217 @@ def test_reopen_keeps_everything(backend: Backend) -> None:
 
     run(backend, first)
     run(backend, second)
+
+
+# -- SQLite schema migrations --------------------------------------------------
+# Not part of the contract: how the SQLite store upgrades a database file that
+# an older linesync wrote.
+
+# The schema of linesync's first metadata database (``user_version`` 1),
+# exactly as that release created it. Never edit it: it is history.
+V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+  id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
+  device TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL,
+  created REAL NOT NULL, revoked REAL);
+CREATE TABLE IF NOT EXISTS namespaces (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, owner_id INTEGER NOT NULL,
+  journal TEXT NOT NULL, head INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+  ns_id INTEGER NOT NULL, user_id INTEGER NOT NULL, role TEXT NOT NULL,
+  PRIMARY KEY (ns_id, user_id));
+CREATE TABLE IF NOT EXISTS entries (
+  ns_id INTEGER NOT NULL, jid INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+  size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, exec INTEGER NOT NULL,
+  target TEXT, device TEXT NOT NULL, base_jid INTEGER NOT NULL, moved_from TEXT,
+  chash BLOB, bl_full BLOB, bl_delta BLOB, bl_base INTEGER, bl_depth INTEGER NOT NULL,
+  nonce TEXT NOT NULL, created REAL NOT NULL,
+  PRIMARY KEY (ns_id, jid));
+CREATE INDEX IF NOT EXISTS entries_path ON entries (ns_id, path, jid);
+CREATE TABLE IF NOT EXISTS current (
+  ns_id INTEGER NOT NULL, path TEXT NOT NULL, jid INTEGER NOT NULL,
+  live INTEGER NOT NULL, fold TEXT NOT NULL,
+  PRIMARY KEY (ns_id, path));
+CREATE INDEX IF NOT EXISTS current_jid ON current (ns_id, jid);
+CREATE INDEX IF NOT EXISTS current_fold ON current (ns_id, fold) WHERE live = 1;
+CREATE TABLE IF NOT EXISTS chunks (
+  id BLOB PRIMARY KEY, pack TEXT NOT NULL, offset INTEGER NOT NULL,
+  length INTEGER NOT NULL, codec INTEGER NOT NULL, raw_size INTEGER NOT NULL,
+  created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_pack ON chunks (pack);
+CREATE TABLE IF NOT EXISTS ns_chunks (
+  ns_id INTEGER NOT NULL, chunk_id BLOB NOT NULL, committed INTEGER NOT NULL,
+  touched REAL NOT NULL, PRIMARY KEY (ns_id, chunk_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ns_chunks_chunk ON ns_chunks (chunk_id);
+CREATE INDEX IF NOT EXISTS ns_chunks_stale ON ns_chunks (touched) WHERE committed = 0;
+"""
+
+V1_LAPTOP = "lst_v1-laptop-token-of-alice-000000000"
+V1_PHONE = "lst_v1-phone-token-of-alice-0000000000"  # revoked
+
+
+def make_v1_database(path: Path) -> None:
+    """A version-1 database file: user alice, her home namespace with one
+    directory entry, a read-write token for "laptop" and a revoked one for "phone"."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("BEGIN")
+        for stmt in V1_SCHEMA.split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+        db.execute("INSERT INTO users (id, name, created) VALUES (1, 'alice', 1.0)")
+        db.execute(
+            "INSERT INTO namespaces (id, name, owner_id, journal, head, created) "
+            "VALUES (1, 'alice', 1, '00112233aabbccdd', 1, 1.0)"
+        )
+        db.execute("INSERT INTO members (ns_id, user_id, role) VALUES (1, 1, 'rw')")
+        db.execute(
+            "INSERT INTO entries (ns_id, jid, path, kind, size, mtime_ns, exec, device, "
+            "base_jid, bl_depth, nonce, created) "
+            "VALUES (1, 1, 'notes', 'directory', 0, 0, 0, 'laptop', 0, 0, 'feedbeef', 1.0)"
+        )
+        db.execute("INSERT INTO current VALUES (1, 'notes', 1, 1, 'notes')")
+        db.execute(
+            "INSERT INTO tokens (user_id, device, hash, role, created, revoked) "
+            "VALUES (1, 'laptop', ?, 'rw', 1.0, NULL), (1, 'phone', ?, 'ro', 1.0, 2.0)",
+            (hash_token(V1_LAPTOP), hash_token(V1_PHONE)),
+        )
+        db.execute("PRAGMA user_version=1")
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def _columns(path: Path, table: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return [tuple(r) for r in db.execute(f"PRAGMA table_info({table})")]
+    finally:
+        db.close()
+
+
+def _layout(path: Path) -> dict[str, object]:
+    """Every table's columns and every index's table: what a schema is made of."""
+    db = sqlite3.connect(path)
+    try:
+        out: dict[str, object] = {"user_version": db.execute("PRAGMA user_version").fetchone()[0]}
+        for kind, name, table in db.execute(
+            "SELECT type, name, tbl_name FROM sqlite_master ORDER BY type, name"
+        ):
+            if kind == "table":
+                out[name] = [tuple(r) for r in db.execute(f"PRAGMA table_info({name})")]
+            else:
+                out[name] = (kind, table)
+        return out
+    finally:
+        db.close()
+
+
+def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
+    path = tmp_path / "meta.sqlite3"
+    make_v1_database(path)
+    assert "expires" not in [c[1] for c in _columns(path, "tokens")]
+
+    async def first() -> None:
+        s = await SqliteStore.open(path)
+        try:
+            info = await s.authenticate(V1_LAPTOP)
+            assert info is not None
+            assert (info.user_id, info.user, info.device, info.role) == (1, "alice", "laptop", "rw")
+            assert await s.authenticate(V1_PHONE) is None  # still revoked
+            listed = await s.list_tokens()
+            assert [(t["device"], t["revoked"], t["expires"]) for t in listed] == [
+                ("laptop", None, None),
+                ("phone", 2.0, None),
+            ]
+            # The old data is all there, and the new column works.
+            (home,) = await s.namespaces_of(1)
+            assert (home.name, home.head, home.journal) == ("alice", 1, "00112233aabbccdd")
+            assert [r.path for r in (await s.changes(home.id, 0, 10))[0]] == ["notes"]
+            expired = await s.create_token("alice", "tablet", "rw", time.time() - 1)
+            expiring = await s.create_token("alice", "desk", "rw", time.time() + 3600)
+            assert await s.authenticate(expired) is None
+            assert await s.authenticate(expiring) is not None
+            assert await commit_ok(s, home.id, [mkdir("later")]) == [2]
+        finally:
+            await s.close()
+
+    asyncio.run(first())
+    assert _layout(path)["user_version"] == SCHEMA_VERSION  # 2, the version with expiry
+    assert ("expires", "REAL") in [(c[1], c[2]) for c in _columns(path, "tokens")]
+
+    # A migrated database has the same layout as a new one.
+    fresh = tmp_path / "fresh.sqlite3"
+    asyncio.run(_open_close(fresh))
+    assert _layout(path) == _layout(fresh)
+
+    # Opening it again changes nothing, and the old token keeps working.
+    async def again() -> None:
+        s = await SqliteStore.open(path)
+        try:
+            assert await s.authenticate(V1_LAPTOP) is not None
+            assert len(await s.list_tokens()) == 4
+        finally:
+            await s.close()
+
+    before = _layout(path)
+    asyncio.run(again())
+    assert _layout(path) == before
+
+
+async def _open_close(path: Path) -> None:
+    s = await SqliteStore.open(path)
+    await s.close()
+
+
+def test_sqlite_migration_steps_are_idempotent(tmp_path: Path) -> None:
+    """Every step is a no-op on a database that already has its change."""
+    path = tmp_path / "meta.sqlite3"
+    make_v1_database(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        for target in sorted(_MIGRATIONS):
+            _MIGRATIONS[target](db)
+            once = [tuple(r) for r in db.execute("SELECT sql FROM sqlite_master ORDER BY name")]
+            _MIGRATIONS[target](db)
+            assert [
+                tuple(r) for r in db.execute("SELECT sql FROM sqlite_master ORDER BY name")
+            ] == once
+    finally:
+        db.close()
+
+
+def test_sqlite_migration_by_several_openers_at_once(tmp_path: Path) -> None:
+    """A server and admin commands that open an old database at the same time
+    (each on its own connection and thread): one migrates it, the others find
+    it done."""
+    path = tmp_path / "meta.sqlite3"
+    make_v1_database(path)
+
+    async def go() -> None:
+        stores = await asyncio.gather(*(SqliteStore.open(path) for _ in range(4)))
+        try:
+            for s in stores:
+                assert await s.authenticate(V1_LAPTOP) is not None
+        finally:
+            for s in stores:
+                await s.close()
+
+    asyncio.run(go())
+    assert [c[1] for c in _columns(path, "tokens")].count("expires") == 1
+    assert _layout(path)["user_version"] == SCHEMA_VERSION
+
+
+def test_sqlite_refuses_a_newer_database(tmp_path: Path) -> None:
+    path = tmp_path / "meta.sqlite3"
+    make_v1_database(path)
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    before = _layout(path)
+    with pytest.raises(StoreError, match="Upgrade linesync"):
+        asyncio.run(_open_close(path))
+    assert _layout(path) == before

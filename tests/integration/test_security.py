@@ -141,6 +141,42 @@ def test_revoked_token_is_refused_at_once(srv: ServerProc, user: User) -> None:
     run(go())
 
 
+def test_expired_token_is_refused(srv: ServerProc, user: User) -> None:
+    """A token created with ``--expires`` works until then, and is refused like a
+    revoked one afterwards: also by a long-poll that was waiting when it expired."""
+    created = time.monotonic()
+    out = admin(srv, "token", "create", user.name, "--device", "phone", "--expires", "3s")
+    phone = out.splitlines()[-1]
+
+    async def go() -> None:
+        async with Api(srv.url, phone) as api:
+            me = (await api.get("/v1/me")).expect(200).json()
+            assert me["device"] == "phone"
+            before = await head(api, user.ns, user.token)
+            # A long-poll on the empty namespace outlives the token: when its wait
+            # ends, the caller is checked again and refused instead of answered.
+            resp = await api.get(ns_path(user.ns, "list"), params={"wait": "5"})
+            resp.expect(401, "unauthenticated")
+            assert time.monotonic() - created >= 3
+            deadline = created + 10
+            while (await api.get("/v1/me")).status != 401:  # already expired, in practice
+                assert time.monotonic() < deadline, "the token did not expire"
+                await asyncio.sleep(0.2)
+            for method, path, kw in auth_routes(user.ns):
+                resp = await api.req(method, path, **kw)
+                resp.expect(401, "unauthenticated")
+                assert resp.headers["www-authenticate"].startswith("Bearer"), path
+            # Nothing was stored, and the user's other token keeps working.
+            api.token = user.token
+            (await api.get("/v1/me")).expect(200)
+            assert await head(api, user.ns) == before
+            await still_missing(api, user.ns, [chunk_id(b"x")])
+
+    run(go())
+    listed = json.loads(admin(srv, "token", "list", user.name))
+    assert {t["device"]: t["state"] for t in listed} == {"laptop": "active", "phone": "expired"}
+
+
 # -- authorization ----------------------------------------------------------------
 
 

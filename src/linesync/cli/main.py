@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,33 @@ from linesync.server.stores.base import StoreError
 
 DEFAULT_DATA = os.environ.get("LINESYNC_DATA", "data")
 CLIENT_COMMANDS = {"init", "sync", "status", "log", "restore", "conflicts"}
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_EXPIRY_SECONDS = 100 * 365 * 86400
+
+
+def parse_duration(text: str) -> float:
+    """``--expires``: a whole number and a unit (s, m, h or d), like ``90d``; seconds.
+    Zero, negative, unit-less, longer than 100 years or garbage: ArgumentTypeError."""
+    m = re.fullmatch(r"([0-9]+)([smhd])", text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: give a whole number and a unit, "
+            "s, m, h or d (like 3600s, 30m, 12h or 90d)"
+        )
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a token must live longer than 0")
+    if seconds > MAX_EXPIRY_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is longer than 100 years; leave out --expires for a token that never expires"
+        )
+    return float(seconds)
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
@@ -63,11 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("--device", required=True, help="device name, shown in history and conflicts")
     p.add_argument("--read-only", action="store_true", help="the token can read but never write")
+    p.add_argument(
+        "--expires",
+        type=parse_duration,
+        metavar="DURATION",
+        help="the token stops working this long from now: a whole number and a unit, "
+        "s, m, h or d (3600s, 30m, 12h, 90d; a bare number is refused). "
+        "Default: it never expires",
+    )
     p = tokens.add_parser("revoke", help="revoke a user's tokens (all, or one device's)")
     _data_arg(p)
     p.add_argument("user")
     p.add_argument("--device", help="revoke only this device's tokens")
-    p = tokens.add_parser("list", help="list tokens (never their secret)")
+    p = tokens.add_parser(
+        "list",
+        help="list tokens (never their secret), as JSON: times in unix seconds, "
+        'expires "never" or a time, state "active", "expired" or "revoked"',
+    )
     _data_arg(p)
     p.add_argument("user", nargs="?")
 
@@ -125,6 +166,20 @@ def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _token_view(token: dict[str, object], now: float) -> dict[str, object]:
+    """A token as ``token list`` prints it: ``expires`` "never" or unix seconds,
+    and its ``state``: "revoked", else "expired" (expiry at or before ``now``,
+    as the server decides), else "active"."""
+    expires = token.get("expires")
+    if token.get("revoked") is not None:
+        state = "revoked"
+    elif isinstance(expires, int | float) and expires <= now:
+        state = "expired"
+    else:
+        state = "active"
+    return {**token, "expires": "never" if expires is None else expires, "state": state}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
     import logging
@@ -169,12 +224,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
                 print(name)
         elif (c, a) == ("token", "create"):
             role = "ro" if args.read_only else "rw"
-            print(await meta.create_token(args.user, args.device, role))
+            expires = None if args.expires is None else time.time() + args.expires
+            print(await meta.create_token(args.user, args.device, role, expires))
+            if expires is not None:  # stdout is the token alone, for scripts
+                print(f"linesync: the token expires at {_when(expires)}", file=sys.stderr)
         elif (c, a) == ("token", "revoke"):
             n = await meta.revoke_tokens(args.user, args.device)
             print(f"revoked {n} token(s)")
         elif (c, a) == ("token", "list"):
-            _print_json(await meta.list_tokens(args.user))
+            _print_json([_token_view(t, time.time()) for t in await meta.list_tokens(args.user)])
         elif (c, a) == ("namespace", "create"):
             await meta.create_namespace(args.name, args.owner)
             print(f"created namespace {args.name!r} owned by {args.owner!r}")

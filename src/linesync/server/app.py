@@ -64,7 +64,7 @@ class Context:
             raise LinesyncError(Code.UNAUTHENTICATED, "missing bearer token")
         info = await self.meta.authenticate(token.strip())
         if info is None:
-            raise LinesyncError(Code.UNAUTHENTICATED, "token is invalid or revoked")
+            raise LinesyncError(Code.UNAUTHENTICATED, "token is invalid, expired or revoked")
         wait = self.limiter.allow(info.token_id) if charge else 0.0
         if wait > 0:
             raise LinesyncError(Code.RATE_LIMITED, "too many requests", retry_after=math.ceil(wait))

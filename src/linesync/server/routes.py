@@ -173,7 +173,7 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         if rows or remaining <= 0:
             break
         await ctx.notifier.wait(event, remaining)
-        # Whoever waited must still be let in: a token revoked (or a member
+        # Whoever waited must still be let in: a token revoked or expired (or a member
         # removed) meanwhile gets an error, not the news; and a journal reset
         # meanwhile makes the cursor invalid.
         _, ns = await ctx.namespace(request, write=False, charge=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
 import sqlite3
 import time
@@ -19,15 +20,17 @@ from linesync.server.stores.base import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# The current schema, for a new database. An existing one is brought up to it
+# by ``_MIGRATIONS``; a change to one needs the same change to the other.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
   id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
   device TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, role TEXT NOT NULL,
-  created REAL NOT NULL, revoked REAL);
+  created REAL NOT NULL, revoked REAL, expires REAL);
 CREATE TABLE IF NOT EXISTS namespaces (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, owner_id INTEGER NOT NULL,
   journal TEXT NOT NULL, head INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
@@ -59,6 +62,58 @@ CREATE TABLE IF NOT EXISTS ns_chunks (
 CREATE INDEX IF NOT EXISTS ns_chunks_chunk ON ns_chunks (chunk_id);
 CREATE INDEX IF NOT EXISTS ns_chunks_stale ON ns_chunks (touched) WHERE committed = 0;
 """
+
+
+def _add_column(db: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """``ALTER TABLE ... ADD COLUMN``, unless the column is there already."""
+    if column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _v2_token_expiry(db: sqlite3.Connection) -> None:
+    _add_column(db, "tokens", "expires", "REAL")  # unix seconds; NULL: never
+
+
+# Migrations by the version they lead to, applied in order: ``_MIGRATIONS[v]``
+# turns a version ``v - 1`` database into a version ``v`` one. Each step must
+# be idempotent (a no-op on a database that already has its change).
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _v2_token_expiry,
+}
+assert sorted(_MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the database on ``db`` to ``SCHEMA_VERSION`` in one transaction, or
+    refuse a newer one. The version is read again inside the write transaction,
+    so two processes that open an old database at once migrate it once."""
+
+    def version() -> int:
+        v = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if v > SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has schema version {v}; this linesync knows "
+                f"{SCHEMA_VERSION}. Upgrade linesync."
+            )
+        return v
+
+    if version() == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        found = version()
+        if found == 0:  # a new database: the current schema at once
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+        else:
+            for target in range(found + 1, SCHEMA_VERSION + 1):
+                _MIGRATIONS[target](db)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def hash_token(token: str) -> bytes:
@@ -94,19 +149,11 @@ class SqliteAdmin:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=30000")
         db.execute("PRAGMA foreign_keys=ON")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}; this linesync knows "
-                f"{SCHEMA_VERSION}. Upgrade linesync."
-            )
-        if version < SCHEMA_VERSION:
-            db.execute("BEGIN IMMEDIATE")
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.execute("COMMIT")
+        try:
+            migrate(db, self.path)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -178,13 +225,18 @@ class SqliteAdmin:
 
         return await self._run(self._tx, go)
 
-    async def create_token(self, user: str, device: str, role: Role) -> str:
+    async def create_token(
+        self, user: str, device: str, role: Role, expires: float | None = None
+    ) -> str:
+        if expires is not None and not math.isfinite(expires):
+            raise StoreError(f"a token's expiry must be a finite time, not {expires!r}")
         token = new_token()
 
         def go() -> None:
             self.db.execute(
-                "INSERT INTO tokens (user_id, device, hash, role, created) VALUES (?,?,?,?,?)",
-                (self._user_id(user), device, hash_token(token), role, time.time()),
+                "INSERT INTO tokens (user_id, device, hash, role, created, expires) "
+                "VALUES (?,?,?,?,?,?)",
+                (self._user_id(user), device, hash_token(token), role, time.time(), expires),
             )
 
         await self._run(self._tx, go)
@@ -204,14 +256,14 @@ class SqliteAdmin:
     async def list_tokens(self, user: str | None = None) -> list[dict[str, object]]:
         def go() -> list[dict[str, object]]:
             q = (
-                "SELECT t.id, u.name, t.device, t.role, t.created, t.revoked "
+                "SELECT t.id, u.name, t.device, t.role, t.created, t.revoked, t.expires "
                 "FROM tokens t JOIN users u ON u.id=t.user_id"
             )
             args: tuple[Any, ...] = ()
             if user is not None:
                 q += " WHERE u.name=?"
                 args = (user,)
-            keys = ("id", "user", "device", "role", "created", "revoked")
+            keys = ("id", "user", "device", "role", "created", "revoked", "expires")
             return [
                 dict(zip(keys, r, strict=True)) for r in self.db.execute(q + " ORDER BY t.id", args)
             ]
@@ -284,8 +336,9 @@ class SqliteAdmin:
         def go() -> TokenInfo | None:
             r = self.db.execute(
                 "SELECT t.id, t.user_id, u.name, t.device, t.role FROM tokens t "
-                "JOIN users u ON u.id=t.user_id WHERE t.hash=? AND t.revoked IS NULL",
-                (digest,),
+                "JOIN users u ON u.id=t.user_id WHERE t.hash=? AND t.revoked IS NULL "
+                "AND (t.expires IS NULL OR t.expires > ?)",
+                (digest, time.time()),
             ).fetchone()
             return TokenInfo(r[0], r[1], r[2], r[3], r[4]) if r else None
 
