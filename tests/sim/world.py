@@ -133,10 +133,15 @@ class SimServer:
         async with self.lock:  # one request at a time, in arrival order
             return await asgi_call(self.app, method, path, query, headers, body)
 
-    def journal_hashes(self) -> set[bytes]:
-        assert self.meta is not None
-        rows = self.meta.db.execute("SELECT DISTINCT chash FROM entries WHERE chash IS NOT NULL")
-        return {bytes(r[0]) for r in rows}
+    async def journal_hashes(self) -> set[bytes]:
+        """Every content the journal holds. Under the lock: a dead client's
+        last task may be restarting the server right now."""
+        async with self.lock:
+            assert self.meta is not None
+            rows = self.meta.db.execute(
+                "SELECT DISTINCT chash FROM entries WHERE chash IS NOT NULL"
+            )
+            return {bytes(r[0]) for r in rows}
 
 
 # -- the clients -----------------------------------------------------------------
@@ -732,7 +737,7 @@ class World:
             for step in range(self.steps):
                 self.log(f"-- step {step}")
                 await self.act()
-                self.check_no_partial_files()
+                await self.check_no_partial_files()
             await self.settle()
             await self.check()
         finally:
@@ -760,18 +765,15 @@ class World:
 
     # -- invariants ----------------------------------------------------------------
 
-    def _known(self) -> set[bytes]:
-        return self.saved | self.written | self.server.journal_hashes()
-
-    def check_no_partial_files(self) -> None:
-        known = self._known()
+    async def check_no_partial_files(self) -> None:
+        known = self.saved | self.written | await self.server.journal_hashes()
         for c in self.clients:
             for path, (kind, h, _) in tree(c.folder).items():
                 if kind == "f" and h not in known:
                     raise SimFailure(f"{c.name}/{path}: holds bytes no one saved (partial?)")
 
     async def check(self) -> None:
-        self.check_no_partial_files()
+        await self.check_no_partial_files()
         trees = {c.name: tree(c.folder) for c in self.clients}
         first = self.clients[0].name
         for name, t in trees.items():
@@ -794,7 +796,7 @@ class World:
             raise SimFailure(f"the server's tree differs: {_diff(tree(obs.folder), trees[first])}")
         # No lost version: every version a user saved and did not replace is in
         # the tree, in the journal's history, or in a conflict copy.
-        have = {h for _, h, _ in trees[first].values() if h} | self.server.journal_hashes()
+        have = {h for _, h, _ in trees[first].values() if h} | await self.server.journal_hashes()
         must = self.orphans | {h for c in self.clients for h in c.held.values()}
         lost = {h for h in must if not self._kept(h, have, set())}
         if lost:
