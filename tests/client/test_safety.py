@@ -12,7 +12,7 @@ import pytest
 
 from linesync.client.api import Client
 from linesync.client.engine import MassDelete
-from linesync.client.localfs import FolderMissing
+from linesync.client.localfs import FolderBusy, FolderMissing
 from linesync.client.remote import Remote, RemoteUnavailable
 from tests.client.conftest import files
 from tests.support.server import ServerProc
@@ -144,3 +144,42 @@ def test_a_revoked_token_stops_at_once(pair: tuple[Client, Client], server: Serv
             return [e.path for e in (await r.list_changes(1)).entries if e.kind.value == "file"]
 
     assert asyncio.run(server_has()) == ["x.md"]
+
+
+def test_two_processes_never_sync_one_folder_at_once(pair: tuple[Client, Client]) -> None:
+    """A second sync of a folder that is being synced stops with a clear error
+    (and the CLI with exit code 4); once the first is done, it goes on."""
+    import fcntl
+    import subprocess
+    import sys
+
+    a, _ = pair
+    (a.folder / "note.md").write_text("hello\n")
+    fd = os.open(a.folder / ".linesync" / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "another process" syncs
+        with pytest.raises(FolderBusy, match="another linesync process is syncing"):
+            a.sync_once()
+        cli = subprocess.run(
+            [sys.executable, "-m", "linesync", "sync", str(a.folder), "--quiet"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert cli.returncode == 4, cli
+        assert "another linesync process is syncing" in cli.stderr
+    finally:
+        os.close(fd)
+    r = a.sync_once()
+    assert r.converged and r.uploaded == 1
+
+
+def test_temporary_files_of_a_dead_process_are_removed(pair: tuple[Client, Client]) -> None:
+    a, b = pair
+    (a.folder / "sub").mkdir()
+    (a.folder / "sub/keep.md").write_text("kept\n")
+    # What a client killed mid-download leaves: partial bytes under our temp prefix.
+    (a.folder / ".linesync-tmp-0123456789ab").write_bytes(b"partial")
+    (a.folder / "sub/.linesync-tmp-ba9876543210").write_bytes(b"partial too")
+    r = a.sync_once()
+    assert r.converged and r.uploaded == 2  # the folder and keep.md, not the leftovers
+    assert files(a.folder) == {"sub/keep.md": b"kept\n"}
+    assert b.sync_once().converged and files(b.folder) == {"sub/keep.md": b"kept\n"}
