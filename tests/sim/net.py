@@ -123,7 +123,8 @@ class SimRemote(Remote):
         query = urllib.parse.urlencode(params or {})
         world, life = self.world, self.life
         await world.before_request(life, method, path)
-        status, raw = await world.server.handle(method, path, query, headers, body)
+        # Sent is sent: the server finishes a request even if the client hangs up.
+        status, raw = await asyncio.shield(world.server.handle(method, path, query, headers, body))
         if status >= 500:  # the server never fails a well-formed request
             world.errors.append(f"{method} {path}: HTTP {status} {raw[:200]!r}")
         await world.after_request(life, method, path)

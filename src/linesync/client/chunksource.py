@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from linesync.client.index import Index
 from linesync.client.localfs import LocalFS
 from linesync.client.remote import Remote
+from linesync.client.tasks import gather_all
 from linesync.core.ids import ChunkId, chunk_id
 from linesync.protocol import codec
 from linesync.protocol.errors import Code, LinesyncError
@@ -53,7 +54,7 @@ class ChunkSource:
             async with gate:
                 self.pool.update(await self.get(batch, bases))
 
-        await asyncio.gather(*(one(b) for b in batches))
+        await gather_all(*(one(b) for b in batches))
 
     async def get(
         self, ids: Iterable[ChunkId], bases: dict[ChunkId, ChunkId] | None = None

@@ -21,6 +21,7 @@ from linesync.client.base import (
 )
 from linesync.client.localfs import Changed
 from linesync.client.model import Node, PathState, Stat, Version
+from linesync.client.tasks import gather_all
 from linesync.client.transfer import prepare_file, resolve_content, split
 from linesync.core import blocklist as bl
 from linesync.core import paths
@@ -226,7 +227,7 @@ class Committing(EngineBase):
             done += sum(len(chunks[f.chunk_id]) for f in batch)
             self.progress("upload", done, total)
 
-        await asyncio.gather(*(one(b) for b in batches if b))
+        await gather_all(*(one(b) for b in batches if b))
 
     def _committed(
         self,

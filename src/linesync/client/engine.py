@@ -38,6 +38,7 @@ from linesync.client.index import Index
 from linesync.client.localfs import STATE_DIR, Changed
 from linesync.client.merge import merge3
 from linesync.client.model import Local, Node, PathState, Stat, Version
+from linesync.client.tasks import gather_all
 from linesync.client.transfer import split
 from linesync.core import blocklist as bl
 from linesync.core import paths
@@ -250,7 +251,7 @@ class Engine(Committing):
 
         for group in self._groups(downloads):
             await self._prefetch(group)
-            await asyncio.gather(*(one(op) for op in group))
+            await gather_all(*(one(op) for op in group))
             self.chunks.pool.clear()
         for op in ops:
             if isinstance(op, pl.Merge):
