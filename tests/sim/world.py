@@ -323,7 +323,9 @@ class World:
         name = life.client.name
         if rng.random() < f.server_restart:
             self.log(f"  server restarts after {name} {method} {path}")
-            await self.server.restart()
+            # The server's restart is its own: a client task cancelled meanwhile
+            # must not leave it half done.
+            await asyncio.shield(self.server.restart())
             raise unavailable("connection reset by a restart")
         if rng.random() < f.lose_response:
             self.log(f"  {name} {method} {path}: answer lost")
