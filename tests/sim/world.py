@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from linesync.client import chunksource, committing
 from linesync.client import engine as engine_module
 from linesync.client import planner as pl
 from linesync.client.api import _open_index
@@ -215,6 +216,9 @@ class World:
         self.faults = Faults.draw(self.rng)
         self.n_clients = self.rng.choice((2, 2, 3))
         self.steps = self.rng.randint(20, 45)
+        # Tiny batches for half the seeds: many requests in flight at once, so
+        # answers really come back out of order and batches fail half done.
+        self.small_batches = self.rng.random() < 0.5
         self.n_clients = clients or self.n_clients
         self.steps = steps or self.steps
         self.executor = InlineExecutor()
@@ -926,6 +930,15 @@ def run_seed(
         world.errors.append(str(context.get("message")) + f": {exc!r}")
 
     merge3 = engine_module.merge3
+    limits = {
+        (chunksource, "FETCH_BATCH"): 2,
+        (committing, "UPLOAD_BATCH_BYTES"): 8 * 1024,
+        (committing, "COMMIT_BATCH"): 4,
+        (engine_module, "GROUP_BYTES"): 16 * 1024,
+        (engine_module, "LIST_INLINE"): 0,  # every chunk fetched, none inline
+        (committing, "INLINE_BUDGET"): 0,  # every chunk uploaded on its own
+    }
+    saved_limits = {key: getattr(*key) for key in limits}
 
     def recording_merge3(base: bytes, local: bytes, theirs: bytes) -> bytes | None:
         out = merge3(base, local, theirs)
@@ -934,6 +947,9 @@ def run_seed(
 
     async def main() -> None:
         engine_module.merge3 = recording_merge3  # type: ignore[assignment]
+        if world.small_batches:
+            for (module, name), value in limits.items():
+                setattr(module, name, value)
         loop = asyncio.get_running_loop()
         loop.set_default_executor(world.executor)
         loop.set_exception_handler(handler)
@@ -949,6 +965,8 @@ def run_seed(
         failure.__cause__ = exc
     finally:
         engine_module.merge3 = merge3
+        for (module, name), value in saved_limits.items():
+            setattr(module, name, value)
     if failure is None and world.errors:
         failure = SimFailure(f"seed {seed}: unseen task errors: {world.errors}")
     if failure is not None:
