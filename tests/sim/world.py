@@ -479,11 +479,13 @@ class World:
         if cur is not None and held != cur:
             # ...and with it the versions merged into it: the user saw their
             # changes there.
-            self.orphans -= {v for v in self.orphans if self._kept(v, {cur}, set())}
-            for p, h in c.held.items():
-                if h == cur:
-                    del c.held[p]
-                    break
+            def seen(v: bytes) -> bool:
+                return self._kept(v, {cur}, set())
+
+            self.orphans = {v for v in self.orphans if not seen(v)}
+            same = next((p for p, h in c.held.items() if h == cur), None)
+            for p in [p for p, h in c.held.items() if p == same or (h != cur and seen(h))]:
+                del c.held[p]
 
     def _save(self, c: SimClient, path: str, data: bytes, *, exec: bool | None = None) -> None:
         p = c.folder / path
