@@ -14,14 +14,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from linesync.client.remote import Remote, RemoteUnavailable, _error
+from linesync.client.remote import Remote, RemoteUnavailable
 
 if TYPE_CHECKING:
     from tests.sim.world import ClientLife, World
-
-_enc = msgspec.json.Encoder()
 
 
 class SimCrash(BaseException):
@@ -103,36 +99,30 @@ class SimRemote(Remote):
     async def close(self) -> None:
         return None
 
-    async def _call(
+    async def _exchange(
         self,
         method: str,
         path: str,
-        kind: type[Any] | None,
-        *,
-        json: Any = None,
-        data: bytes | None = None,
-        params: dict[str, str] | None = None,
-        content_type: str = "application/json",
-        timeout: float | None = None,
-        gzip: bool = False,
-    ) -> Any:
-        body = _enc.encode(json) if json is not None else (data or b"")
-        headers = [(b"authorization", self._headers["Authorization"].encode())]
-        if json is not None or data is not None:
-            headers.append((b"content-type", content_type.encode()))
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: float | None,
+    ) -> tuple[int, bytes]:
+        sent = [(b"authorization", self._headers["Authorization"].encode())]
+        # No Accept-Encoding: the answer comes back as the application made it.
+        sent += [(k.lower().encode(), v.encode()) for k, v in headers.items()
+                 if k.lower() != "accept-encoding"]  # fmt: skip
         query = urllib.parse.urlencode(params or {})
         world, life = self.world, self.life
         await world.before_request(life, method, path)
         # Sent is sent: the server finishes a request even if the client hangs up.
-        status, raw = await asyncio.shield(world.server.handle(method, path, query, headers, body))
+        status, raw = await asyncio.shield(
+            world.server.handle(method, path, query, sent, body or b"")
+        )
         if status >= 500:  # the server never fails a well-formed request
             world.errors.append(f"{method} {path}: HTTP {status} {raw[:200]!r}")
         await world.after_request(life, method, path)
-        if status >= 400:
-            raise _error(status, raw)
-        if kind is None:
-            return raw
-        return msgspec.json.decode(raw, type=kind)
+        return status, raw
 
 
 def unavailable(what: str) -> RemoteUnavailable:

@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import sqlite3
-import stat as st
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ from linesync.server.app import create_app
 from linesync.server.config import ServerConfig
 from linesync.server.stores.packs import DiskPackStore
 from linesync.server.stores.sqlite import SqliteStore
+from tests.scenarios.helpers import tree as scenario_tree
 from tests.sim.net import InlineExecutor, SimCrash, SimRemote, asgi_call, unavailable, yield_times
 from tests.sim.simfs import SimFS
 
@@ -449,13 +449,13 @@ class World:
     # -- the user ------------------------------------------------------------------
 
     def _files(self, c: SimClient) -> list[str]:
-        return [p for p, (kind, *_) in tree(c.folder).items() if kind == "f"]
+        return [p for p, (kind, *_) in tree(c.folder, hashed=False).items() if kind == "f"]
 
     def _dirs(self, c: SimClient) -> list[str]:
-        return [p for p, (kind, *_) in tree(c.folder).items() if kind == "d"]
+        return [p for p, (kind, *_) in tree(c.folder, hashed=False).items() if kind == "d"]
 
     def _links(self, c: SimClient) -> list[str]:
-        return [p for p, (kind, *_) in tree(c.folder).items() if kind == "l"]
+        return [p for p, (kind, *_) in tree(c.folder, hashed=False).items() if kind == "l"]
 
     def _content(self, big: bool = False, binary: bool = False) -> bytes:
         rng = self.rng
@@ -537,7 +537,7 @@ class World:
         # recognise as one, say of an edited file, is a delete there).
         c.deleted_since_sync += sum(
             1
-            for p, (kind, *_) in tree(c.folder).items()
+            for p, (kind, *_) in tree(c.folder, hashed=False).items()
             if kind != "d" and (p == src or p.startswith(src + "/"))
         )
         os.rename(c.folder / src, c.folder / dst)
@@ -883,29 +883,23 @@ def file_hash(p: Path) -> bytes | None:
 Snapshot = dict[str, tuple[str, Any, Any]]
 
 
-def tree(folder: Path) -> Snapshot:
-    """path -> ("f", content hash, exec) | ("d", None, None) | ("l", None, target),
-    without the state folder, ignored temporary names and linesync's temp files."""
+def tree(folder: Path, *, hashed: bool = True) -> Snapshot:
+    """path -> ("f", content hash, exec) | ("d", None, None) | ("l", None, target):
+    the scenarios' tree, without ignored temporary names and linesync's temp
+    files; ``hashed=False`` leaves the hash out, for a listing."""
     out: Snapshot = {}
-
-    def walk(d: Path, prefix: str) -> None:
-        for e in sorted(os.scandir(d), key=lambda e: e.name):
-            if (not prefix and e.name == STATE_DIR) or e.name.startswith(TMP_PREFIX):
-                continue
-            if e.name.endswith("~"):
-                continue
-            path = f"{prefix}{e.name}"
-            s = e.stat(follow_symlinks=False)
-            if st.S_ISLNK(s.st_mode):
-                out[path] = ("l", None, os.readlink(e.path))
-            elif st.S_ISDIR(s.st_mode):
-                out[path] = ("d", None, None)
-                walk(Path(e.path), path + "/")
-            else:
-                data = Path(e.path).read_bytes()
-                out[path] = ("f", content_hash(data), bool(s.st_mode & 0o100))
-
-    walk(folder, "")
+    for path, node in scenario_tree(folder).items():
+        name = path.rpartition("/")[2]
+        if name.startswith(TMP_PREFIX) or name.endswith("~"):
+            continue
+        if node[0] == "file":
+            data = node[1]
+            assert isinstance(data, bytes)
+            out[path] = ("f", content_hash(data) if hashed else None, node[2])
+        elif node[0] == "dir":
+            out[path] = ("d", None, None)
+        elif node[0] == "link":
+            out[path] = ("l", None, node[1])
     return out
 
 

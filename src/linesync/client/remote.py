@@ -89,24 +89,37 @@ class Remote:
         timeout: float | None = None,
         gzip: bool = False,
     ) -> Any:
-        raw_body = _enc.encode(json) if json is not None else data
-        body: bytes | io.BytesIO | None = raw_body
-        if raw_body is not None and len(raw_body) > 2**20:  # aiohttp wants big bodies as files
-            body = io.BytesIO(raw_body)
-        headers = {"Content-Type": content_type} if raw_body is not None else {}
+        body = _enc.encode(json) if json is not None else data
+        headers = {"Content-Type": content_type} if body is not None else {}
         if gzip:  # only where answers can be big: small ones do not pay the header
             headers["Accept-Encoding"] = "gzip"
+        status, raw = await self._exchange(method, path, params, headers, body, timeout)
+        if status >= 400:
+            raise _error(status, raw)
+        if kind is None:
+            return raw
+        return msgspec.json.decode(raw, type=kind)
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: float | None,
+    ) -> tuple[int, bytes]:
+        """One HTTP exchange: the status and the (decompressed) answer body.
+        The transport, and all of it: a test may answer from elsewhere."""
+        data: bytes | io.BytesIO | None = body
+        if body is not None and len(body) > 2**20:  # aiohttp wants big bodies as files
+            data = io.BytesIO(body)
         extra = aiohttp.ClientTimeout(total=timeout) if timeout else None
         try:
             async with self.session.request(
-                method, self.url + path, data=body, params=params, headers=headers, timeout=extra
+                method, self.url + path, data=data, params=params, headers=headers, timeout=extra
             ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise _error(resp.status, raw)
-                if kind is None:
-                    return raw
-                return msgspec.json.decode(raw, type=kind)
+                return resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise RemoteUnavailable(
                 f"cannot reach {self.url}: {exc or type(exc).__name__}"
