@@ -599,9 +599,13 @@ def test_restore_old_version(srv: ServerProc, user: User) -> None:
             assert unpack_ids(entry.content.ids or "") == ids_of(split(v1))
             hist = await r.history(ns, "r.md")
             assert [e.jid for e in hist.entries] == [j2 + 1, j2, j1]
-            # Restore beside it, under another name; a stale base conflicts.
-            res = await r.restore(ns, "r-old.md", j1, 0)
+            # Another path's version is refused, unless a copy is asked for.
+            with pytest.raises(LinesyncError) as err:
+                await r.restore(ns, "r-old.md", j1, 0)
+            assert err.value.code is Code.BAD_REQUEST and "'r.md'" in err.value.message
+            res = await r.restore(ns, "r-old.md", j1, 0, copy=True)
             assert res.status == "ok"
+            # A stale base conflicts.
             res = await r.restore(ns, "r.md", j1, j1)
             assert (res.status, res.reason) == ("conflict", "changed")
             assert res.current is not None and res.current.jid == j2 + 1

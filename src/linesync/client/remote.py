@@ -184,9 +184,17 @@ class Remote:
         )
 
     async def restore(
-        self, ns: int, path: str, jid: int, base_jid: int, *, journal: str | None = None
+        self,
+        ns: int,
+        path: str,
+        jid: int,
+        base_jid: int,
+        *,
+        journal: str | None = None,
+        copy: bool = False,
     ) -> CommitResult:
-        req = RestoreRequest(path=path, jid=jid, base_jid=base_jid, journal=journal)
+        """``copy``: ``jid`` may be another path's version (refused otherwise)."""
+        req = RestoreRequest(path=path, jid=jid, base_jid=base_jid, journal=journal, copy=copy)
         return await self._call("POST", f"/v1/ns/{ns}/restore", CommitResult, json=req)  # type: ignore[no-any-return]
 
     async def missing(self, ns: int, ids: Sequence[ChunkId]) -> MissingResponse:

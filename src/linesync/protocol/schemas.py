@@ -101,6 +101,8 @@ class Entry(msgspec.Struct, omit_defaults=True):
     base_jid: Jid = 0
     moved_from: str | None = None
     content: Content | None = None
+    # When the server wrote the entry (unix seconds); in history answers only.
+    committed: float | None = None
 
 
 class CommitResult(msgspec.Struct, omit_defaults=True):
@@ -164,10 +166,15 @@ class UploadResponse(msgspec.Struct):
 
 
 class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Make version ``jid`` current at ``path`` again. ``jid`` must be a version of
+    ``path`` itself unless ``copy`` is true (then another path's version is copied
+    to ``path``)."""
+
     path: PathStr
     jid: Jid
     base_jid: Jid = 0
     journal: Journal | None = None
+    copy: bool = False
 
 
 class NamespaceInfo(msgspec.Struct):

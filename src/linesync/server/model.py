@@ -25,6 +25,7 @@ class Row:
     base_jid: int = 0
     moved_from: str | None = None
     chash: bytes | None = None  # content hash of the blocklist (files only)
+    created: float | None = None  # when the server wrote it (unix seconds), where known
 
     @property
     def live(self) -> bool:

@@ -275,6 +275,12 @@ async def restore(ctx: Context, request: Request) -> Response:
         raise LinesyncError(Code.NOT_FOUND, f"no entry {req.jid} in this namespace")
     if old.kind is Kind.TOMBSTONE:
         raise LinesyncError(Code.BAD_REQUEST, f"entry {req.jid} is a deletion")
+    if old.path != req.path and not req.copy:
+        raise LinesyncError(
+            Code.BAD_REQUEST,
+            f"entry {req.jid} is a version of {old.path!r}, not of {req.path!r} "
+            "(ask for a copy to put another path's version there)",
+        )
     op = CommitOp(
         path=req.path,
         kind=old.kind,
@@ -364,7 +370,10 @@ async def history(ctx: Context, request: Request) -> Response:
     limit = _int_param(request, "limit", 100, 1, 1000)
     before = _int_param(request, "before", 2**62, 1, 2**62)
     rows = await ctx.meta.history(ns.id, path, before, limit)
-    return json_response(HistoryResponse(entries=[entry_out(r) for r in rows]))
+    entries = [entry_out(r) for r in rows]
+    for e, r in zip(entries, rows, strict=True):
+        e.committed = r.created
+    return json_response(HistoryResponse(entries=entries))
 
 
 NS = "/v1/ns/{ns:int}"

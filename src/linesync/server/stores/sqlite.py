@@ -31,7 +31,9 @@ T = TypeVar("T")
 MAX_DELTA_DEPTH = 32
 _SQL_VARS = 500
 
-_ENTRY_COLS = "jid, path, kind, size, mtime_ns, exec, target, device, base_jid, moved_from, chash"
+_ENTRY_COLS = (
+    "jid, path, kind, size, mtime_ns, exec, target, device, base_jid, moved_from, chash, created"
+)
 
 
 def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
@@ -47,6 +49,7 @@ def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
         base_jid=r[8],
         moved_from=r[9],
         chash=r[10],
+        created=r[11],
     )
 
 
