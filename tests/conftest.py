@@ -12,8 +12,11 @@ from tests.support.server import ServerProc
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
     """One real server process per test module, for tests that isolate themselves
-    by user."""
-    proc = ServerProc(tmp_path_factory.mktemp("srv") / "server").start()
+    by user. Many of them try bad tokens on purpose, all from 127.0.0.1: the
+    per-address limit on failed sign-ins (tested in tests/attack) is lifted."""
+    proc = ServerProc(
+        tmp_path_factory.mktemp("srv") / "server", extra=["--limit", "auth_fail_burst=1000000000"]
+    ).start()
     try:
         yield proc
     finally:

@@ -134,16 +134,18 @@ def parse_metrics(body: str) -> dict[str, float]:
 
 
 def test_metrics_counters_move(srv: ServerProc, user: User) -> None:
+    scraper = admin(srv, "token", "create", user.name, "--device", "prom", "--metrics")
+
     async def go() -> None:
-        async with Api(srv.url) as api, Remote(srv.url, user.token) as r:
-            first = await api.get("/metrics", token=None)
+        async with Api(srv.url, scraper) as api, Remote(srv.url, user.token) as r:
+            first = await api.get("/metrics")
             first.expect(200)
             assert first.headers["content-type"].startswith("text/plain")
             before = parse_metrics(first.body.decode())
             for _ in range(3):
                 await r.me()
             await ok(r, user.ns, dir_op("m"))
-            after = parse_metrics((await api.get("/metrics", token=None)).expect(200).body.decode())
+            after = parse_metrics((await api.get("/metrics")).expect(200).body.decode())
         key = 'linesync_requests_total{route="me",status="200"}'
         assert after[key] == before.get(key, 0) + 3
         key = 'linesync_commit_paths_total{status="ok"}'

@@ -407,7 +407,9 @@ def test_oversized_bodies(srv: ServerProc, user: User) -> None:
     async def go() -> None:
         ns = user.ns
         async with Api(srv.url, user.token, keep_alive=True) as api:
-            frame = b"\x01" + bytes(32) + b"\x00" + (2**20).to_bytes(4, "big") + bytes(2**20)
+            # Well-formed frames (the server checks each as it arrives).
+            zeros = chunk_id(bytes(2**20))
+            frame = b"\x01" + zeros + b"\x00" + (2**20).to_bytes(4, "big") + bytes(2**20)
             big = MAGIC + frame * 65 + b"\x00"  # 65 MiB of well-formed frames
             assert len(big) > 64 * 2**20
             (await chunks_post(api, ns, big)).expect(413, "payload_too_large")

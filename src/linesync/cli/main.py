@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from linesync import __version__
-from linesync.server.runner import DataDirBusy
+from linesync.server.runner import CannotListen, DataDirBusy
 from linesync.server.stores.base import StoreError
 
 DEFAULT_DATA = os.environ.get("LINESYNC_DATA", "data")
@@ -44,6 +44,31 @@ def parse_duration(text: str) -> float:
     return float(seconds)
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number greater than 0."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number greater than 0")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _limit(text: str) -> tuple[str, int | float]:
+    from linesync.server.config import parse_limit
+
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
@@ -70,11 +95,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8440, help="port (default 8440; 0 picks a free one)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--rate", type=float, help="requests per second allowed per token")
-    p.add_argument("--gc-grace", type=float, help="seconds an uncommitted upload is kept")
-    p.add_argument("--max-file-size", type=int, help="largest file accepted, in bytes")
+    p.add_argument("--rate", type=_positive(float), help="requests per second allowed per token")
     p.add_argument(
-        "--body-timeout", type=float, help="seconds a client may stall while sending a body"
+        "--gc-grace", type=_positive(float), help="seconds an uncommitted upload is kept"
+    )
+    p.add_argument("--max-file-size", type=_positive(int), help="largest file accepted, in bytes")
+    p.add_argument(
+        "--body-timeout",
+        type=_positive(float),
+        help="seconds a client may stall while sending a body (default 30)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=_positive(float),
+        help="seconds a connection may take to send a request's headers (default 10)",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=_positive(float),
+        help="seconds an idle kept-alive connection stays open (default 30)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        help="open connections at most (default: from the open-file limit)",
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        metavar="ADDRS",
+        help="behind a reverse proxy: the proxy's addresses (comma-separated, or *), whose "
+        "X-Forwarded-For header then names the client (default: none trusted)",
+    )
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        type=_limit,
+        metavar="NAME=VALUE",
+        help="set any server limit by name, e.g. --limit max_request_decoded=64MiB "
+        "(all of them, with defaults, in docs/PROTOCOL.md); repeatable",
     )
 
     users = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
@@ -91,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arg(p)
     p.add_argument("user")
     p.add_argument("--device", required=True, help="device name, shown in history and conflicts")
-    p.add_argument("--read-only", action="store_true", help="the token can read but never write")
+    role = p.add_mutually_exclusive_group()
+    role.add_argument("--read-only", action="store_true", help="the token can read but never write")
+    role.add_argument(
+        "--metrics",
+        action="store_true",
+        help="a token for scraping /metrics only (it can read no namespace)",
+    )
     p.add_argument(
         "--expires",
         type=parse_duration,
@@ -181,22 +246,38 @@ def _token_view(token: dict[str, object], now: float) -> dict[str, object]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import dataclasses
     import logging
 
-    from linesync.server.config import ServerConfig
+    from linesync.server.config import ServerConfig, with_limits
     from linesync.server.runner import FIRST_TOKEN_FILE, run
 
-    cfg = ServerConfig(data_dir=args.data, host=args.host, port=args.port)
+    settings: dict[str, int | float] = {}
+    for name, flag in (
+        ("gc_grace_seconds", args.gc_grace),
+        ("max_file_size", args.max_file_size),
+        ("body_idle_timeout", args.body_timeout),
+        ("header_timeout", args.header_timeout),
+        ("keepalive_timeout", args.keepalive_timeout),
+        ("max_connections", args.max_connections),
+    ):
+        if flag is not None:
+            settings[name] = flag
     if args.rate is not None:
-        cfg = dataclasses.replace(cfg, rate_per_second=args.rate, rate_burst=max(args.rate * 5, 1))
-    if args.gc_grace is not None:
-        cfg = dataclasses.replace(cfg, gc_grace_seconds=args.gc_grace)
-    if args.max_file_size is not None:
-        limits = dataclasses.replace(cfg.limits, max_file_size=args.max_file_size)
-        cfg = dataclasses.replace(cfg, limits=limits)
-    if args.body_timeout is not None:
-        cfg = dataclasses.replace(cfg, body_idle_timeout=args.body_timeout)
+        settings.update(rate_per_second=args.rate, rate_burst=max(args.rate * 5, 1))
+    settings.update(dict(args.limit))
+    try:
+        cfg = with_limits(
+            ServerConfig(
+                data_dir=args.data,
+                host=args.host,
+                port=args.port,
+                forwarded_allow_ips=args.forwarded_allow_ips,
+            ),
+            settings,
+        )
+    except ValueError as exc:
+        print(f"linesync serve: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
     def announce(url: str, token: str | None) -> None:
@@ -223,7 +304,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
             for name in await meta.list_users():
                 print(name)
         elif (c, a) == ("token", "create"):
-            role = "ro" if args.read_only else "rw"
+            role = "metrics" if args.metrics else "ro" if args.read_only else "rw"
             expires = None if args.expires is None else time.time() + args.expires
             print(await meta.create_token(args.user, args.device, role, expires))
             if expires is not None:  # stdout is the token alone, for scripts
@@ -286,6 +367,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run(args)
         return cmd_admin(args)
-    except (StoreError, DataDirBusy) as exc:
+    except (StoreError, DataDirBusy, CannotListen) as exc:
         print(f"linesync: {exc}", file=sys.stderr)
         return 1

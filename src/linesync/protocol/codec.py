@@ -32,15 +32,26 @@ def _cctx(base: bytes | None) -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=LEVEL, dict_data=d)
 
 
-def encode(data: bytes, base: bytes | None = None) -> tuple[Codec, bytes]:
-    """The smallest of raw / zstd / zstd-dict (when a base is given)."""
+def dict_compressor(base: bytes) -> zstandard.ZstdCompressor:
+    """A compressor with ``base`` as dictionary, prepared once: compressing many
+    chunks against one base then costs little more than the chunks themselves."""
+    d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    d.precompute_compress(level=LEVEL)
+    return zstandard.ZstdCompressor(level=LEVEL, dict_data=d)
+
+
+def encode(
+    data: bytes, base: bytes | None = None, compressor: zstandard.ZstdCompressor | None = None
+) -> tuple[Codec, bytes]:
+    """The smallest of raw / zstd / zstd-dict (when a base is given; ``compressor``:
+    one :func:`dict_compressor` made for that base)."""
     best = (Codec.RAW, data)
     if len(data) > 16:
         packed = _cctx(None).compress(data)
         if len(packed) < len(best[1]):
             best = (Codec.ZSTD, packed)
     if base:
-        packed = _cctx(base).compress(data)
+        packed = (compressor or _cctx(base)).compress(data)
         if len(packed) < len(best[1]):
             best = (Codec.ZSTD_DICT, packed)
     return best

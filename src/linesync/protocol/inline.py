@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import zstandard
+
 from linesync.core import blocklist as bl
 from linesync.core.ids import ChunkId, b64decode, b64encode, chunk_id, pack_ids, unpack_ids
 from linesync.protocol import codec
@@ -22,9 +24,15 @@ MAX_BASES = 255
 MAX_DICT = 4 * 2**20
 
 
-def encode(data: bytes, base_ids: Sequence[ChunkId], base: bytes | None) -> InlineChunk:
-    """``base`` is the concatenation of the chunks ``base_ids`` (or None)."""
-    kind, payload = codec.encode(data, base)
+def encode(
+    data: bytes,
+    base_ids: Sequence[ChunkId],
+    base: bytes | None,
+    compressor: zstandard.ZstdCompressor | None = None,
+) -> InlineChunk:
+    """``base`` is the concatenation of the chunks ``base_ids`` (or None);
+    ``compressor`` may be a ``codec.dict_compressor(base)`` to reuse."""
+    kind, payload = codec.encode(data, base, compressor)
     return InlineChunk(
         data=b64encode(payload),
         codec=_CODEC_NAME[kind],  # type: ignore[arg-type]

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from linesync import __version__
@@ -30,6 +32,7 @@ from linesync.core import paths
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import MEDIA_TYPE
 from linesync.server import gc, routes
+from linesync.server.budget import ByteBudget, Reservation, reservation
 from linesync.server.chunks import ChunkService
 from linesync.server.config import ServerConfig
 from linesync.server.metrics import Metrics
@@ -46,6 +49,13 @@ T = TypeVar("T")
 _JSON = "application/json"
 
 
+# A token as ``token create`` makes it: a cheap check that spares the database
+# the guesses that cannot be tokens.
+TOKEN_FORM = re.compile(r"lst_[A-Za-z0-9_-]{32}")
+_UNKNOWN_TTL = 60.0  # seconds a token found unknown is refused without a lookup
+_UNKNOWN_MAX = 10_000
+
+
 @dataclass
 class Context:
     """Everything a handler needs, built once per server."""
@@ -56,18 +66,56 @@ class Context:
     metrics: Metrics
     notifier: Notifier
     limiter: RateLimiter
+    auth_failures: RateLimiter
+    budget: ByteBudget
+    unknown_tokens: dict[bytes, float] = field(default_factory=dict)
 
-    async def auth(self, request: Request, charge: bool = True) -> TokenInfo:
+    async def auth(self, request: Request, charge: bool = True, scope: str = "api") -> TokenInfo:
+        """The request's token. Failed attempts are counted per client address; an
+        address past its allowance is refused before any lookup."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise LinesyncError(Code.UNAUTHENTICATED, "missing bearer token")
-        info = await self.meta.authenticate(token.strip())
+        address = request.client.host if request.client else ""
+        wait = self.auth_failures.wait(address)
+        if wait > 0:
+            raise LinesyncError(
+                Code.RATE_LIMITED,
+                "too many failed sign-ins from this address; wait and try again",
+                retry_after=math.ceil(wait),
+            )
+        info = await self._lookup(token)
         if info is None:
+            self.auth_failures.allow(address)
+            self.metrics.inc("linesync_auth_failures_total")
             raise LinesyncError(Code.UNAUTHENTICATED, "token is invalid, expired or revoked")
+        if scope == "metrics" and info.role != "metrics":
+            raise LinesyncError(
+                Code.FORBIDDEN,
+                "/metrics needs a metrics token (linesync token create USER --device NAME "
+                "--metrics)",
+            )
+        if scope != "metrics" and info.role == "metrics":
+            raise LinesyncError(Code.FORBIDDEN, "this token may read /metrics only")
         wait = self.limiter.allow(info.token_id) if charge else 0.0
         if wait > 0:
             raise LinesyncError(Code.RATE_LIMITED, "too many requests", retry_after=math.ceil(wait))
+        return info
+
+    async def _lookup(self, token: str) -> TokenInfo | None:
+        if TOKEN_FORM.fullmatch(token) is None:
+            return None
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.monotonic()
+        if self.unknown_tokens.get(digest, 0.0) > now:
+            return None
+        info = await self.meta.authenticate(token)
+        if info is None:
+            if len(self.unknown_tokens) >= _UNKNOWN_MAX:
+                self.unknown_tokens.clear()
+            self.unknown_tokens[digest] = now + _UNKNOWN_TTL
         return info
 
     async def namespace(
@@ -85,21 +133,18 @@ class Context:
         return token, ns
 
     async def body(self, request: Request, limit: int) -> bytes:
-        """The whole body, refused past ``limit`` bytes or when the client stalls."""
+        """The whole body, refused past ``limit`` bytes or when the client stalls.
+        What it will hold is reserved from the server's budget first."""
+        declared = _declared_length(request, limit)
+        await reservation(request).take(declared if declared is not None else limit)
         out = bytearray()
         async for piece in self.stream(request, limit):
             out += piece
         return bytes(out)
 
     async def stream(self, request: Request, limit: int) -> AsyncIterator[bytes]:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise LinesyncError(Code.BAD_REQUEST, "bad Content-Length")
-            if int(declared) > limit:
-                raise LinesyncError(
-                    Code.PAYLOAD_TOO_LARGE, f"body is larger than {limit} bytes", limit=limit
-                )
+        """The body piece by piece (the caller holds what it keeps)."""
+        _declared_length(request, limit)
         seen = 0
         it = request.stream().__aiter__()
         while True:
@@ -131,12 +176,26 @@ class Context:
             raise LinesyncError(Code.BAD_REQUEST, f"body is not valid JSON: {exc}") from exc
 
 
+def _declared_length(request: Request, limit: int) -> int | None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    if not declared.isdigit() or len(declared) > 19:
+        raise LinesyncError(Code.BAD_REQUEST, "bad Content-Length")
+    if int(declared) > limit:
+        raise LinesyncError(
+            Code.PAYLOAD_TOO_LARGE, f"body is larger than {limit} bytes", limit=limit
+        )
+    return int(declared)
+
+
 Handler = Callable[[Context, Request], Awaitable[Response]]
 
 
 def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
+        res = request.state.reservation = Reservation(ctx.budget)
         try:
             response = await handler(ctx, request)
         except LinesyncError as exc:
@@ -148,11 +207,30 @@ def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awa
             response = error_response(exc, headers)
         except paths.PathError as exc:
             response = error_response(LinesyncError(Code.BAD_PATH, str(exc)))
+        except ClientDisconnect:
+            # The client hung up mid-body: nobody is left to answer, and it is no error.
+            log.debug("%s %s: client disconnected", request.method, request.url.path)
+            response = Response(status_code=499)
+        except BaseException:
+            await res.close()
+            raise
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = _release_after(response.body_iterator, res)
+        else:
+            await res.close()
         ctx.metrics.inc("linesync_requests_total", route=name, status=str(response.status_code))
         ctx.metrics.observe(name, time.perf_counter() - started)
         return response
 
     return endpoint
+
+
+async def _release_after(body: AsyncIterable[Any], res: Reservation) -> AsyncIterator[Any]:
+    try:
+        async for piece in body:
+            yield piece
+    finally:
+        await res.close()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -175,10 +253,12 @@ def create_app(
     ctx = Context(
         config=config,
         meta=meta,
-        chunks=ChunkService(meta, packs, config.max_chunk, metrics),
+        chunks=ChunkService(meta, packs, config, metrics),
         metrics=metrics,
         notifier=Notifier(),
         limiter=RateLimiter(config.rate_per_second, config.rate_burst),
+        auth_failures=RateLimiter(config.auth_fail_rate, config.auth_fail_burst),
+        budget=ByteBudget(config.max_inflight_bytes, config.busy_timeout),
     )
     table = [
         Route(path, _route(ctx, name, handler), methods=[method], name=name)

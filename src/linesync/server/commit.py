@@ -99,6 +99,28 @@ class _Overlay:
         return self.view.blocklist(jid)
 
 
+# The longest symlink target any supported system can hold (Linux: PATH_MAX - 1).
+MAX_TARGET_BYTES = 4095
+
+
+def check_target(path: str, target: str) -> None:
+    """A symlink target every client could create: no NUL, valid UTF-8, short enough."""
+    if "\x00" in target:
+        raise LinesyncError(Code.BAD_REQUEST, f"{path}: symlink target contains NUL")
+    try:
+        size = len(target.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise LinesyncError(
+            Code.BAD_REQUEST, f"{path}: symlink target is not valid Unicode"
+        ) from None
+    if size > MAX_TARGET_BYTES:
+        raise LinesyncError(
+            Code.BAD_REQUEST,
+            f"{path}: symlink target is {size} bytes; no file system takes more than "
+            f"{MAX_TARGET_BYTES}",
+        )
+
+
 def validate_op(op: CommitOp) -> None:
     """Shape rules; a violation refuses the whole batch."""
     for p in (op.path, op.move_from):
@@ -118,8 +140,8 @@ def validate_op(op: CommitOp) -> None:
         raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: a symlink needs a target")
     if op.kind in (Kind.DIRECTORY, Kind.TOMBSTONE) and op.target is not None:
         raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: only a symlink has a target")
-    if op.target is not None and "\x00" in op.target:
-        raise LinesyncError(Code.BAD_REQUEST, f"{op.path}: symlink target contains NUL")
+    if op.target is not None:
+        check_target(op.path, op.target)
     if op.move_from is not None:
         if op.kind is Kind.TOMBSTONE:
             raise LinesyncError(Code.BAD_REQUEST, "a tombstone cannot be a move")

@@ -7,7 +7,9 @@ from typing import Literal
 
 from linesync.protocol.schemas import Kind
 
-Role = Literal["rw", "ro"]
+Role = Literal["rw", "ro"]  # a member's access to a namespace
+# A token's: read-write, read-only, or /metrics only (no namespace at all).
+TokenRole = Literal["rw", "ro", "metrics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class TokenInfo:
     user_id: int
     user: str
     device: str
-    role: Role
+    role: TokenRole
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,17 +8,27 @@ import asyncio
 class Notifier:
     def __init__(self) -> None:
         self._events: dict[int, asyncio.Event] = {}
+        self.closing = False
 
     def event(self, ns_id: int) -> asyncio.Event:
         ev = self._events.get(ns_id)
         if ev is None:
             ev = self._events[ns_id] = asyncio.Event()
+            if self.closing:
+                ev.set()
         return ev
 
     def publish(self, ns_id: int) -> None:
         ev = self._events.pop(ns_id, None)
         if ev is not None:
             ev.set()
+
+    def close(self) -> None:
+        """The server is stopping: every long-poll answers now, and new ones at once."""
+        self.closing = True
+        for ev in self._events.values():
+            ev.set()
+        self._events.clear()
 
     async def wait(self, ev: asyncio.Event, timeout: float) -> bool:
         """Wait on an event taken *before* reading the journal; True if it fired."""

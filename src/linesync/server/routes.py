@@ -34,7 +34,8 @@ from linesync.protocol.schemas import (
     RestoreRequest,
     UploadResponse,
 )
-from linesync.server.chunks import ZERO_ID
+from linesync.server.budget import reservation
+from linesync.server.chunks import FLUSH_BYTES, READ_BYTES, ZERO_ID, Work
 from linesync.server.model import Namespace, Row
 from linesync.server.responses import json_response
 from linesync.server.wire import delta_content, entry_out, full_content
@@ -74,6 +75,7 @@ async def healthz(ctx: Context, request: Request) -> Response:
 
 
 async def metrics(ctx: Context, request: Request) -> Response:
+    await ctx.auth(request, scope="metrics")
     return PlainTextResponse(ctx.metrics.render({}), media_type="text/plain; version=0.0.4")
 
 
@@ -85,6 +87,7 @@ async def openapi(ctx: Context, request: Request) -> Response:
 
 async def me(ctx: Context, request: Request) -> Response:
     token = await ctx.auth(request)
+    assert token.role != "metrics"  # auth() refuses those here
     spaces = await ctx.meta.namespaces_of(token.user_id)
     infos = []
     for ns in spaces:
@@ -170,7 +173,7 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         if head_jid < cur.jid:
             raise LinesyncError(Code.CURSOR_INVALID, "cursor is ahead of the journal")
         remaining = deadline - time.monotonic()
-        if rows or remaining <= 0:
+        if rows or remaining <= 0 or ctx.notifier.closing:
             break
         await ctx.notifier.wait(event, remaining)
         # Whoever waited must still be let in: a token revoked or expired (or a member
@@ -197,6 +200,7 @@ async def _page(
     cfg = ctx.config
     entries: list[Entry] = []
     budget = inline
+    work = Work(cfg.max_recompress_bytes)
     inline_chunks = []
     page_bytes = 0
     more = len(rows) == limit
@@ -212,7 +216,7 @@ async def _page(
         entries.append(entry_out(row, content))
         page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)
         if budget > 0 and pairs:
-            got = await ctx.chunks.inline_out(ns.id, pairs, budget)
+            got = await ctx.chunks.inline_out(ns.id, pairs, budget, work)
             budget -= sum(len(c.data) * 3 // 4 for c in got)
             inline_chunks.extend(got)
     if not more:
@@ -239,9 +243,15 @@ async def commit(ctx: Context, request: Request) -> Response:
         raise LinesyncError(
             Code.BATCH_TOO_LARGE, f"more than {ctx.config.max_batch_paths} paths in one commit"
         )
+    if len(req.chunks) > ctx.config.max_inline_chunks:
+        raise LinesyncError(
+            Code.BATCH_TOO_LARGE,
+            f"more than {ctx.config.max_inline_chunks} inline chunks in one commit",
+        )
     if req.chunks:
-        verified = await ctx.chunks.verify(ns.id, ctx.chunks.inline_frames(req.chunks))
-        await ctx.chunks.store(ns.id, verified)
+        intake = ctx.chunks.intake(ns.id, ctx.config.max_inline_decoded)
+        await intake.add(ctx.chunks.inline_frames(req.chunks))
+        await intake.finish()
     outcome = await ctx.meta.commit(ns.id, req.ops, token.device, ctx.config.limits)
     for r in outcome.results:
         ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
@@ -270,6 +280,8 @@ async def restore(ctx: Context, request: Request) -> Response:
     token, ns = await ctx.namespace(request, write=True)
     req = await ctx.decode(request, RestoreRequest)
     _check_journal(ns, req.journal)
+    if paths.normalize(req.path) != req.path:
+        raise LinesyncError(Code.BAD_PATH, "path is not NFC-normalized")
     old = await ctx.meta.entry(ns.id, req.jid)
     if old is None:
         raise LinesyncError(Code.NOT_FOUND, f"no entry {req.jid} in this namespace")
@@ -310,19 +322,23 @@ async def upload(ctx: Context, request: Request) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != MEDIA_TYPE:
         raise LinesyncError(Code.UNSUPPORTED_MEDIA_TYPE, f"expected {MEDIA_TYPE}")
-    reader = FrameReader(max_payload=ctx.config.max_chunk)
-    frames = []
-    async for piece in ctx.stream(request, ctx.config.max_upload_body):
-        frames.extend(reader.feed(piece))
-        if len(frames) > ctx.config.max_ids_per_request:
+    cfg = ctx.config
+    # What an upload holds at once: a frame being read, and records not yet written.
+    await reservation(request).take(cfg.max_chunk + 2 * FLUSH_BYTES)
+    reader = FrameReader(max_payload=cfg.max_chunk)
+    intake = ctx.chunks.intake(ns.id, cfg.max_request_decoded)
+    count = 0
+    async for piece in ctx.stream(request, cfg.max_upload_body):
+        frames = reader.feed(piece)
+        count += len(frames)
+        if count > cfg.max_ids_per_request:
             raise LinesyncError(Code.BATCH_TOO_LARGE, "too many chunks in one upload")
+        if any(f.chunk_id == ZERO_ID for f in frames):
+            raise LinesyncError(Code.BAD_FRAMING, "an uploaded chunk must carry its id")
+        await intake.add(frames)
     reader.close()
-    if any(f.chunk_id == ZERO_ID for f in frames):
-        raise LinesyncError(Code.BAD_FRAMING, "an uploaded chunk must carry its id")
-    verified = await ctx.chunks.verify(ns.id, frames)
-    await ctx.chunks.store(ns.id, verified)
-    received = sum(len(data) for _, data, _ in verified)
-    return json_response(UploadResponse(stored=len(verified), bytes=received))
+    stored, received = await intake.finish()
+    return json_response(UploadResponse(stored=stored, bytes=received))
 
 
 async def fetch(ctx: Context, request: Request) -> Response:
@@ -336,6 +352,10 @@ async def fetch(ctx: Context, request: Request) -> Response:
             raise LinesyncError(Code.BAD_REQUEST, "bases must pair up with ids")
         bases = [None if b == bytes(32) else b for b in raw_bases]
     frames = await ctx.chunks.fetch(ns.id, ids, bases, ctx.config.max_download_body)
+    # What a download holds at once: a group read from the packs, bases and their
+    # prepared dictionaries.
+    work = ctx.config.max_recompress_bytes if req.bases is not None else 0
+    await reservation(request).take(2 * READ_BYTES + 2 * work)
 
     async def body() -> AsyncIterator[bytes]:
         yield MAGIC

@@ -1,9 +1,15 @@
-"""Start the server: open the stores, mint the first token, run uvicorn."""
+"""Start the server: open the stores, mint the first token, run uvicorn.
+
+The data directory is private: the directory 0700, its files 0600 (file names,
+user and device names and token hashes are in there), whatever the umask of
+the process that made them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import socket
@@ -14,6 +20,13 @@ import uvicorn
 
 from linesync.server.app import create_app
 from linesync.server.config import ServerConfig
+from linesync.server.listener import (
+    ConnectionGuard,
+    Server,
+    default_max_connections,
+    protocol_for,
+    raise_open_file_limit,
+)
 from linesync.server.stores.packs import DiskPackStore
 from linesync.server.stores.sqlite import SqliteStore
 
@@ -25,10 +38,32 @@ class DataDirBusy(Exception):
     """Another process holds the data directory."""
 
 
+class CannotListen(Exception):
+    """The address to serve on is taken or not ours."""
+
+
+def make_private(data_dir: Path, meta_path: Path) -> None:
+    """Create ``data_dir`` 0700 (and the database file 0600, before SQLite makes
+    it: its -wal and -shm files take the database file's mode); take group and
+    other bits off what an older version left there."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not meta_path.exists():
+        os.close(os.open(meta_path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for root, dirs, files in os.walk(data_dir):
+        for name, mode in [(root, 0o700)] + [(os.path.join(root, f), 0o600) for f in files]:
+            try:
+                st = os.lstat(name)
+                if not os.path.islink(name) and st.st_mode & 0o077:
+                    os.chmod(name, st.st_mode & mode & 0o7777)
+            except OSError:
+                continue
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+
+
 @contextlib.contextmanager
 def exclusive(data_dir: Path) -> Iterator[None]:
     """Hold the data directory's lock: one server (or offline GC) at a time."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -42,7 +77,7 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def open_stores(config: ServerConfig) -> AsyncIterator[tuple[SqliteStore, DiskPackStore]]:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(config.data_dir, config.meta_path)
     meta = await SqliteStore.open(config.meta_path)
     packs = DiskPackStore(config.packs_dir, pack_size_limit=config.pack_size_limit)
     try:
@@ -72,7 +107,17 @@ def bind(host: str, port: int) -> socket.socket:
     # then, and without it every kept-alive request waits ~40 ms for delayed ACKs.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = {
+            errno.EADDRINUSE: "the address is in use (is another server running there? "
+            "choose another port with --port)",
+            errno.EADDRNOTAVAIL: "this machine has no such address (see --host)",
+            errno.EACCES: "permission denied (ports below 1024 need privileges)",
+        }.get(exc.errno or 0, exc.strerror or str(exc))
+        raise CannotListen(f"cannot listen on {host}:{port}: {why}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -81,6 +126,7 @@ def bind(host: str, port: int) -> socket.socket:
 async def serve(
     config: ServerConfig, announce: Callable[[str, str | None], None], log_level: str = "warning"
 ) -> None:
+    os.umask(0o077)  # whatever the server makes is its own
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -98,16 +144,23 @@ async def _serve(
     async with open_stores(config) as (meta, packs):
         token = await first_start(meta, config.data_dir)
         app = create_app(config, meta, packs)
+        cap = config.max_connections or default_max_connections()
+        raise_open_file_limit()
+        guard = ConnectionGuard(cap, config.header_timeout)
         uv = uvicorn.Config(
             app,
+            http=protocol_for(guard),
             log_level=log_level,
             access_log=False,
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=3,
+            timeout_keep_alive=max(1, round(config.keepalive_timeout)),
             lifespan="on",
+            proxy_headers=bool(config.forwarded_allow_ips),
+            forwarded_allow_ips=config.forwarded_allow_ips or None,
         )
-        server = uvicorn.Server(uv)
+        server = Server(uv, on_stop=app.state.ctx.notifier.close)
         announce(url, token)
         await server.serve(sockets=[sock])
 

@@ -13,7 +13,7 @@ from typing import Protocol
 from linesync.core.ids import ChunkId
 from linesync.protocol.schemas import CommitOp, CommitResult
 from linesync.server.commit import Limits
-from linesync.server.model import ChunkLoc, Namespace, Role, Row, TokenInfo
+from linesync.server.model import ChunkLoc, Namespace, Role, Row, TokenInfo, TokenRole
 
 
 class StoreError(Exception):
@@ -46,7 +46,7 @@ class MetadataStore(Protocol):
     # -- admin -------------------------------------------------------------
     async def create_user(self, name: str) -> int: ...
     async def create_token(
-        self, user: str, device: str, role: Role, expires: float | None = None
+        self, user: str, device: str, role: TokenRole, expires: float | None = None
     ) -> str:
         """A new token; ``expires``: unix seconds from which ``authenticate``
         refuses it (None: never; a time already past is stored as given). A

@@ -15,7 +15,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from linesync.server.model import Namespace, Role, TokenInfo
+from linesync.server.model import Namespace, Role, TokenInfo, TokenRole
 from linesync.server.stores.base import StoreError
 
 T = TypeVar("T")
@@ -226,7 +226,7 @@ class SqliteAdmin:
         return await self._run(self._tx, go)
 
     async def create_token(
-        self, user: str, device: str, role: Role, expires: float | None = None
+        self, user: str, device: str, role: TokenRole, expires: float | None = None
     ) -> str:
         if expires is not None and not math.isfinite(expires):
             raise StoreError(f"a token's expiry must be a finite time, not {expires!r}")

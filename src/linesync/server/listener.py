@@ -1,0 +1,174 @@
+"""The HTTP listener: uvicorn, plus the connection limits it lacks.
+
+uvicorn closes a kept-alive connection that stays idle, but not one that never
+sends a request or sends its headers a byte at a time, and it accepts
+connections until the process runs out of file descriptors. Here:
+
+- a request's headers must be complete within ``header_timeout`` seconds of
+  the connection opening (or of the request's first byte);
+- at most ``max_connections`` are open: past it, the connection idle the
+  longest (no request in progress: waiting, or still sending headers) is
+  closed to make room, and only when every one is busy is the new one refused;
+  a line says so in the log, at most once every 10 seconds;
+- the open-file limit is raised to what the system allows, and the default
+  cap stays below it, so ``accept`` never fails with EMFILE.
+
+Body stalls are the application's (``body_idle_timeout``), idle kept-alive
+connections uvicorn's (``keepalive_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("linesync.server")
+
+# File descriptors kept for the server's own use: databases, packs, logs.
+RESERVED_FDS = 96
+_WARN_EVERY = 10.0
+
+
+def raise_open_file_limit(ceiling: int = 1 << 20) -> int:
+    """Raise this process's soft open-file limit to its hard limit; the result."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard if hard != resource.RLIM_INFINITY else ceiling, ceiling)
+    if want > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def default_max_connections() -> int:
+    return max(16, min(raise_open_file_limit() - RESERVED_FDS, 10_000))
+
+
+class ConnectionGuard:
+    """The open connections of one server, and which of them are idle."""
+
+    def __init__(self, max_connections: int, header_timeout: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.open: set[GuardedProtocol] = set()
+        self.idle: dict[GuardedProtocol, None] = {}  # oldest first
+        self.evicted = 0
+        self.refused = 0
+        self._warned = -_WARN_EVERY
+
+    def admit(self, conn: GuardedProtocol) -> bool:
+        """Make room for ``conn``; False if it must be refused."""
+        if len(self.open) >= self.max_connections:
+            victim = next(iter(self.idle), None)
+            self._warn()
+            if victim is None:
+                self.refused += 1
+                return False
+            self.evicted += 1
+            victim.drop()
+        self.open.add(conn)
+        self.idle[conn] = None
+        return True
+
+    def busy(self, conn: GuardedProtocol) -> None:
+        self.idle.pop(conn, None)
+
+    def rest(self, conn: GuardedProtocol) -> None:
+        if conn in self.open:
+            self.idle.pop(conn, None)
+            self.idle[conn] = None
+
+    def gone(self, conn: GuardedProtocol) -> None:
+        self.open.discard(conn)
+        self.idle.pop(conn, None)
+
+    def _warn(self) -> None:
+        now = time.monotonic()
+        if now - self._warned >= _WARN_EVERY:
+            self._warned = now
+            log.warning(
+                "connection limit (%d) reached: closing idle connections to make room, "
+                "refusing new ones while all are busy (see --max-connections)",
+                self.max_connections,
+            )
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol under a :class:`ConnectionGuard`."""
+
+    guard: ConnectionGuard  # set on the subclass :func:`protocol_for` makes
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        if not self.guard.admit(self):
+            self.connections.discard(self)
+            transport.abort()
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.guard.gone(self)
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()  # the first byte of a request: its headers are due
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self.guard.busy(self)
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.cycle is None or self.cycle.response_complete:  # no pipelined request
+            self.guard.rest(self)
+
+    def drop(self) -> None:
+        """Close this connection now (it is idle: nothing is lost)."""
+        self._disarm()
+        self.guard.gone(self)
+        if not self.transport.is_closing():
+            self.transport.abort()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.guard.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_for(guard: ConnectionGuard) -> type[GuardedProtocol]:
+    return type("Guarded", (GuardedProtocol,), {"guard": guard})
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, answering long-polls at once when it is asked to stop
+    (instead of cancelling them after the graceful timeout)."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Any) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        self.on_stop()
+        await super().shutdown(sockets)
