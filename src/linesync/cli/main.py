@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -71,6 +72,17 @@ def _limit(text: str) -> tuple[str, int | float]:
 
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def command_name() -> str:
+    """How to run this ``linesync`` from a shell: its name when that is on the
+    PATH and is this very program, else its full path (``make serve`` runs
+    .venv/bin/linesync without putting it on the PATH)."""
+    me = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    found = shutil.which("linesync")
+    if me is None or me.name != "linesync" or (found and Path(found).resolve() == me):
+        return "linesync"
+    return str(me)
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
@@ -280,13 +292,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
+    exe = command_name()
+    data = cfg.data_dir.resolve()
+
     def announce(url: str, token: str | None) -> None:
-        print(f"linesync {__version__} serving {url}  (data: {cfg.data_dir.resolve()})", flush=True)
+        print(f"linesync {__version__} serving {url}  (data: {data})", flush=True)
         if token:
-            print("First start: created user 'admin' with a read-write token:", flush=True)
-            print(f"  {token}", flush=True)
-            print(f"  (a copy is in {cfg.data_dir / FIRST_TOKEN_FILE}, readable only by you)")
-            print(f"Sync a folder:  linesync init ~/Notes --server {url} --token {token}",
+            print("First start: created user 'admin' with a read-write token:")
+            print(f"  {token}")
+            print(f"  (a copy is in {data / FIRST_TOKEN_FILE}, readable only by you)")
+            print(f"Sync a folder:  {exe} init ~/Notes --server {url} --token {token}")
+            print(f"Another device: {exe} token create admin --device phone --data {data}",
                   flush=True)  # fmt: skip
 
     run(cfg, announce, args.log_level if args.log_level != "info" else "warning")
