@@ -251,8 +251,9 @@ class LocalFS:
                     f.write(piece)
                 f.flush()
                 os.fchmod(f.fileno(), 0o755 if exec else 0o644)
+                # The time before the fsync: it must be as durable as the bytes.
+                os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
                 os.fsync(f.fileno())
-            os.utime(tmp, ns=(mtime_ns, mtime_ns))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -334,6 +335,7 @@ class LocalFS:
         if new != mode:
             os.chmod(p, new & 0o7777)
         os.utime(p, ns=(mtime_ns, mtime_ns))
+        self._fsync_file(p)  # durable before the index records it
         return _stat(os.lstat(p))
 
     def rename_disk(self, disk: str, new_path: str) -> None:
@@ -359,6 +361,14 @@ class LocalFS:
     def exists(self, path: str) -> bool:
         p = self.disk(path)
         return p.exists() or p.is_symlink()
+
+    @staticmethod
+    def _fsync_file(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _fsync_dir(path: Path) -> None:
