@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -82,7 +83,7 @@ async def metrics(ctx: Context, request: Request) -> Response:
 async def openapi(ctx: Context, request: Request) -> Response:
     from linesync.server.openapi import schema
 
-    return json_response(schema())
+    return json_response(schema(ctx.config))
 
 
 async def me(ctx: Context, request: Request) -> Response:
@@ -128,14 +129,28 @@ async def _check_cursor(ctx: Context, ns: Namespace, text: str | None) -> cursor
     return cur
 
 
+# Blocklist ids one list page may compare (a page past it ends early, "more"):
+# a diff costs CPU in proportion, and a row may hold 2^20 ids on each side.
+LIST_WORK_IDS = 4 * 2**20
+# Diffs of more ids than this run on a worker thread, not the event loop.
+_DIFF_INLINE_IDS = 20_000
+
+
+async def _diff(old: list[ChunkId], new: list[ChunkId]) -> bl.Delta:
+    if len(old) + len(new) <= _DIFF_INLINE_IDS:
+        return bl.diff(old, new)
+    return await asyncio.to_thread(bl.diff, old, new)
+
+
 async def _content_for(
     ctx: Context, ns: Namespace, row: Row, since: int
-) -> tuple[Content | None, list[tuple[ChunkId, tuple[ChunkId, ...]]]]:
+) -> tuple[Content | None, list[tuple[ChunkId, tuple[ChunkId, ...]]], int]:
     """A file's content as a delta against the version the client holds (as of
-    ``since``: the same path's, or a move source's), else in full; and the chunks
-    the delta adds, each with a base chunk for compact inline transfer."""
+    ``since``: the same path's, or a move source's), else in full; the chunks
+    the delta adds, each with a base chunk for compact inline transfer; and the
+    number of blocklist ids this took (the work it cost)."""
     if row.kind is not Kind.FILE:
-        return None, []
+        return None, [], 0
     ids = await ctx.meta.blocklist(ns.id, row.jid)
     assert ids is not None
     base: Row | None = None
@@ -150,13 +165,14 @@ async def _content_for(
     if base is not None:
         base_ids = await ctx.meta.blocklist(ns.id, base.jid)
         assert base_ids is not None
-        delta = bl.diff(base_ids, ids)
+        work = len(ids) + len(base_ids)
+        delta = await _diff(base_ids, ids)
         if not delta and base.path == row.path:
-            return None, []  # the same bytes as the version the client holds there
+            return None, [], work  # the same bytes as the version the client holds there
         if bl.delta_size(delta) < len(ids):
             pairs = inline.replaced_bases(base_ids, delta)
-            return delta_content(base.jid, delta), pairs
-    return full_content(ids), [(c, ()) for c in dict.fromkeys(ids)]
+            return delta_content(base.jid, delta), pairs, work
+    return full_content(ids), [(c, ()) for c in dict.fromkeys(ids)], len(ids)
 
 
 async def list_changes(ctx: Context, request: Request) -> Response:
@@ -203,16 +219,18 @@ async def _page(
     work = Work(cfg.max_recompress_bytes)
     inline_chunks = []
     page_bytes = 0
+    page_work = 0
     more = len(rows) == limit
     last = rows[-1].jid if rows else head_jid
     for row in rows:
-        if page_bytes > cfg.max_list_bytes:
+        if page_bytes > cfg.max_list_bytes or page_work > LIST_WORK_IDS:
             more = True  # the rest comes on the next page
             break
         last = row.jid
         if row.jid in skip:
             continue
-        content, pairs = await _content_for(ctx, ns, row, cur.jid)
+        content, pairs, cost = await _content_for(ctx, ns, row, cur.jid)
+        page_work += cost
         entries.append(entry_out(row, content))
         page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)
         if budget > 0 and pairs:
