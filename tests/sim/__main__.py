@@ -2,6 +2,7 @@
 
 python -m tests.sim --seeds 2000            # seeds 0..1999
 python -m tests.sim --seed 1234 --trace     # replay one seed, print its trace
+python -m tests.sim --power --seeds 200     # with power cuts (needs FUSE: tests/sim/power.py)
 """
 
 from __future__ import annotations
@@ -23,14 +24,26 @@ def main() -> int:
     ap.add_argument("--steps", type=int, help="steps per seed (default: drawn, 20-45)")
     ap.add_argument("--clients", type=int, help="clients per seed (default: drawn, 2-3)")
     ap.add_argument("--trace", action="store_true", help="print the trace of each seed")
+    ap.add_argument(
+        "--power", action="store_true", help="disks on LazyFS that lose power (tests/sim/power.py)"
+    )
     args = ap.parse_args()
+    if args.power:
+        from tests.support.lazyfs import available
+
+        why = available()
+        if why is not None:
+            print(f"cannot run with --power: {why}")
+            return 2
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     failed: list[int] = []
     started = time.monotonic()
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix=f"linesync-sim-{seed}-", dir=sim_root()) as d:
             try:
-                world = run_seed(seed, Path(d), steps=args.steps, clients=args.clients)
+                world = run_seed(
+                    seed, Path(d), steps=args.steps, clients=args.clients, power=args.power
+                )
             except SimFailure as exc:
                 failed.append(seed)
                 if args.trace and exc.world is not None:
@@ -39,7 +52,8 @@ def main() -> int:
                 continue
         if args.trace:
             print("\n".join(world.trace))
-        print(f"ok   seed {seed}: {world.steps} steps, {len(world.trace)} events, "
+        cuts = f", {world.cuts['cuts']} power cuts" if world.power else ""  # type: ignore[attr-defined]
+        print(f"ok   seed {seed}: {world.steps} steps, {len(world.trace)} events{cuts}, "
               f"digest {world.digest()[:16]}", flush=True)  # fmt: skip
     took = time.monotonic() - started
     print(f"{len(seeds) - len(failed)}/{len(seeds)} seeds passed in {took:.1f} s")

@@ -207,6 +207,8 @@ def content_hash(data: bytes) -> bytes:
 
 
 class World:
+    power = False  # tests.sim.power.PowerWorld: every machine's disk can lose power
+
     def __init__(
         self, seed: int, root: Path, *, steps: int | None = None, clients: int | None = None
     ) -> None:
@@ -852,6 +854,10 @@ class World:
     def digest(self) -> str:
         return hashlib.sha256("\n".join(self.trace).encode()).hexdigest()
 
+    def dead_process_error(self, exc: BaseException | None) -> bool:
+        """An error a dead process's task may end with (none: SIGKILL keeps its files)."""
+        return False
+
 
 def _active(r: SyncResult) -> bool:
     return bool(
@@ -913,15 +919,28 @@ def _diff(a: Snapshot, b: Snapshot) -> str:
 
 
 def run_seed(
-    seed: int, root: Path, *, steps: int | None = None, clients: int | None = None
+    seed: int,
+    root: Path,
+    *,
+    steps: int | None = None,
+    clients: int | None = None,
+    power: bool = False,
 ) -> World:
-    """Run one seed to the end; raises SimFailure (with the seed) on a broken invariant."""
-    world = World(seed, root, steps=steps, clients=clients)
+    """Run one seed to the end; raises SimFailure (with the seed) on a broken invariant.
+    ``power``: every machine's disk on a LazyFS that loses power (tests/sim/power.py)."""
+    world_class = World
+    if power:
+        from tests.sim.power import PowerWorld
+
+        world_class = PowerWorld
+    world = world_class(seed, root, steps=steps, clients=clients)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
         # Tasks of a dead client die on their next call; nothing else may fail unseen.
         if isinstance(exc, (SimCrash, sqlite3.ProgrammingError, LinesyncError)):
+            return
+        if world.dead_process_error(exc):
             return
         world.errors.append(str(context.get("message")) + f": {exc!r}")
 
@@ -955,9 +974,11 @@ def run_seed(
     try:
         asyncio.run(main())
     except SimFailure as exc:
-        failure = SimFailure(f"seed {seed}: {exc}\n  replay: {replay_hint(seed, steps, clients)}")
+        hint = replay_hint(seed, steps, clients, power)
+        failure = SimFailure(f"seed {seed}: {exc}\n  replay: {hint}")
     except Exception as exc:
-        failure = SimFailure(f"seed {seed}: {exc!r}\n  replay: {replay_hint(seed, steps, clients)}")
+        hint = replay_hint(seed, steps, clients, power)
+        failure = SimFailure(f"seed {seed}: {exc!r}\n  replay: {hint}")
         failure.__cause__ = exc
     finally:
         engine_module.merge3 = merge3
@@ -971,8 +992,11 @@ def run_seed(
     return world
 
 
-def replay_hint(seed: int, steps: int | None = None, clients: int | None = None) -> str:
+def replay_hint(
+    seed: int, steps: int | None = None, clients: int | None = None, power: bool = False
+) -> str:
     extra = (f" --steps {steps}" if steps else "") + (f" --clients {clients}" if clients else "")
+    extra += " --power" if power else ""
     return f"python -m tests.sim --seed {seed}{extra} --trace"
 
 
