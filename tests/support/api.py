@@ -311,7 +311,8 @@ def endpoint_requests(
             ns_path(ns, "commit"),
             {"json_body": {"ops": [{"path": "p", "kind": "directory"}]}},
         ),
-        ("POST", ns_path(ns, "restore"), {"json_body": {"path": "p", "jid": 1}}),
+        # A copy: entry 1 may be a version of another path (refused without "copy").
+        ("POST", ns_path(ns, "restore"), {"json_body": {"path": "p", "jid": 1, "copy": True}}),
         ("POST", ns_path(ns, "chunks/missing"), {"json_body": {"ids": pack_ids([cid])}}),
         ("POST", ns_path(ns, "chunks"), {"data": frames, "content_type": MEDIA_TYPE}),
         ("POST", ns_path(ns, "chunks/get"), {"json_body": {"ids": pack_ids([cid])}}),

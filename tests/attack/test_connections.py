@@ -1,0 +1,243 @@
+"""Connections a stranger holds open without a token: idle, slowloris (a header
+byte at a time), half-sent bodies, more sockets than the server has files
+(finding 4); and what must keep working meanwhile: kept-alive connections,
+long-polls, other clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.attack.conftest import Launch
+from tests.attack.helpers import closed_within, connect, host_port, http_get, read_response, run
+from tests.support.api import Api, Remote, new_user, ns_path
+from tests.support.resources import nofile_limit, open_files, pid_of, wait_until
+
+HEADER, KEEPALIVE, BODY = 1.0, 3.0, 1.0
+FLAGS = [
+    "--header-timeout",
+    str(HEADER),
+    "--keepalive-timeout",
+    str(KEEPALIVE),
+    "--body-timeout",
+    str(BODY),
+]
+# Seconds a close may come after its timeout on a busy two-core machine.
+SLACK = 2.0
+
+
+async def _watch(
+    reader: asyncio.StreamReader, started: float, limit: float, drip: asyncio.StreamWriter | None
+) -> tuple[float | None, float | None, bytes]:
+    """Seconds from ``started`` until the server's first byte and until it closed
+    the connection (None if not within ``limit``), and what it sent. With ``drip``,
+    a header byte is sent every 0.3 s meanwhile (slowloris)."""
+    got = b""
+    first: float | None = None
+    while time.monotonic() - started < limit:
+        if drip is not None:
+            try:
+                drip.write(b"a")
+                await drip.drain()
+            except (ConnectionError, RuntimeError):
+                return first, time.monotonic() - started, got
+        try:
+            piece = await asyncio.wait_for(reader.read(65536), 0.3)
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            return first, time.monotonic() - started, got
+        if not piece:
+            return first, time.monotonic() - started, got
+        if first is None:
+            first = time.monotonic() - started
+        got += piece
+    return first, None, got
+
+
+def test_finding4_idle_slowloris_and_half_sent_connections_are_closed(launch: Launch) -> None:
+    """Finding 4: idle sockets and half-sent ones were never closed in 40 s. With
+    ``--header-timeout 1``, a socket that sends nothing, or its headers a byte every
+    0.3 s, is closed within the header timeout (plus slack); a body stalled for
+    ``--body-timeout 1`` is answered 408 or closed; the server's open files come
+    back to where they were; and nobody else waited meanwhile."""
+    srv = launch(FLAGS)
+    host, port = host_port(srv)
+    pid = pid_of(srv)
+    baseline = open_files(pid)
+
+    async def one(kind: str) -> tuple[str, float | None, float | None, bytes]:
+        reader, writer = await asyncio.open_connection(host, port)
+        started = time.monotonic()
+        drip = None
+        if kind == "slowloris":
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            drip = writer
+        elif kind == "half body":
+            writer.write(
+                b"POST /v1/ns/1/commit HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {srv.token}\r\n".encode()
+                + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                + b'{"ops": ['
+            )
+        await writer.drain()
+        first, closed, got = await _watch(reader, started, HEADER + KEEPALIVE + SLACK + 1, drip)
+        writer.close()
+        return kind, first, closed, got
+
+    async def go() -> None:
+        kinds = ["idle"] * 10 + ["slowloris"] * 10 + ["half body"] * 5
+        tasks = [asyncio.create_task(one(k)) for k in kinds]
+        await asyncio.sleep(0.2)
+        async with Remote(srv.url, srv.token) as r:
+            started = time.monotonic()
+            assert (await r.me()).user == "admin"  # served meanwhile
+            assert time.monotonic() - started < 1.0
+        for kind, first, closed, got in await asyncio.gather(*tasks):
+            if kind == "half body":  # answered 408, or closed, within the body timeout
+                took = min(t for t in (first, closed, 1e9) if t is not None)
+                assert took <= BODY + SLACK, (kind, first, closed, got[:200])
+                assert got == b"" or got.startswith(b"HTTP/1.1 408"), got[:200]
+            else:  # closed (perhaps after a 408) within the header timeout
+                assert closed is not None and closed <= HEADER + SLACK, (kind, first, closed)
+                assert got == b"" or got.startswith(b"HTTP/1.1 408"), (kind, got[:200])
+
+    run(go())
+    wait_until(lambda: open_files(pid) <= baseline, 5, "the server's open files come back")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 4: not fixed yet: EMFILE under a 256-file limit (asyncio accepts a whole "
+    "backlog before the connection cap sees any of it)",
+)
+def test_finding4_300_idle_sockets_against_256_open_files(launch: Launch) -> None:
+    """Finding 4: with a file limit of 256, 300 idle sockets gave EMFILE and real
+    requests timed out. Now: past the connection cap (derived from the limit)
+    connections are closed at once and the log says "connection limit" (once: at
+    most one line per 10 s); real requests are served within the header timeout
+    (when the idle sockets are closed) plus slack; no EMFILE; and the server's
+    open files come back once the sockets are gone."""
+    srv = launch(["--header-timeout", "2"], nofile=256)
+    pid = pid_of(srv)
+    assert nofile_limit(pid) == (256, 256)
+    baseline = open_files(pid)
+    started = time.monotonic()
+    socks = []
+    try:
+        for _ in range(300):
+            s = connect(srv)
+            socks.append(s)
+        time.sleep(0.5)
+        # The server cannot hold them all: at least the excess is closed at once.
+        closed_at_once = sum(closed_within(s, 0.01)[0] for s in socks)
+        assert closed_at_once >= 300 - 256, closed_at_once
+        assert open_files(pid) <= 256
+
+        async def served() -> None:
+            deadline = time.monotonic() + 2 + SLACK
+            user_token = srv.token
+            while True:
+                try:
+                    async with Api(srv.url, user_token) as api:
+                        (await api.get("/v1/me")).expect(200)
+                        (await api.get(ns_path(1, "head"))).expect(200)
+                        resp = await api.post(
+                            ns_path(1, "commit"),
+                            json_body={"ops": [{"path": "still-served", "kind": "directory"}]},
+                        )
+                        assert resp.expect(200).json()["results"][0]["status"] == "ok"
+                        return
+                except (TimeoutError, OSError, ConnectionError) as exc:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"not served in time: {exc!r}") from exc
+                    await asyncio.sleep(0.1)
+                except Exception as exc:  # aiohttp's disconnect errors
+                    if "disconnect" not in repr(exc).lower() or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+
+        run(served())
+    finally:
+        for s in socks:
+            s.close()
+    elapsed = time.monotonic() - started
+    wait_until(lambda: open_files(pid) <= baseline + 2, 10, "the server's open files come back")
+    emfile = [
+        line
+        for line in srv.log
+        if any(s in line for s in ("Too many open files", "EMFILE", "Errno 24", "out of system"))
+    ]
+    assert not emfile, emfile[:4]
+    lines = [line for line in srv.log if "connection limit" in line]
+    assert 1 <= len(lines) <= 1 + int(elapsed // 10), (elapsed, lines)
+
+
+def test_finding4_keep_alive_and_long_polls_outlive_the_header_timeout(launch: Launch) -> None:
+    """Finding 4, what must keep working: two requests on one connection with a
+    pause longer than the header timeout (1 s) and shorter than the keep-alive
+    timeout (3 s) are both answered; the connection is closed once idle for the
+    keep-alive timeout; and a long-poll waiting longer than either is answered, by
+    its timeout or by a commit."""
+    srv = launch(FLAGS)
+    user = new_user(srv)
+
+    sock = connect(srv)
+    try:
+        sock.sendall(http_get("/healthz"))
+        assert read_response(sock, 5)[0] == 200
+        time.sleep(1.5)
+        sock.sendall(http_get("/v1/me", user.token))
+        status, body = read_response(sock, 5)
+        assert status == 200, body
+        idle_from = time.monotonic()
+        closed, got = closed_within(sock, KEEPALIVE + SLACK)
+        took = time.monotonic() - idle_from
+        assert closed and got == b"", (took, got)
+        assert took >= KEEPALIVE - 0.5, took  # not cut by the header timeout
+    finally:
+        sock.close()
+
+    async def go() -> None:
+        async with Api(srv.url, user.token) as api:
+            started = time.monotonic()
+            resp = await api.get(ns_path(user.ns, "list"), params={"wait": "4"})
+            assert resp.expect(200).json()["entries"] == []
+            assert time.monotonic() - started >= 3.9
+            poll = asyncio.create_task(api.get(ns_path(user.ns, "list"), params={"wait": "30"}))
+            await asyncio.sleep(3.5)
+            assert not poll.done()
+            resp = await api.post(
+                ns_path(user.ns, "commit"),
+                json_body={"ops": [{"path": "news", "kind": "directory"}]},
+            )
+            resp.expect(200)
+            got = (await asyncio.wait_for(poll, 5)).expect(200).json()
+            assert [e["path"] for e in got["entries"]] == ["news"]
+
+    run(go())
+
+
+def test_a_stalled_body_times_out_and_others_are_served(launch: Launch) -> None:
+    srv = launch(["--body-timeout", "1"])
+    host, port = host_port(srv)
+
+    async def go() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"POST /v1/ns/1/commit HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {srv.token}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"ops": ['
+        )
+        await writer.drain()
+        started = time.monotonic()
+        async with Remote(srv.url, srv.token) as r:
+            assert (await r.me()).user == "admin"  # served while the other stalls
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert time.monotonic() - started < 5
+        writer.close()
+
+    asyncio.run(go())

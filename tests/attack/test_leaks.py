@@ -1,0 +1,267 @@
+"""What one user could learn about others, or a local user about the server:
+dedup timing (finding 2), /metrics labels and noise in the log (finding 7), and
+the data directory's permissions (finding 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from linesync.core.ids import chunk_id, pack_ids
+from linesync.protocol.framing import MAGIC
+from tests.attack.conftest import Launch
+from tests.attack.helpers import chunks_post, host_port, run
+from tests.support.api import (
+    Api,
+    Remote,
+    admin,
+    frames_body,
+    new_user,
+    ns_path,
+    put_file,
+    raw_frames,
+    text,
+    unique,
+)
+from tests.support.resources import connections, pid_of, wait_until
+
+# -- finding 2: dedup timing -------------------------------------------------------------
+
+PAIRS = 60
+MOST = 45
+
+
+def test_finding2_an_upload_of_another_users_chunk_takes_as_long_as_a_new_one(
+    launch: Launch,
+) -> None:
+    """Finding 2: uploading a chunk that another user already stored skipped the
+    pack write and its fsync (2.96 ms median against 6.54 ms, faster in 55 of 60
+    pairs): anyone could confirm that someone on the server holds a given file.
+
+    B uploads, one request each on a kept-alive connection, 60 pairs of 4 KiB
+    chunks: one that A's namespace stores, one that no one has, in alternating
+    order. A sign test on which of the two was faster in each pair: if the server
+    cannot tell them apart, the count of pairs where the stored chunk was faster
+    is Binomial(60, 1/2), and it is above 45 or below 15 with probability
+    4.2e-5 (both tails; P(X >= 46) = 2.1e-5), so the test almost never fails
+    by chance. A leak like the audit's (faster in 55 of 60, p = 0.92) lands
+    above 45 with probability 0.9999. Noise from other processes on the machine
+    affects both kinds alike."""
+    srv = launch()
+    a, b = new_user(srv), new_user(srv)
+    stored = [secrets.token_bytes(4096) for _ in range(PAIRS)]
+    fresh = [secrets.token_bytes(4096) for _ in range(PAIRS)]
+
+    async def go() -> None:
+        async with Api(srv.url, a.token) as api_a:
+            (await chunks_post(api_a, a.ns, frames_body(raw_frames(stored)))).expect(200)
+        async with Api(srv.url, b.token, keep_alive=True) as api:
+            for _warm in range(5):  # the connection, the caches, the first pack
+                part = secrets.token_bytes(4096)
+                (await chunks_post(api, b.ns, frames_body(raw_frames([part])))).expect(200)
+
+            async def timed(data: bytes) -> float:
+                body = frames_body(raw_frames([data]))
+                started = time.perf_counter()
+                resp = await chunks_post(api, b.ns, body)
+                took = time.perf_counter() - started
+                assert resp.expect(200).json() == {"stored": 1, "bytes": 4096}
+                return took
+
+            known_faster = 0
+            times: list[tuple[float, float]] = []
+            for i in range(PAIRS):
+                if i % 2 == 0:
+                    t_known = await timed(stored[i])
+                    t_new = await timed(fresh[i])
+                else:
+                    t_new = await timed(fresh[i])
+                    t_known = await timed(stored[i])
+                times.append((t_known, t_new))
+                known_faster += t_known < t_new
+            median = sorted(times)[PAIRS // 2]
+            print(f"stored chunk faster in {known_faster} of {PAIRS} pairs; a pair: {median}")
+            assert PAIRS - MOST <= known_faster <= MOST, (known_faster, times[:10])
+            # B holds all of them now, whoever stored them first.
+            ids = [chunk_id(c) for c in stored + fresh]
+            resp = await api.post(ns_path(b.ns, "chunks/missing"), json_body={"ids": pack_ids(ids)})
+            assert resp.expect(200).json() == {"missing": ""}
+
+    run(go())
+
+
+# -- finding 7: /metrics and the log ------------------------------------------------------
+
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def test_finding7_metrics_name_no_user_device_or_namespace(launch: Launch) -> None:
+    """Finding 7: per-route counters must not reveal another user's activity: after
+    users with recognizable names commit, upload, list, download and fail in their
+    namespaces, no label of /metrics names a user, a device, a namespace (by name
+    or id) or a path, and none of those names appears anywhere in the text."""
+    srv = launch()
+    alice, bob = new_user(srv, device="alices-laptop"), new_user(srv, device="bobs-phone")
+    team = unique("teamspace")
+    admin(srv, "namespace", "create", team, "--owner", alice.name)
+    prom = admin(srv, "token", "create", alice.name, "--device", "prom", "--metrics")
+    prom = prom.splitlines()[-1]
+    path = unique("very-secret-file-name") + ".md"
+
+    async def go() -> None:
+        for user in (alice, bob):
+            async with Remote(srv.url, user.token) as r, Api(srv.url, user.token) as api:
+                await put_file(r, user.ns, path, text(20, user.name))
+                (await api.get(ns_path(user.ns, "list"))).expect(200)
+                (await api.get(ns_path(user.ns, "history"), params={"path": path})).expect(200)
+                (await api.get(ns_path(10**6, "head"))).expect(404)
+                (await api.get(ns_path(user.ns, "entries/999"))).expect(404)
+        async with Api(srv.url, prom) as api:
+            resp = (await api.get("/metrics")).expect(200)
+        body = resp.body.decode()
+        assert "linesync_requests_total" in body
+        secret_words = {alice.name, bob.name, "alices-laptop", "bobs-phone", team, path}
+        for word in secret_words:
+            assert word not in body, word
+        ns_ids = {str(alice.ns), str(bob.ns), "1", "1000000"}
+        for line in body.splitlines():
+            if line.startswith("#") or "{" not in line:
+                continue
+            for key, value in _LABEL.findall(line.split("{", 1)[1].rsplit("}", 1)[0]):
+                assert key not in {"user", "device", "ns", "namespace", "path", "token"}, line
+                if key != "le":
+                    assert value not in ns_ids | secret_words, line
+
+    run(go())
+
+
+def test_finding7_clients_that_hang_up_mid_body_leave_no_traceback(launch: Launch) -> None:
+    """Finding 7: a client disconnecting mid-body logged two tracebacks as an
+    unhandled error (200 sockets, 400 tracebacks). 200 clients send part of a
+    commit or an upload (half of them closing, half resetting the connection): the
+    log gains no "Traceback" and no "unhandled error", and the server serves on."""
+    srv = launch()
+    user = new_user(srv)
+    host, port = host_port(srv)
+    pid = pid_of(srv)
+
+    async def hang_up(i: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        auth = f"Authorization: Bearer {user.token}\r\n".encode()
+        if i % 2:
+            head = (
+                f"POST /v1/ns/{user.ns}/commit HTTP/1.1\r\nHost: x\r\n".encode()
+                + auth
+                + b"Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+            )
+            part = b'{"ops": [{"path": "a", "kind": "directory"}, ' + b" " * 200
+        else:
+            head = (
+                f"POST /v1/ns/{user.ns}/chunks HTTP/1.1\r\nHost: x\r\n".encode()
+                + auth
+                + b"Content-Type: application/x-linesync-chunks\r\nContent-Length: 100000\r\n\r\n"
+            )
+            part = MAGIC + b"\x01" + bytes(32) + b"\x00" + (5000).to_bytes(4, "big") + b"x" * 300
+        writer.write(head + part)
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the server is reading the body now
+        if i % 4 < 2:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+        await writer.wait_closed()
+
+    async def go() -> None:
+        await asyncio.gather(*(hang_up(i) for i in range(200)))
+
+    run(go())
+    wait_until(lambda: connections(pid) == 0, 10, "the server let go of the 200 connections")
+    time.sleep(0.5)
+
+    async def after() -> None:
+        async with Api(srv.url, user.token) as api:
+            (await api.get("/healthz", token=None)).expect(200)
+            (await api.get("/v1/me")).expect(200)
+
+    run(after())
+    log = "".join(srv.log)
+    assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
+
+
+# -- finding 5: the data directory at rest ----------------------------------------------------
+
+
+def _admin_under_umask(data: Path, umask: int, *args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "linesync", *args, "--data", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.umask(umask),
+    )
+    return out.stdout.strip()
+
+
+def _modes(data: Path) -> dict[str, int]:
+    """Permission bits of the data directory and everything in it, by relative path."""
+    out = {".": stat.S_IMODE(data.stat().st_mode)}
+    for p in data.rglob("*"):
+        out[str(p.relative_to(data))] = stat.S_IMODE(p.lstat().st_mode)
+    return out
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_finding5_the_data_directory_is_private_whatever_the_umask(
+    launch: Launch, umask: int
+) -> None:
+    """Finding 5 (server part): the data directory was 0755 and meta.sqlite3 with
+    its -wal and -shm 0644: file names, user and device names and token hashes for
+    every local user. Whatever the umask of the server or of an admin command (0
+    and 022 here), the directory is 0700, meta.sqlite3, -wal, -shm, the packs and
+    first-token 0600, and nothing in it is open to group or others."""
+    srv = launch(umask=umask)
+    data = srv.data
+    name = unique("u")
+    _admin_under_umask(data, umask, "user", "add", name)
+    token = _admin_under_umask(data, umask, "token", "create", name, "--device", "d")
+    token = token.splitlines()[-1]
+
+    async def go() -> None:
+        async with Remote(srv.url, token) as r:
+            me = await r.me()
+            await put_file(r, me.namespaces[0].id, "secret.txt", b"a secret\n" * 100)
+
+    run(go())
+
+    def check(when: str, expect_wal: bool) -> None:
+        modes = _modes(data)
+        assert modes["."] == 0o700, (when, oct(modes["."]))
+        named = ["meta.sqlite3", "first-token"] + (
+            ["meta.sqlite3-wal", "meta.sqlite3-shm"] if expect_wal else []
+        )
+        for n in named:
+            assert modes.get(n) == 0o600, (when, n, oct(modes.get(n, 0)))
+        packs = [p for p in modes if p.endswith(".pack")]
+        assert packs, (when, sorted(modes))
+        for p in packs:
+            assert modes[p] == 0o600, (when, p, oct(modes[p]))
+        loose = {p: oct(m) for p, m in modes.items() if m & 0o077}
+        assert not loose, (when, loose)
+
+    check("while serving", expect_wal=True)
+    srv.stop()
+    # Offline admin commands under the same umask (SQLite recreates -wal and -shm).
+    _admin_under_umask(data, umask, "token", "create", name, "--device", "e")
+    _admin_under_umask(data, umask, "gc")
+    check("after admin commands", expect_wal=False)
