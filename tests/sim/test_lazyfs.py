@@ -3,6 +3,7 @@ and what does not. Then the durability of `LocalFS` and SQLite on it."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import sqlite3
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from linesync.client.index import Index
 from linesync.client.localfs import LocalFS
+from linesync.server.stores.sqlite import SqliteStore
 from tests.support.lazyfs import LazyMount, fsync_dir, fsync_file
 
 T = 1_700_000_000 * 10**9
@@ -204,3 +207,52 @@ def test_every_change_of_localfs_survives_a_power_cut(disk: LazyMount) -> None:
     assert found == ["d", "d/e", "d/e/b.txt", "d/e/moved.txt", "link"]
     assert (mnt / "d/e/moved.txt").read_bytes() == b"a\n"
     assert os.readlink(mnt / "link") == "d/a.txt"
+
+
+# -- SQLite's own files are durable, the folder that holds them must be too ---------
+
+
+def test_the_servers_commits_survive_a_power_cut_in_a_new_data_directory(
+    disk: LazyMount,
+) -> None:
+    """Regression: SQLite makes the names of its files durable (it fsyncs
+    their folder), but nothing made the data directory's own name durable: a
+    power cut soon after a first start took the directory, with every commit
+    the server had acknowledged, away."""
+    path = disk.mountpoint / "srv" / "data" / "meta.sqlite3"
+
+    async def first() -> None:
+        store = await SqliteStore.open(path)
+        try:
+            await store.create_user("alice")
+        finally:
+            await store.close()
+
+    async def users() -> list[str]:
+        store = await SqliteStore.open(path)
+        try:
+            return [r[0] for r in store.db.execute("SELECT name FROM users")]
+        finally:
+            await store.close()
+
+    asyncio.run(first())
+    reboot(disk)
+    assert asyncio.run(users()) == ["alice"]
+
+
+def test_the_index_survives_a_power_cut_right_after_it_was_created(disk: LazyMount) -> None:
+    """Regression: the same for a client: ``.linesync/`` was created and never
+    made durable in the folder, so a cut soon after `init` left the folder
+    without its state (the next sync then refuses: not a linesync folder)."""
+    folder = disk.mountpoint / "Notes"
+    folder.mkdir()
+    fsync_dir(disk.mountpoint)  # the user's folder is there to stay
+    index = Index.open(folder / ".linesync" / "index.sqlite3")
+    index.set("cursor", "7")
+    index.close()
+    reboot(disk)
+    index = Index.open(folder / ".linesync" / "index.sqlite3")
+    try:
+        assert index.get("cursor") == "7"
+    finally:
+        index.close()

@@ -12,6 +12,7 @@ is rebuilt from disk and server, where every file counts as present.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -74,6 +75,14 @@ def _cols(node: Node | None) -> tuple[Any, ...]:
     return (node.kind.value, node.size, node.mtime_ns, int(node.exec), node.target, node.chash)
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _sizes(raw: bytes) -> list[int]:
     return [int.from_bytes(raw[i : i + 4], "big") for i in range(0, len(raw), 4)]
 
@@ -84,7 +93,12 @@ class Index:
 
     @classmethod
     def open(cls, path: Path) -> Index:
+        made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite makes its own files' names durable, not the state folder's: a
+        # power cut could take ``.linesync/`` (index and configuration) away.
+        for d in {path.parent, *made}:
+            _fsync_dir(d.parent)
         try:
             db = sqlite3.connect(path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import secrets
 import sqlite3
 import time
@@ -116,6 +117,14 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
     db.execute("COMMIT")
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
@@ -143,7 +152,12 @@ class SqliteAdmin:
         return store
 
     def _open(self) -> None:
+        made = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite makes its own files' names durable, not the data directory's: a
+        # power cut could take the directory, and every commit in it, away.
+        for d in {self.path.parent, *made}:
+            _fsync_dir(d.parent)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
