@@ -7,9 +7,12 @@ memory until it is fsynced (a file's bytes by fsync of the file; a name by
 fsync of the directory that holds it), and forgets it when the power goes.
 
 The machines, each on its own LazyFS mount:
-- the server: its data directory (SQLite database, WAL, pack files);
+- the server: a data directory that it creates on its disk (SQLite database,
+  WAL, pack files); nothing is made durable for it;
 - each client: its whole folder (the user's files, ``.linesync/`` with the
-  index, the configuration and the lock).
+  index, the configuration and the lock). What ``linesync init`` made (the
+  folder's ``.linesync/`` and configuration) is made durable before the run:
+  ``init`` itself is not under test here (tests/sim/test_lazyfs.py has it).
 The observer of the final check (a new client) is on plain tmpfs.
 
 **Where the power goes** (seeded; a separate generator, so a seed's other
@@ -261,7 +264,8 @@ class PowerWorld(World):
         self.cuts_left = MAX_CUTS
         self.cuts: Counter[str] = Counter()
         self.chances: Counter[str] = Counter()  # points where the power could have gone
-        self.server: PowerServer = PowerServer(root / "server", self)
+        # The data directory inside the server's disk, made by the server itself.
+        self.server: PowerServer = PowerServer(root / "server" / "data", self)
         self.mounts: dict[str, LazyMount] = {}
         self.before_cut: dict[str, tuple[DiskState, bool]] = {}
         self.broken: list[str] = []
@@ -283,8 +287,11 @@ class PowerWorld(World):
             self.mounts[name] = mount
             mount.start()
         await super().start()
-        for mount in self.mounts.values():  # the set-up is durable
-            mount.sync()
+        # The clients' set-up (what `linesync init` does) is made durable here; the
+        # server's is its own to make durable.
+        for name, mount in self.mounts.items():
+            if name != "server":
+                mount.sync()
 
     async def close(self) -> None:
         try:
