@@ -204,6 +204,7 @@ class PowerServer(SimServer):
             await super().stop()
 
     def lose_power(self) -> None:
+        self.world.cuts["server"] += 1
         self.dead = True
         self.world.mounts["server"].cut()
 

@@ -689,9 +689,11 @@ def serve(backing: str, mountpoint: str) -> None:
         fsname="lazyfs",
         hard_remove=True,  # an open file whose name is gone stays open, unnamed
         use_ino=True,  # st_ino is ours, stable across remounts
-        attr_timeout=0,
-        entry_timeout=0,
-        negative_timeout=0,
+        # The kernel may cache names and attributes: every change goes through this
+        # mount, so its caches stay true, and a cut comes with a new mount.
+        attr_timeout=1,
+        entry_timeout=1,
+        negative_timeout=1,
     )
 
 
@@ -809,6 +811,12 @@ class _Zygote:
             proc.stdout.close()
 
 
+def daemon_cpu() -> float:
+    """CPU seconds used by the file-system daemons of this process that have
+    ended (been cut or stopped): the cost of the disks, apart from the caller's."""
+    return float(_Zygote.ask({"op": "cpu"})["cpu"])
+
+
 def _library() -> str:
     import ctypes.util
 
@@ -838,6 +846,9 @@ def zygote() -> None:
                     os._exit(code)
             os.close(log)
             answer: dict[str, Any] = {"pid": pid}
+        elif req["op"] == "cpu":  # seconds of CPU the daemons it reaped used
+            t = os.times()
+            answer = {"cpu": t.children_user + t.children_system}
         else:  # kill: SIGKILL, then reap, so that its FUSE connection is gone
             with contextlib.suppress(ProcessLookupError):
                 os.kill(req["pid"], signal.SIGKILL)
