@@ -22,7 +22,7 @@ import pytest
 
 from linesync.client.localfs import LocalFS
 from linesync.server.stores import packs
-from linesync.server.stores.sqlite_admin import SqliteAdmin
+from linesync.server.stores.sqlite import SqliteStore
 from tests.sim.world import SimFailure, run_seed
 
 SEEDS = int(os.environ.get("LINESYNC_POWER_SEEDS", "30"))
@@ -145,16 +145,16 @@ def test_a_pack_append_without_fsync_is_caught(
     )
 
 
-def test_a_database_without_fsync_is_caught(
+def test_a_commit_without_fsync_is_caught(
     power_where: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The server's SQLite with synchronous=OFF: commits it acknowledged are
-    gone after a cut."""
-    opened = SqliteAdmin._open
+    """The server's journal commits with synchronous=OFF (its set-up still
+    fsynced): entries it acknowledged are gone after a cut."""
+    commit = SqliteStore.commit
 
-    def unsynced(self: SqliteAdmin) -> None:
-        opened(self)
+    async def unsynced(self: SqliteStore, *args: Any) -> Any:
         self.db.execute("PRAGMA synchronous=OFF")
+        return await commit(self, *args)
 
-    monkeypatch.setattr(SqliteAdmin, "_open", unsynced)
+    monkeypatch.setattr(SqliteStore, "commit", unsynced)
     assert re.search(r"lost \d+ acknowledged entries", _first_failure(power_where, 20))
