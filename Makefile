@@ -6,7 +6,7 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8440
 
-.PHONY: serve test lint typecheck unit bench load soak clean fuse
+.PHONY: serve test lint typecheck unit bench load soak fuzz clean fuse
 
 $(BIN)/linesync: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,18 @@ START ?= 0
 SIM_ARGS ?=
 soak: $(BIN)/linesync fuse
 	$(BIN)/python -m tests.sim --seeds $(SEEDS) --start $(START) $(SIM_ARGS)
+
+# Coverage-guided fuzzing (atheris) of the frame decoder, the commit decoder and
+# the path rules, TIME seconds each (make test runs a few seconds of each):
+#   make fuzz TIME=600 [FUZZ_TARGETS=paths] [FUZZ_OUT=/tmp/linesync-fuzz]
+# New inputs and crashes go to FUZZ_OUT/TARGET; add a crash to tests/fuzz/corpus.
+TIME ?= 60
+FUZZ_TARGETS ?= frames commit paths
+FUZZ_OUT ?= /tmp/linesync-fuzz
+fuzz: $(BIN)/linesync
+	for t in $(FUZZ_TARGETS); do \
+	  $(BIN)/python -m tests.fuzz $$t -max_total_time=$(TIME) --out $(FUZZ_OUT)/$$t || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
