@@ -180,7 +180,7 @@ def _declared_length(request: Request, limit: int) -> int | None:
     declared = request.headers.get("content-length")
     if declared is None:
         return None
-    if not declared.isdigit() or len(declared) > 19:
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > 19:
         raise LinesyncError(Code.BAD_REQUEST, "bad Content-Length")
     if int(declared) > limit:
         raise LinesyncError(

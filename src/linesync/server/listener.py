@@ -30,8 +30,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("linesync.server")
 
-# File descriptors kept for the server's own use: databases, packs, logs.
-RESERVED_FDS = 96
+# File descriptors kept for the server's own use (databases, packs, logs: about
+# 30) and for the connections accepted before the cap sees them (asyncio accepts
+# up to ACCEPT_BATCH at a time, and a refused one's descriptor closes a loop
+# iteration later).
+RESERVED_FDS = 128
+ACCEPT_BATCH = 16
+LISTEN_BACKLOG = 2048
 _WARN_EVERY = 10.0
 
 
@@ -163,11 +168,20 @@ def protocol_for(guard: ConnectionGuard) -> type[GuardedProtocol]:
 
 class Server(uvicorn.Server):
     """uvicorn's server, answering long-polls at once when it is asked to stop
-    (instead of cancelling them after the graceful timeout)."""
+    (instead of cancelling them after the graceful timeout), and accepting
+    connections a few at a time (see :data:`ACCEPT_BATCH`; make its config with
+    ``backlog=ACCEPT_BATCH``) from a long queue."""
 
     def __init__(self, config: uvicorn.Config, on_stop: Any) -> None:
         super().__init__(config)
         self.on_stop = on_stop
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        # asyncio took ``backlog`` both as the kernel's queue and as how many to
+        # accept per wake-up: keep the batch, give the kernel its long queue back.
+        for sock in sockets or []:
+            sock.listen(LISTEN_BACKLOG)
 
     async def shutdown(self, sockets: Any = None) -> None:
         self.on_stop()

@@ -21,6 +21,8 @@ import uvicorn
 from linesync.server.app import create_app
 from linesync.server.config import ServerConfig
 from linesync.server.listener import (
+    ACCEPT_BATCH,
+    LISTEN_BACKLOG,
     ConnectionGuard,
     Server,
     default_max_connections,
@@ -118,7 +120,7 @@ def bind(host: str, port: int) -> socket.socket:
             errno.EACCES: "permission denied (ports below 1024 need privileges)",
         }.get(exc.errno or 0, exc.strerror or str(exc))
         raise CannotListen(f"cannot listen on {host}:{port}: {why}") from None
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -155,6 +157,7 @@ async def _serve(
             server_header=False,
             date_header=False,
             timeout_graceful_shutdown=3,
+            backlog=ACCEPT_BATCH,
             timeout_keep_alive=max(1, round(config.keepalive_timeout)),
             lifespan="on",
             proxy_headers=bool(config.forwarded_allow_ips),
