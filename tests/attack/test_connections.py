@@ -179,8 +179,8 @@ def test_finding4_keep_alive_and_long_polls_outlive_the_header_timeout(launch: L
     """Finding 4, what must keep working: two requests on one connection with a
     pause longer than the header timeout (1 s) and shorter than the keep-alive
     timeout (3 s) are both answered; the connection is closed once idle for the
-    keep-alive timeout; and a long-poll waiting longer than either is answered, by
-    its timeout or by a commit."""
+    keep-alive timeout; and a long-poll waiting longer than the header timeout is
+    answered, by its timeout or by a commit."""
     srv = launch(FLAGS)
     user = new_user(srv)
 
@@ -203,11 +203,11 @@ def test_finding4_keep_alive_and_long_polls_outlive_the_header_timeout(launch: L
     async def go() -> None:
         async with Api(srv.url, user.token) as api:
             started = time.monotonic()
-            resp = await api.get(ns_path(user.ns, "list"), params={"wait": "4"})
+            resp = await api.get(ns_path(user.ns, "list"), params={"wait": "2"})
             assert resp.expect(200).json()["entries"] == []
-            assert time.monotonic() - started >= 3.9
+            assert time.monotonic() - started >= 1.9
             poll = asyncio.create_task(api.get(ns_path(user.ns, "list"), params={"wait": "30"}))
-            await asyncio.sleep(3.5)
+            await asyncio.sleep(2.0)
             assert not poll.done()
             resp = await api.post(
                 ns_path(user.ns, "commit"),

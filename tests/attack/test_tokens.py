@@ -57,6 +57,8 @@ def well_formed_unknown() -> str:
 
 def test_every_authenticated_route_is_listed() -> None:
     served = {(m, p) for m, p, _, _ in ROUTES}
+    # No token: /healthz and the OpenAPI document. A metrics token only: /metrics
+    # (test_metrics_needs_a_metrics_token_that_opens_nothing_else).
     public = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/v1/openapi.json")}
     tested = {(m, p.replace("/v1/ns/1/", "/v1/ns/{ns:int}/")) for m, p, _ in auth_routes(1)}
     tested = {(m, p.replace("entries/1", "entries/{jid:int}")) for m, p in tested}
