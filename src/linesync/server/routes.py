@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
@@ -49,7 +50,7 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:  # "²".isdigit() too
         raise LinesyncError(Code.BAD_REQUEST, f"{name} must be a non-negative integer")
     value = int(raw)
     if not lo <= value <= hi:
@@ -414,7 +415,15 @@ async def history(ctx: Context, request: Request) -> Response:
     return json_response(HistoryResponse(entries=entries))
 
 
-NS = "/v1/ns/{ns:int}"
+class _Id(IntegerConvertor):
+    """An id in a path: at most 19 digits. A longer one matches no route (404)
+    instead of reaching int(), which refuses more than 4300 digits (a 500)."""
+
+    regex = "[0-9]{1,19}"
+
+
+register_url_convertor("id", _Id())
+NS = "/v1/ns/{ns:id}"
 ROUTES = [
     ("GET", "/healthz", "healthz", healthz),
     ("GET", "/metrics", "metrics", metrics),
@@ -427,6 +436,6 @@ ROUTES = [
     ("POST", NS + "/chunks/missing", "missing", missing),
     ("POST", NS + "/chunks", "upload", upload),
     ("POST", NS + "/chunks/get", "fetch", fetch),
-    ("GET", NS + "/entries/{jid:int}", "entry", entry),
+    ("GET", NS + "/entries/{jid:id}", "entry", entry),
     ("GET", NS + "/history", "history", history),
 ]
