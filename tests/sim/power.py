@@ -24,9 +24,11 @@ choices stay the same as without power cuts):
   or query and each pack append runs as one call; the request that made it is
   then never answered), or after it answered a request (the answer is lost);
 - everything at once (the house loses power): the server and every client.
-Each machine then boots from what its disk kept: the client restarts from its
-index, with nothing else kept; the server reopens its database and packs. A
-seed cuts the power at most `MAX_CUTS` times.
+At a cut, some unsynced bytes may have reached the disk first: some pages of
+some files, in any order (``LazyFS.tear``; for none, half or all of a seed's
+cuts, as drawn). Each machine then boots from what its disk kept: the client
+restarts from its index, with nothing else kept; the server reopens its
+database and packs. A seed cuts the power at most `MAX_CUTS` times.
 
 **The user's editor fsyncs its saves**: every change the simulated user makes
 (a save, a rename, a delete, a new folder, a chmod) is durable at once, name
@@ -206,7 +208,7 @@ class PowerServer(SimServer):
     def lose_power(self) -> None:
         self.world.cuts["server"] += 1
         self.dead = True
-        self.world.mounts["server"].cut()
+        self.world.cut_disk("server")
 
     def _abandon(self) -> None:
         """Drop the stores of a server that lost power: their files are on a
@@ -262,6 +264,7 @@ class PowerWorld(World):
         self.p_server_disk = p((0.003, 0.008, 0.02))  # per server disk call
         self.p_server_answer = p((0.01, 0.04, 0.08))  # per answered request
         self.p_everything = p((0.1, 0.25, 0.5))  # a client's cut takes the whole house
+        self.p_torn = p((0.0, 0.5, 1.0))  # some unsynced pages reached the disk first
         self.cuts_left = MAX_CUTS
         self.cuts: Counter[str] = Counter()
         self.chances: Counter[str] = Counter()  # points where the power could have gone
@@ -425,7 +428,15 @@ class PowerWorld(World):
     def _cut_client(self, c: SimClient) -> None:
         self.cuts["client"] += 1
         self.before_cut[c.name] = (disk_state(c.folder), c.index is not None)
-        self.mounts[c.name].cut()
+        self.cut_disk(c.name)
+
+    def cut_disk(self, name: str) -> None:
+        tear = None
+        if self.prng.random() < self.p_torn:
+            tear = self.prng.randrange(1 << 32)
+            self.cuts["torn"] += 1
+            self.log(f"  {name}: some unsynced pages reached the disk first")
+        self.mounts[name].cut(tear)
 
     def _restart_client(self, c: SimClient) -> None:
         mount = self.mounts.get(c.name)

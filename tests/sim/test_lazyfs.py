@@ -256,3 +256,43 @@ def test_the_index_survives_a_power_cut_right_after_it_was_created(disk: LazyMou
         assert index.get("cursor") == "7"
     finally:
         index.close()
+
+
+def test_a_torn_cut_keeps_some_unsynced_pages_and_nothing_else(power_where: Path) -> None:
+    """`cut(tear=seed)`: some unsynced pages of a file reach the disk first
+    (the file's size grows to cover them), in order or not, as the seed
+    draws; the fsynced bytes stay, and no unsynced name ever appears."""
+    page = 4096
+    old = b"o" * (2 * page)
+    new = bytes(range(256)) * (6 * page // 256)
+    outcomes: set[str] = set()
+    for seed in range(12):
+        disk = LazyMount(power_where / f"backing{seed}", power_where / f"mnt{seed}")
+        disk.start()
+        try:
+            mnt = disk.mountpoint
+            (mnt / "f").write_bytes(old)
+            fsync_file(mnt / "f")
+            fsync_dir(mnt)
+            with open(mnt / "f", "ab") as f:
+                f.write(new)  # pages 2..7, never fsynced
+            (mnt / "unsynced-name").write_bytes(b"x")
+            disk.cut(tear=seed)
+            disk.start()
+            assert os.listdir(mnt) == ["f"]
+            got = (mnt / "f").read_bytes()
+        finally:
+            disk.stop()
+        assert got[: len(old)] == old
+        tail = got[len(old) :]
+        assert len(tail) % page == 0 and len(tail) <= len(new)
+        kept = [tail[i : i + page] == new[i : i + page] for i in range(0, len(tail), page)]
+        # A page that did not reach the disk reads as zeros (a hole), never as garbage.
+        assert all(k or tail[i * page : (i + 1) * page] == bytes(page) for i, k in enumerate(kept))
+        if not tail:
+            outcomes.add("none")
+        elif all(kept):
+            outcomes.add("in order")
+        else:
+            outcomes.add("with holes")
+    assert outcomes == {"none", "in order", "with holes"}

@@ -20,6 +20,10 @@ What becomes durable, and when (a strict reading of POSIX, stricter than ext4):
   no entries, a symlink with its target (a symlink cannot be fsynced);
 - nothing else: ``close``, ``flush``, ``chmod`` or ``utime`` make nothing durable.
 
+Optionally a cut is torn (LazyFS's torn writes): some unsynced pages of some
+files reach the disk first, a few in order or any in any order, as the
+kernel's write-back could have written them (`LazyFS.tear`).
+
 After a cut, the file system is what the backing directory holds, read from
 the root: a name whose directory never became durable is gone, a file that was
 never fsynced is empty. (A directory that the durable state reaches twice,
@@ -44,6 +48,7 @@ import ctypes
 import errno
 import json
 import os
+import random
 import shutil
 import signal
 import stat
@@ -59,7 +64,8 @@ NAME_MAX = 255
 PATH_MAX = 4096
 ROOT_INO = 1
 MNT_DETACH = 2
-_READY_TIMEOUT = 10.0
+_READY_TIMEOUT = 30.0
+PAGE = 4096  # the unit in which unsynced bytes may reach the disk on their own
 _UTIME_NOW, _UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 # Write a command to this file (never listed): see `LazyFS.control`.
 CONTROL = "/.lazyfs-control"
@@ -141,6 +147,18 @@ class Store:
             os.ftruncate(fd, size)
         finally:
             os.close(fd)
+
+    def write_at(self, ino: int, data: bytes, offset: int) -> None:
+        """Some bytes of a file reach the disk on their own (a torn write);
+        its recorded size grows to cover them, nothing else of it changes."""
+        fd = os.open(self._data(ino), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+        rec = json.loads(self._meta(ino).read_text())
+        rec["size"] = max(rec["size"], offset + len(data))
+        self._meta(ino).write_text(json.dumps(rec))
 
     def read(self, ino: int) -> tuple[dict[str, Any], bytes] | None:
         try:
@@ -297,17 +315,46 @@ class LazyFS:
             if node.kind == "d":
                 self._persist_dir(node)
 
+    def tear(self, seed: int) -> None:
+        """Some unsynced bytes reach the disk before the power goes, as the
+        kernel's write-back may have written them: for each file with unsynced
+        bytes (in inode order, a choice drawn from ``seed``) none of its
+        unsynced pages, a first few of them (written back in order), or any of
+        them (in any order). A file's size grows to cover what reached the
+        disk; nothing else does (no name, mode, time or truncation)."""
+        rng = random.Random(seed)
+        for node in sorted(self.nodes.values(), key=lambda n: n.ino):
+            if node.kind != "f" or not node.durable or node.dirty_lo < 0:
+                continue
+            lo, hi = node.dirty_lo, min(node.dirty_hi, len(node.data))
+            if hi <= lo:
+                continue
+            pages = list(range(lo // PAGE, (hi - 1) // PAGE + 1))
+            how = rng.randrange(3)
+            if how == 0:
+                continue
+            if how == 1:
+                pages = pages[: rng.randint(1, len(pages))]
+            else:
+                pages = [p for p in pages if rng.random() < 0.5]
+            for p in pages:
+                a, b = max(p * PAGE, lo), min((p + 1) * PAGE, hi)
+                self.store.write_at(node.ino, bytes(node.data[a:b]), a)
+
     def control(self, command: str) -> None:
         """``user 1``/``user 0``: from now on every change is durable at once,
         as an editor that fsyncs its saves and their directory would make it
         (each name on its own: other pending names of that directory stay
-        pending); ``sync``: make everything durable now."""
+        pending); ``sync``: make everything durable now; ``tear SEED``: see
+        `tear` (the power cut itself is the SIGKILL that follows)."""
         if command == "user 1":
             self.user_mode = True
         elif command == "user 0":
             self.user_mode = False
         elif command == "sync":
             self.sync_all()
+        elif command.startswith("tear "):
+            self.tear(int(command.split()[1]))
         else:
             raise _err(errno.EINVAL)
 
@@ -895,11 +942,14 @@ class LazyMount:
             _Zygote.ask({"op": "kill", "pid": self.pid})
             self.pid = None
 
-    def cut(self) -> None:
+    def cut(self, tear: int | None = None) -> None:
         """Power cut: what was not durable is gone, and so is every handle
-        into the old mount. Call `start` to boot again."""
+        into the old mount. With ``tear`` (a seed), some unsynced pages of some
+        files reached the disk first (`LazyFS.tear`). Call `start` to boot again."""
         if self.pid is None:
             return
+        if tear is not None:
+            self.control(f"tear {tear}")
         self._kill()
         self.cuts += 1
         _detach(self.mountpoint)
