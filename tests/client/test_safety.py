@@ -180,6 +180,6 @@ def test_temporary_files_of_a_dead_process_are_removed(pair: tuple[Client, Clien
     (a.folder / ".linesync-tmp-0123456789ab").write_bytes(b"partial")
     (a.folder / "sub/.linesync-tmp-ba9876543210").write_bytes(b"partial too")
     r = a.sync_once()
-    assert r.converged and r.uploaded == 2  # the folder and keep.md, not the leftovers
+    assert r.converged and r.uploaded == 1  # keep.md (folders are not counted), no leftover
     assert files(a.folder) == {"sub/keep.md": b"kept\n"}
     assert b.sync_once().converged and files(b.folder) == {"sub/keep.md": b"kept\n"}

@@ -162,6 +162,7 @@ class SimClient:
     # The versions this user saved and has not replaced since: path -> content hash.
     held: dict[str, bytes] = field(default_factory=dict)
     deleted_since_sync: int = 0
+    deleted_earlier: int = 0  # what the user deleted before that
     pending_saves: list[tuple[str, str]] = field(default_factory=list)  # (temp, dest)
 
 
@@ -406,6 +407,13 @@ class World:
                         f"{c.name}: mass-delete guard counts {exc.count} deletions; "
                         f"the user removed {c.deleted_since_sync} paths"
                     ) from exc
+                # ...nor, with the ones it sent just before, more than the user ever made.
+                if exc.count + exc.recent > c.deleted_since_sync + c.deleted_earlier:
+                    raise SimFailure(
+                        f"{c.name}: mass-delete guard counts {exc.count} + {exc.recent} "
+                        f"deletions; the user removed "
+                        f"{c.deleted_since_sync + c.deleted_earlier} paths in all"
+                    ) from exc
                 c.confirm_mass_delete = True  # the user confirms; the next sync goes on
                 return None
             except LinesyncError as exc:
@@ -419,6 +427,7 @@ class World:
             c.confirm_mass_delete = False
             if r.converged:  # what the user deleted meanwhile is still to come
                 c.deleted_since_sync -= deleted_before
+                c.deleted_earlier += deleted_before
             self.log(
                 f"  {c.name}: converged={r.converged} up={r.uploaded} down={r.downloaded} "
                 f"del={r.deleted_local}/{r.deleted_remote} mv={r.moved} merged={r.merged} "
@@ -860,9 +869,10 @@ class World:
 
 
 def _active(r: SyncResult) -> bool:
+    # (Counts leave folders out: a sync that did anything took a second round.)
     return bool(
         r.uploaded or r.downloaded or r.deleted_local or r.deleted_remote or r.moved
-        or r.merged or r.conflicts
+        or r.merged or r.conflicts or r.rounds > 1
     )  # fmt: skip
 
 

@@ -4,24 +4,71 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.progress import TaskID
 
 from linesync.client.api import Client
+from linesync.client.config import check_server_url
 from linesync.client.engine import MassDelete, SyncResult
 from linesync.client.localfs import FolderBusy
-from linesync.client.remote import Remote
-from linesync.protocol.errors import LinesyncError
+from linesync.client.remote import Remote, RemoteUnavailable
+from linesync.client.retry import RetriesExhausted
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.protocol.schemas import Entry
+
+DEFAULT_RETRY_FOR = 120.0
+MAX_RETRY_FOR = 7 * 86400.0
+MAX_LOG_LIMIT = 1000
+
+
+def _server_url(text: str) -> str:
+    try:
+        return check_server_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > MAX_RETRY_FOR:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a number of seconds from 0 (no retries) to {MAX_RETRY_FOR:.0f}"
+        )
+    return value
+
+
+def _whole(low: int, high: int | None, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"{text!r}: {what} must be a whole number {span}")
+        return value
+
+    return parse
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init", help="make a folder a linesync folder")
     p.add_argument("folder", type=Path)
-    p.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8440")
+    p.add_argument(
+        "--server",
+        required=True,
+        type=_server_url,
+        help="server URL with its scheme, e.g. http://127.0.0.1:8440",
+    )
     p.add_argument("--token", required=True, help="a device token (linesync token create)")
     p.add_argument("--namespace", help="namespace name or id (default: your home namespace)")
 
@@ -29,9 +76,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("folder", type=Path)
     p.add_argument("--watch", action="store_true", help="keep syncing until interrupted")
     p.add_argument(
+        "--confirm-deletes",
         "--allow-mass-delete",
+        dest="confirm_deletes",
         action="store_true",
-        help="propagate the deletion of most of the folder (refused otherwise)",
+        help="send deletions the mass-delete rail holds back (most of the folder deleted: "
+        "`linesync status` shows them); --allow-mass-delete is the old name",
+    )
+    p.add_argument(
+        "--retry-for",
+        type=_seconds,
+        default=DEFAULT_RETRY_FOR,
+        metavar="SECONDS",
+        help="keep retrying a server that is unreachable, overloaded (502/503/504) or asks "
+        f"to slow down (429) for this long, with backoff (default {DEFAULT_RETRY_FOR:.0f}; "
+        "0: no retries). --watch retries for as long as it runs",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
@@ -41,12 +100,27 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = sub.add_parser("log", help="the versions of a path, newest first")
     p.add_argument("folder", type=Path)
     p.add_argument("path", help="path inside the folder")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument(
+        "--limit",
+        type=_whole(1, MAX_LOG_LIMIT, "--limit"),
+        default=20,
+        help=f"how many versions to show (1 to {MAX_LOG_LIMIT}, default 20)",
+    )
 
     p = sub.add_parser("restore", help="bring back an old version of a path (see log)")
     p.add_argument("folder", type=Path)
     p.add_argument("path", help="path inside the folder")
-    p.add_argument("--jid", type=int, required=True, help="the version's JID, from `linesync log`")
+    p.add_argument(
+        "--jid",
+        type=_whole(1, None, "--jid"),
+        required=True,
+        help="the version's JID, from `linesync log`",
+    )
+    p.add_argument(
+        "--copy",
+        action="store_true",
+        help="the JID may be a version of another path: copy it to PATH",
+    )
 
     p = sub.add_parser("conflicts", help="list the conflict copies in a folder")
     p.add_argument("folder", type=Path)
@@ -88,15 +162,32 @@ def _rel(client: Client, path: str) -> str:
     return p.as_posix()
 
 
+# Exit codes: 0 in sync; 1 not in sync yet, or an error; 2 a usage error; 3
+# deletions held back by the mass-delete rail (the rest was synced); 4 another
+# linesync process syncs the folder; 5 the server could not be reached (or was
+# unavailable, or kept asking to slow down) for as long as retries were allowed.
+EXIT_MASS_DELETE = 3
+EXIT_BUSY = 4
+EXIT_UNREACHABLE = 5
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except MassDelete as exc:
+        if exc.result is not None:
+            _print_result(exc.result, getattr(args, "quiet", False))
         print(f"linesync: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_MASS_DELETE
     except FolderBusy as exc:
         print(f"linesync: {exc}; try again when it is done", file=sys.stderr)
-        return 4
+        return EXIT_BUSY
+    except RetriesExhausted as exc:
+        print(f"linesync: {exc.message}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except RemoteUnavailable as exc:
+        print(f"linesync: {exc.message}; nothing was deleted because of it", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except LinesyncError as exc:
         print(f"linesync: {exc.message} ({exc.code.value})", file=sys.stderr)
         return 1
@@ -132,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "log":
         return asyncio.run(_log(client, _rel(client, args.path), args.limit))
     if args.command == "restore":
-        return asyncio.run(_restore(client, _rel(client, args.path), args.jid))
+        return asyncio.run(_restore(client, _rel(client, args.path), args.jid, args.copy))
     if args.command == "conflicts":
         found = sorted(
             p.relative_to(client.folder).as_posix()
@@ -147,10 +238,18 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def _on_retry(exc: LinesyncError, wait: float) -> None:
+    what = "asks to slow down" if exc.code.value == "rate_limited" else "is unreachable"
+    print(f"  server {what} ({exc.message}); retrying in {wait:.1f} s", file=sys.stderr,
+          flush=True)  # fmt: skip
+
+
 def _sync_with_progress(client: Client, args: argparse.Namespace) -> SyncResult:
     """A progress bar on a terminal for transfers; plain output elsewhere."""
+    kw = {"allow_mass_delete": args.confirm_deletes, "retry_for": args.retry_for,
+          "on_retry": _on_retry}  # fmt: skip
     if args.quiet or not sys.stdout.isatty():
-        return client.sync_once(allow_mass_delete=args.allow_mass_delete)
+        return asyncio.run(client.sync(**kw))
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     with Progress(
@@ -164,7 +263,7 @@ def _sync_with_progress(client: Client, args: argparse.Namespace) -> SyncResult:
                 tasks[what] = bar.add_task(f"{what}ing", total=total)
             bar.update(tasks[what], completed=done, total=total)
 
-        return asyncio.run(client.sync(allow_mass_delete=args.allow_mass_delete, progress=progress))
+        return asyncio.run(client.sync(progress=progress, **kw))
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:
@@ -179,7 +278,7 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
             on_result=lambda r: _print_result(r, args.quiet or r.converged and not (
                 r.uploaded or r.downloaded or r.moved or r.conflicts or r.deleted_local
                 or r.deleted_remote)),
-            allow_mass_delete=args.allow_mass_delete,
+            allow_mass_delete=args.confirm_deletes,
         )  # fmt: skip
         print("stopped", flush=True)
 
@@ -187,29 +286,46 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
 async def _status(client: Client) -> int:
-    from linesync.client import planner
     from linesync.client.api import _open_index
-    from linesync.client.engine import Engine, SyncResult
+    from linesync.client.engine import Engine
 
     index = _open_index(client.folder, client.report)
     try:
         async with Remote(client.config.server, client.config.token) as remote:
             engine = Engine(client.folder, client.config, remote, index)
-            result = SyncResult()
-            await engine.pull()
-            engine.scan(result)
-            plan = planner.plan(engine._visible_states(), read_only=client.config.read_only)
+            plan, held_ops, hold, result = await engine.preview()
     finally:
         index.close()
     cfg = client.config
     print(f"{client.folder}: namespace {cfg.namespace_name!r} on {cfg.server}")
-    if not plan.ops:
+    if not plan.ops and not held_ops:
         print("in sync")
     for op in plan.ops:
         name = type(op).__name__
         where = f"{op.src} -> {op.dst}" if hasattr(op, "dst") else op.path  # type: ignore[union-attr]
         print(f"  {name.lower():14} {where}")
+    if hold is not None and held_ops:
+        print(
+            f"  ! held back: the deletion of {hold.count} of {hold.total} files on the server, "
+            f"since {_when(hold.since_ns / 1e9)}: most of the folder vanished"
+            + (f" (and {hold.recent} were deleted there just before)" if hold.recent else "")
+        )
+        print(
+            f"    run `linesync sync {client.folder} --confirm-deletes` to delete them on the "
+            "server, or put the files back (then nothing happens)"
+        )
+        for op in held_ops[:20]:
+            where = f"{op.src} -> {op.dst}" if hasattr(op, "dst") else op.path  # type: ignore[union-attr]
+            print(f"  {'held':14} {type(op).__name__.lower()} {where}")
+        if len(held_ops) > 20:
+            print(f"  {'':14} ... and {len(held_ops) - 20} more")
+    for path, why in sorted(result.skipped.items()):
+        print(f"  ! skipped {path}: this folder's file system cannot hold it ({why})")
     for p in result.problems:
         print(f"  ! {p}")
     return 0
@@ -222,14 +338,32 @@ async def _log(client: Client, path: str, limit: int) -> int:
         print(f"no versions of {path}")
         return 1
     for e in hist.entries:
-        what = "deleted" if e.kind.value == "tombstone" else f"{e.kind.value}, {e.size} bytes"
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.mtime_ns / 1e9))
-        moved = f", moved from {e.moved_from}" if e.moved_from else ""
-        print(f"jid {e.jid:>6}  {when}  {what}{moved}  by {e.device}")
+        print(log_line(e))
     return 0
 
 
-async def _restore(client: Client, path: str, jid: int) -> int:
+def log_line(e: Entry) -> str:
+    """One version, as `linesync log` shows it: when it was committed, what it
+    is, and, for a file whose own time differs, when the file was modified."""
+    kind = e.kind.value
+    what = "deleted" if kind == "tombstone" else "folder" if kind == "directory" else kind
+    if kind == "file":
+        what += f", {e.size} bytes"
+    elif kind == "symlink":
+        what += f" -> {e.target}"
+    if e.committed is not None:
+        when = _when(e.committed)
+        if kind == "file" and e.mtime_ns and abs(e.mtime_ns / 1e9 - e.committed) >= 1:
+            what += f", modified {_when(e.mtime_ns / 1e9)}"
+    elif kind == "file" and e.mtime_ns:
+        when = _when(e.mtime_ns / 1e9)  # a server without commit times: the file's own
+    else:
+        when = "-" * 19
+    moved = f", moved from {e.moved_from}" if e.moved_from else ""
+    return f"jid {e.jid:>6}  {when}  {what}{moved}  by {e.device}"
+
+
+async def _restore(client: Client, path: str, jid: int, copy: bool) -> int:
     from linesync.client.api import _open_index
 
     index = _open_index(client.folder, client.report)
@@ -240,13 +374,27 @@ async def _restore(client: Client, path: str, jid: int) -> int:
     finally:
         index.close()
     async with Remote(client.config.server, client.config.token) as remote:
-        res = await remote.restore(client.config.namespace, path, jid, base,
-                                   journal=cursor.split(".")[0] if cursor else None)  # fmt: skip
+        try:
+            res = await remote.restore(
+                client.config.namespace, path, jid, base,
+                journal=cursor.split(".")[0] if cursor else None, copy=copy,
+            )  # fmt: skip
+        except LinesyncError as exc:
+            if exc.code is Code.BAD_REQUEST and not copy and "version of" in exc.message:
+                print(
+                    f"linesync: not restored: {exc.message}. To copy that version to {path} "
+                    f"on purpose, run again with --copy; `linesync log FOLDER {path}` lists "
+                    "the versions of this path",
+                    file=sys.stderr,
+                )
+                return 1
+            raise
     if res.status != "ok":
         print(f"linesync: {path} changed meanwhile ({res.reason}); sync, then try again",
               file=sys.stderr)  # fmt: skip
         return 1
-    print(f"restored {path} from jid {jid} as jid {res.jid}; syncing")
+    how = "copied" if copy else "restored"
+    print(f"{how} jid {jid} to {path} as jid {res.jid}; syncing")
     r = await client.sync()
     _print_result(r, False)
     return 0 if r.converged else 1

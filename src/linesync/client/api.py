@@ -12,20 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable
 from pathlib import Path
 
 from linesync.client.config import INDEX_FILE, FolderConfig
-from linesync.client.engine import Engine, SyncResult
+from linesync.client.engine import Engine, MassDelete, SyncResult
 from linesync.client.index import Index, IndexError_
 from linesync.client.localfs import STATE_DIR, FolderBusy
+from linesync.client.rail import WATCH_SETTLE_NS, Rail, describe
 from linesync.client.remote import Remote, RemoteUnavailable
+from linesync.client.retry import RetryPolicy, retry_after
 from linesync.protocol.errors import LinesyncError
 
 log = logging.getLogger("linesync.client")
 
 WATCH_DEBOUNCE = 0.05
 WATCH_RESCAN = 60.0
+WATCH_SETTLE = WATCH_SETTLE_NS / 1e9  # seconds without a new deletion before judging them
 LONG_POLL = 25
 
 
@@ -92,16 +96,28 @@ class Client:
         Index.open(root / STATE_DIR / INDEX_FILE).close()
         return cls(root)
 
+    def _remote(self, retry: RetryPolicy | None = None) -> Remote:
+        """The connection to the server (a seam: tests answer from elsewhere)."""
+        return Remote(self.config.server, self.config.token, retry=retry)
+
     async def sync(
         self,
         *,
         allow_mass_delete: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
+        retry_for: float = 0.0,
+        on_retry: Callable[[LinesyncError, float], None] | None = None,
     ) -> SyncResult:
-        """One pass; ``progress(what, done, total)`` hears about long transfers."""
+        """One pass; ``progress(what, done, total)`` hears about long transfers.
+        ``retry_for``: seconds a request that fails for a passing reason (server
+        unreachable, 429, 502/503/504) is tried again, with backoff and the
+        server's Retry-After (0: not at all); ``on_retry(error, wait)`` hears of
+        each retry. Raises :class:`MassDelete` when the mass-delete rail holds
+        deletions back (everything else is synced first; ``exc.result``)."""
         index = _open_index(self.folder, self.report)
+        policy = RetryPolicy(retry_for=retry_for, jitter=random.random, on_retry=on_retry)
         try:
-            async with Remote(self.config.server, self.config.token) as remote:
+            async with self._remote(policy) as remote:
                 engine = self._engine(remote, index, allow_mass_delete)
                 if progress is not None:
                     engine.progress = progress
@@ -109,7 +125,9 @@ class Client:
         finally:
             index.close()
 
-    def _engine(self, remote: Remote, index: Index, allow_mass_delete: bool) -> Engine:
+    def _engine(
+        self, remote: Remote, index: Index, allow_mass_delete: bool, rail: Rail | None = None
+    ) -> Engine:
         return Engine(
             self.folder,
             self.config,
@@ -117,10 +135,11 @@ class Client:
             index,
             allow_mass_delete=allow_mass_delete,
             report=self.report,
+            rail=rail,
         )
 
-    def sync_once(self, *, allow_mass_delete: bool = False) -> SyncResult:
-        return asyncio.run(self.sync(allow_mass_delete=allow_mass_delete))
+    def sync_once(self, *, allow_mass_delete: bool = False, retry_for: float = 0.0) -> SyncResult:
+        return asyncio.run(self.sync(allow_mass_delete=allow_mass_delete, retry_for=retry_for))
 
     async def watch(
         self,
@@ -128,9 +147,13 @@ class Client:
         *,
         on_result: Callable[[SyncResult], None] | None = None,
         allow_mass_delete: bool = False,
+        settle: float = WATCH_SETTLE,
     ) -> None:
         """Sync whenever the folder or the server changes, until ``stop`` is set.
-        Network errors are retried with backoff; they never delete anything."""
+        Network errors are retried with backoff; they never delete anything.
+        Deletions wait until no new one came for ``settle`` seconds, and are
+        then judged whole by the mass-delete rail; one it refuses is held (and
+        reported) while everything else keeps syncing."""
         from linesync.client.watcher import FolderWatcher
 
         dirty = asyncio.Event()
@@ -139,8 +162,9 @@ class Client:
         watcher = FolderWatcher(self.folder, dirty)
         watcher.start()
         try:
-            async with Remote(self.config.server, self.config.token) as remote:
-                engine = self._engine(remote, index, allow_mass_delete)
+            async with self._remote() as remote:
+                rail = Rail(settle_ns=int(settle * 1e9))
+                engine = self._engine(remote, index, allow_mass_delete, rail)
                 poller = asyncio.create_task(self._poll(remote, index, dirty, stop))
                 try:
                     await self._loop(engine, dirty, stop, on_result)
@@ -160,24 +184,32 @@ class Client:
         on_result: Callable[[SyncResult], None] | None,
     ) -> None:
         backoff = 1.0
+        loop = asyncio.get_running_loop()
+        wake_at: float | None = None  # held deletions settle then: judge them again
+        told: tuple[int, int, int] | None = None  # the refusal last reported
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(WATCH_RESCAN):
-                    waiter = asyncio.create_task(dirty.wait())
-                    stopper = asyncio.create_task(stop.wait())
-                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    stopper.cancel()
+            timeout = WATCH_RESCAN
+            if wake_at is not None:
+                timeout = min(timeout, max(wake_at - loop.time(), 0.0))
+            await _wait_either(dirty, stop, timeout)
             if stop.is_set():
                 return
             await asyncio.sleep(WATCH_DEBOUNCE)  # let a burst of saves settle
             dirty.clear()
+            wake_at = None
             try:
-                result = await engine.sync_once()
+                try:
+                    result = await engine.sync_once()
+                except MassDelete as exc:
+                    assert exc.result is not None
+                    result = exc.result
                 backoff = 1.0
+                told = self._tell_hold(result, told)
                 if on_result is not None:
                     on_result(result)
-                if not result.converged:
+                if result.wake_ns is not None:
+                    wake_at = loop.time() + max(result.wake_ns - engine.clock(), 0) / 1e9
+                elif not result.converged and result.held is None:
                     dirty.set()
                     await asyncio.sleep(0.5)
             except FolderBusy as exc:  # a one-off `linesync sync` runs: after it
@@ -186,15 +218,33 @@ class Client:
                 backoff = min(backoff * 2, 60.0)
                 dirty.set()
             except RemoteUnavailable as exc:
-                self.report(f"server unreachable ({exc}); retrying in {backoff:.0f} s")
-                await _sleep_or_stop(stop, backoff)
+                wait = max(backoff, retry_after(exc))
+                self.report(f"server unreachable ({exc}); retrying in {wait:.0f} s")
+                await _sleep_or_stop(stop, wait)
                 backoff = min(backoff * 2, 60.0)
                 dirty.set()
             except LinesyncError as exc:
-                self.report(f"sync failed: {exc.message}; retrying in {backoff:.0f} s")
-                await _sleep_or_stop(stop, backoff)
+                wait = max(backoff, retry_after(exc))
+                self.report(f"sync failed: {exc.message}; retrying in {wait:.0f} s")
+                await _sleep_or_stop(stop, wait)
                 backoff = min(backoff * 2, 60.0)
                 dirty.set()
+
+    def _tell_hold(
+        self, result: SyncResult, told: tuple[int, int, int] | None
+    ) -> tuple[int, int, int] | None:
+        """Report a refused deletion once (and again only when it changes), and
+        when nothing is held back any more."""
+        held = result.held
+        if held is not None and held.refused:
+            key = (held.count, held.total, held.since_ns)
+            if key != told:
+                self.report(describe(held))
+            return key
+        if held is None and told is not None:
+            self.report("no deletions are held back any more")
+            return None
+        return told
 
     async def _poll(
         self, remote: Remote, index: Index, dirty: asyncio.Event, stop: asyncio.Event
@@ -211,10 +261,23 @@ class Client:
                 if resp.entries:
                     dirty.set()
                     await asyncio.sleep(0.2)  # the sync loop moves the cursor on
-            except LinesyncError:
+            except LinesyncError as exc:
                 dirty.set()
-                await _sleep_or_stop(stop, backoff)
+                await _sleep_or_stop(stop, max(backoff, retry_after(exc)))
                 backoff = min(backoff * 2, 60.0)
+
+
+async def _wait_either(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+    """Until either event is set or ``timeout`` passes; leaves no task behind."""
+    if a.is_set() or b.is_set():
+        return
+    tasks = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -3,12 +3,14 @@ limits, and taking the server's news into the remote view."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from linesync.client import rail
 from linesync.client.chunksource import ChunkSource
 from linesync.client.config import FolderConfig
 from linesync.client.ignore import IgnoreRules
@@ -16,6 +18,7 @@ from linesync.client.index import Index
 from linesync.client.localfs import Changed, LocalFS
 from linesync.client.model import Node, Version
 from linesync.client.naming import conflict_name
+from linesync.client.rail import Hold, Rail
 from linesync.client.remote import Remote
 from linesync.client.transfer import resolve_content
 from linesync.core import blocklist as bl
@@ -45,18 +48,11 @@ UPLOAD_CONCURRENCY = 3
 RACY_NS = 2 * 10**9
 
 
-class MassDelete(Exception):
-    def __init__(self, count: int, total: int) -> None:
-        super().__init__(
-            f"refusing to delete {count} of {total} files on the server: most of the folder "
-            "vanished. If you really deleted them, run again with --allow-mass-delete."
-        )
-        self.count = count
-        self.total = total
-
-
 @dataclass
 class SyncResult:
+    """What one sync did. Counts are of files and symlinks; folders are not
+    counted (both sides then report the same numbers for the same change)."""
+
     uploaded: int = 0
     downloaded: int = 0
     deleted_local: int = 0
@@ -68,6 +64,30 @@ class SyncResult:
     problems: list[str] = field(default_factory=list)
     converged: bool = False
     rounds: int = 0
+    # Deletions the mass-delete rail holds back (waiting to settle, or refused).
+    held: Hold | None = None
+    wake_ns: int | None = None  # held to settle: judged again at this wall-clock time
+    # Entries of the server this folder cannot hold (path: why), skipped.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+class MassDelete(Exception):
+    """The mass-delete rail refused to send a deletion. The rest of the sync
+    was done: ``result`` says what (``None`` only where no sync ran)."""
+
+    def __init__(
+        self, count: int, total: int, *, recent: int = 0, result: SyncResult | None = None
+    ) -> None:
+        also = f" (besides {recent} deleted there just before)" if recent else ""
+        super().__init__(
+            f"refusing to delete {count} of {total} files on the server{also}: most of the "
+            "folder vanished; everything else was synced. If you really deleted them, run "
+            "`linesync sync FOLDER --confirm-deletes`; if not, put them back."
+        )
+        self.count = count
+        self.total = total
+        self.recent = recent
+        self.result = result
 
 
 def is_folder(node: Node | None) -> bool:
@@ -92,9 +112,12 @@ class EngineBase:
         report: Callable[[str], None] | None = None,
         fs: LocalFS | None = None,
         clock: Callable[[], int] = time.time_ns,
+        rail: Rail | None = None,
     ) -> None:
         """``fs``: the folder's file system, and ``clock``: the wall clock in
-        nanoseconds; tests pass fault-injecting or deterministic ones."""
+        nanoseconds; tests pass fault-injecting or deterministic ones.
+        ``rail``: the mass-delete rail's settings (a watcher lets deletions
+        settle; a one-shot sync judges at once)."""
         self.folder = folder
         self.config = config
         self.remote = remote
@@ -103,6 +126,9 @@ class EngineBase:
         self.clock = clock
         self.chunks = ChunkSource(index, self.fs, remote, config.namespace)
         self.allow_mass_delete = allow_mass_delete
+        self.rail = rail or Rail()
+        # Entries of the server this folder cannot hold: path -> (their JID, why).
+        self.skipped: dict[str, tuple[int, str]] = {}
         self.report = report or (lambda _: None)
         # progress(what, done, total): "download" and "upload" count bytes.
         self.progress: Callable[[str, int, int], None] = lambda what, done, total: None
@@ -163,6 +189,26 @@ class EngineBase:
             self.index.set("cursor_clean", "0" if resp.more else "1")
             if not resp.more:
                 self.index.set("must_pull", None)
+
+    def _recent(self) -> list[tuple[int, int]]:
+        raw = self.index.get("recent_deletes")
+        try:
+            return [(int(t), int(n)) for t, n in json.loads(raw)] if raw else []
+        except (ValueError, TypeError):
+            return []
+
+    def _note_deleted(self, files: int) -> None:
+        """Count files this folder deleted on the server (inside the commit's
+        transaction), for the rail's window; a confirmed sync counts none."""
+        if files <= 0 or self.allow_mass_delete:
+            return
+        now = self.clock()
+        recent = rail.prune(self._recent(), now, self.rail.window_ns)
+        if recent and now - recent[-1][0] < rail.SECOND:
+            recent[-1] = (recent[-1][0], recent[-1][1] + files)
+        else:
+            recent.append((now, files))
+        self.index.set("recent_deletes", json.dumps(recent))
 
     def _free_name(self, path: str, what: str = "conflict") -> str:
         for n in range(1, 100):

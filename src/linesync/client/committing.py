@@ -243,10 +243,13 @@ class Committing(EngineBase):
                 return
             assert r.jid is not None
             if isinstance(op, pl.DeleteRemote):
+                file = not is_folder(self.index.state(op.path).synced_node)
                 v = Version(r.jid, None)
                 self.index.set_remote(op.path, v)
                 self.index.set_synced(op.path, v)
-                result.deleted_remote += 1
+                if file:  # folders are not counted, on either side
+                    result.deleted_remote += 1
+                    self._note_deleted(1)
                 return
             if isinstance(op, pl.MoveRemote):
                 v = Version(r.jid, op.node, op.src)
@@ -260,6 +263,13 @@ class Committing(EngineBase):
                     return
                 self.index.set("must_pull", "1")
                 for p, s in self.index.states().items():
+                    if (
+                        paths.is_under(p, op.src)
+                        and s.synced is not None
+                        and not is_folder(s.synced.node)
+                        and s.synced.node is not None
+                    ):
+                        result.moved += 1  # the files it carries, as the other side counts
                     if p == op.src or paths.is_under(p, op.src):
                         if p != op.src and s.synced is not None and s.synced.node is not None:
                             # What we agreed on travels with the file: its next edit
@@ -270,7 +280,6 @@ class Committing(EngineBase):
                             self.index.set_synced(dst, Version(CARRIED, s.synced.node))
                         self.index.set_synced(p, None)
                         self.index.set_remote(p, Version(s.remote.jid if s.remote else 0, None))
-                result.moved += 1
                 return
             v = Version(r.jid, op.node)
             self.index.put_version(r.jid, op.node.chash)
@@ -278,7 +287,8 @@ class Committing(EngineBase):
             self.index.set_synced(op.path, v)
             if op.node.kind is Kind.FILE and body and op.node.size <= CACHE_MAX_FILE:
                 self.index.cache_put(body.items())
-            result.uploaded += 1
+            if op.node.kind is not Kind.DIRECTORY:  # folders are not counted
+                result.uploaded += 1
 
     def _on_conflict(
         self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, r: CommitResult, result: SyncResult

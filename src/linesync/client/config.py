@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,6 +14,32 @@ from linesync.client.localfs import STATE_DIR
 
 CONFIG_FILE = "config.json"
 INDEX_FILE = "index.sqlite3"
+
+
+def check_server_url(url: str) -> str:
+    """``url`` if it is a server URL linesync can use (``http://`` or
+    ``https://``, a host, maybe a port and a path), else ValueError saying
+    what the right form is."""
+    text = url.strip()
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or "://" not in text:
+        bare = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:/+", "", text) or "HOST:PORT"
+        raise ValueError(
+            f"{url!r} is not a server URL: give it with http:// or https:// in front, "
+            f"like http://{bare}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r}: the port must be a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host: give it like http://127.0.0.1:8440")
+    if port == 0:
+        raise ValueError(f"{url!r}: the port must be a number from 1 to 65535")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: a server URL has no ?query or #fragment")
+    return text.rstrip("/")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,13 @@ Data safety rules kept here:
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from linesync.client import planner as pl
+from linesync.client import rail
 from linesync.client.base import (  # re-exported: the engine's public names
     CACHE_MAX_BYTES,
     CACHE_MAX_FILE,
@@ -64,34 +67,33 @@ class Engine(Committing):
         result = SyncResult()
         self.need_pull = True
         self.refused_moves: set[tuple[str, str]] = set()
+        self.skipped = self._load_skipped()
         # Our last folder move was not listed yet: its carried files wait for it.
         must_pull = self.index.get("must_pull") == "1"
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
             self.scan(result)
-            states = self._visible_states()
-            plan = pl.plan(
-                states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves)
-            )
+            plan, verdict, _ = self._plan()
             if self.need_pull and (must_pull or not (rnd == 1 and self._pushes(plan))):
                 await self.pull()
                 self.need_pull = must_pull = False
-                states = self._visible_states()
-                plan = pl.plan(
-                    states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves)
-                )
+                plan, verdict, _ = self._plan()
+            self._keep_verdict(verdict, result)
             result.kept_locally = plan.kept_locally
             if not plan.ops:
-                result.converged = not self.unstable
+                result.converged = not self.unstable and result.held is None
                 if self.unstable:
                     result.problems.append(
                         "still changing, synced next time: " + ", ".join(sorted(self.unstable))
                     )
-                return result
-            if plan.mass_delete() and not self.allow_mass_delete:
-                raise MassDelete(plan.remote_deletes, plan.synced_files)
+                break
             await self.execute(plan, result)
-        result.problems.append(f"did not settle in {MAX_ROUNDS} rounds")
+        else:
+            result.problems.append(f"did not settle in {MAX_ROUNDS} rounds")
+        result.skipped = {p: why for p, (_, why) in self.skipped.items()}
+        held = result.held
+        if held is not None and held.refused:
+            raise MassDelete(held.count, held.total, recent=held.recent, result=result)
         return result
 
     def _pushes(self, plan: pl.Plan) -> bool:
@@ -115,6 +117,68 @@ class Engine(Committing):
     def _is_dir(s: PathState) -> bool:
         n = s.local_node or s.remote_node or s.synced_node
         return n is not None and n.kind is Kind.DIRECTORY
+
+    async def preview(self) -> tuple[pl.Plan, list[pl.Op], rail.Hold | None, SyncResult]:
+        """What a sync would do now (for ``linesync status``): the plan, the ops
+        the rail would hold back and why, and the scan's problems and the entries
+        skipped. Nothing is sent and no file is changed."""
+        result = SyncResult()
+        self.refused_moves = set()
+        self.skipped = self._load_skipped()
+        await self.pull()
+        self.scan(result)
+        plan, verdict, held = self._plan()
+        result.skipped = {p: why for p, (_, why) in self.skipped.items()}
+        return plan, held, verdict.hold if held else None, result
+
+    def _plan(self) -> tuple[pl.Plan, rail.Verdict, list[pl.Op]]:
+        """The plan for the views as they are, without what this folder cannot
+        hold and what the rail holds back; the rail's verdict on its deletions;
+        and the ops it holds back."""
+        states = self._visible_states()
+        self._prune_skipped(states)
+        plan = pl.plan(states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves))
+        plan.ops = [op for op in plan.ops if not self._skips(op)]
+        deletes = [op.path for op in plan.ops if isinstance(op, pl.DeleteRemote)]
+        now = self.clock()
+        recent = rail.prune(self._recent(), now, self.rail.window_ns)
+        verdict = rail.judge(
+            rail.Hold.loads(self.index.get("deletes_held")),
+            pending=rail.digest(deletes),
+            paths=len(deletes),
+            files=plan.remote_deletes,
+            synced_files=plan.synced_files,
+            recent=sum(n for _, n in recent),
+            now_ns=now,
+            rail=self.rail,
+            confirmed=self.allow_mass_delete,
+        )
+        held: list[pl.Op] = []
+        if verdict.action in (rail.Action.WAIT, rail.Action.REFUSE):
+            held = [op for op in plan.ops if self._waits_for_deletes(op, states)]
+            plan.ops = [op for op in plan.ops if not self._waits_for_deletes(op, states)]
+        return plan, verdict, held
+
+    def _waits_for_deletes(self, op: pl.Op, states: dict[str, PathState]) -> bool:
+        """A deletion on the server, or a change that needs one first (a file in
+        place of a folder whose contents go)."""
+        if isinstance(op, pl.DeleteRemote):
+            return True
+        if isinstance(op, (pl.Upload, pl.MoveRemote)) and op.node.kind is not Kind.DIRECTORY:
+            path = op.dst if isinstance(op, pl.MoveRemote) else op.path
+            s = states.get(path)
+            return s is not None and is_folder(s.remote_node)
+        return False
+
+    def _keep_verdict(self, verdict: rail.Verdict, result: SyncResult) -> None:
+        """Record the rail's verdict: the pending set lives on in the index."""
+        with self.index.transaction():
+            self.index.set("deletes_held", verdict.hold.dumps() if verdict.hold else None)
+            if verdict.action is rail.Action.SEND and self.allow_mass_delete:
+                self.index.set("recent_deletes", None)  # the user saw them all
+        held = verdict.action in (rail.Action.WAIT, rail.Action.REFUSE)
+        result.held = verdict.hold if held else None
+        result.wake_ns = verdict.wake_ns if verdict.action is rail.Action.WAIT else None
 
     # -- pull: the remote view -----------------------------------------------
 
@@ -229,10 +293,10 @@ class Engine(Committing):
         ops = plan.ops
         folders = [o for o in ops if isinstance(o, pl.Download) and is_folder(o.remote.node)]
         for fo in sorted(folders, key=lambda o: o.path.count("/")):
-            self._guard(result, fo.path, self._make_folder, fo)
+            self._guard(result, fo.path, self._make_folder, fo, remote=fo.remote)
         for op in ops:
             if isinstance(op, pl.MoveLocal):
-                self._guard(result, op.dst, self._move_local, op, result)
+                self._guard(result, op.dst, self._move_local, op, result, remote=op.remote)
         deletes = [o for o in ops if isinstance(o, pl.DeleteLocal)]
         for do in sorted(deletes, key=lambda o: o.path.count("/"), reverse=True):
             self._guard(result, do.path, self._delete_local, do, result)
@@ -245,7 +309,7 @@ class Engine(Committing):
         async def one(op: pl.Download) -> None:
             nonlocal done
             async with gate:
-                await self._aguard(result, op.path, self._download(op, result))
+                await self._aguard(result, op.path, self._download(op, result), remote=op.remote)
             done += op.remote.node.size if op.remote.node else 0
             self.progress("download", done, total)
 
@@ -257,7 +321,7 @@ class Engine(Committing):
             if isinstance(op, pl.Merge):
                 await self._aguard(result, op.path, self._merge(op, result))
             elif isinstance(op, pl.Conflict):
-                await self._aguard(result, op.path, self._conflict(op, result))
+                await self._aguard(result, op.path, self._conflict(op, result), remote=op.remote)
             elif isinstance(op, pl.Record):
                 self._record(op.path, op.remote)
         commits = [o for o in ops if isinstance(o, (pl.Upload, pl.DeleteRemote, pl.MoveRemote))]
@@ -301,21 +365,83 @@ class Engine(Committing):
             log.info("prefetch failed (%s); files fetch their own chunks", exc)
 
     def _guard(
-        self, result: SyncResult, path: str, fn: Callable[..., object], *args: object
+        self,
+        result: SyncResult,
+        path: str,
+        fn: Callable[..., object],
+        *args: object,
+        remote: Version | None = None,
     ) -> None:
         try:
             with self.index.transaction():
                 fn(*args)
         except (Changed, OSError) as exc:
-            result.problems.append(f"{path}: {exc}; retried next round")
+            self._failed(result, path, exc, remote)
 
     async def _aguard(
-        self, result: SyncResult, path: str, work: Coroutine[object, object, None]
+        self,
+        result: SyncResult,
+        path: str,
+        work: Coroutine[object, object, None],
+        remote: Version | None = None,
     ) -> None:
         try:
             await work
         except (Changed, OSError) as exc:
-            result.problems.append(f"{path}: {exc}; retried next round")
+            self._failed(result, path, exc, remote)
+
+    def _failed(
+        self, result: SyncResult, path: str, exc: Exception, remote: Version | None
+    ) -> None:
+        """A local change failed. One the file system can never make (a name or
+        a symlink target it cannot hold) skips the server's entry until it
+        changes; anything else is tried again next round."""
+        if remote is not None and isinstance(exc, OSError) and unrepresentable(exc, remote):
+            why = exc.strerror or str(exc)
+            self.skipped[path] = (remote.jid, why)
+            with self.index.transaction():
+                self._save_skipped()
+            result.problems.append(
+                f"{path}: this folder's file system cannot hold it ({why}); skipped until it "
+                "changes on the server"
+            )
+            return
+        result.problems.append(f"{path}: {exc}; retried next round")
+
+    # -- entries this folder cannot hold -------------------------------------------
+
+    def _load_skipped(self) -> dict[str, tuple[int, str]]:
+        raw = self.index.get("unwritable")
+        try:
+            data = json.loads(raw) if raw else {}
+            return {str(p): (int(j), str(why)) for p, (j, why) in data.items()}
+        except (ValueError, TypeError, AttributeError):
+            return {}
+
+    def _save_skipped(self) -> None:
+        data = {p: [j, why] for p, (j, why) in sorted(self.skipped.items())}
+        self.index.set("unwritable", json.dumps(data) if data else None)
+
+    def _prune_skipped(self, states: dict[str, PathState]) -> None:
+        """An entry changed on the server (or is gone, or now ignored): try again."""
+        gone = [
+            p
+            for p, (jid, _) in self.skipped.items()
+            if (s := states.get(p)) is None or s.remote is None or s.remote.jid != jid
+        ]
+        if gone:
+            for p in gone:
+                del self.skipped[p]
+            with self.index.transaction():
+                self._save_skipped()
+
+    def _skips(self, op: pl.Op) -> bool:
+        """An op on an entry this folder cannot hold, or below one: left out, so
+        that it is neither retried every round nor ever read as deleted here."""
+        if not self.skipped:
+            return False
+        p = op.dst if isinstance(op, (pl.MoveLocal, pl.MoveRemote)) else op.path
+        return any(p == s or paths.is_under(p, s) for s in self.skipped)
 
     def _record(self, path: str, remote: Version | None) -> None:
         self.index.set_synced(path, remote)
@@ -363,7 +489,8 @@ class Engine(Committing):
             self.fs.remove(op.path, op.local.stat)
         self.index.set_local(op.path, None)
         self.index.set_synced(op.path, op.remote)
-        result.deleted_local += 1
+        if op.local.node.kind is not Kind.DIRECTORY:  # folders are not counted
+            result.deleted_local += 1
 
     def _rmdir_junk(self, path: str) -> bool:
         """Remove a folder that holds nothing but OS and editor leftovers
@@ -500,6 +627,20 @@ class Engine(Committing):
             else:
                 await self._download(download, result)
                 result.downloaded -= 1
+
+
+# What a file system answers when it cannot hold a name, a path or a symlink
+# target at all (as opposed to a full disk or a file that changed meanwhile).
+_NEVER = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
+_NO_SYMLINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def unrepresentable(exc: OSError, remote: Version) -> bool:
+    """Whether ``exc`` says this folder can never hold the server's entry."""
+    if exc.errno in _NEVER:
+        return True
+    node = remote.node
+    return node is not None and node.kind is Kind.SYMLINK and exc.errno in _NO_SYMLINKS
 
 
 def open_folder(folder: Path) -> tuple[FolderConfig, Index]:

@@ -8,13 +8,16 @@ for an answer.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import itertools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
 
+from linesync.client.retry import RetriesExhausted, RetryPolicy, parse_retry_after, retryable
 from linesync.core.ids import ChunkId, pack_ids
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import MEDIA_TYPE, Frame, FrameReader, encode_frames
@@ -47,8 +50,13 @@ class RemoteUnavailable(LinesyncError):
 class Remote:
     """One server, one token. Use as an async context manager."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 120.0, retry: RetryPolicy | None = None
+    ) -> None:
+        """``retry``: how long a request that fails for a passing reason (no
+        connection, 429, 502/503/504) is tried again; by default it is not."""
         self.url = url.rstrip("/")
+        self.retry = retry or RetryPolicy()
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
@@ -93,9 +101,24 @@ class Remote:
         headers = {"Content-Type": content_type} if body is not None else {}
         if gzip:  # only where answers can be big: small ones do not pay the header
             headers["Accept-Encoding"] = "gzip"
-        status, raw = await self._exchange(method, path, params, headers, body, timeout)
-        if status >= 400:
-            raise _error(status, raw)
+        started = self.retry.clock()
+        for attempt in itertools.count():
+            try:
+                status, raw = await self._exchange(method, path, params, headers, body, timeout)
+                if status >= 400:
+                    raise _error(status, raw)
+                break
+            except LinesyncError as exc:
+                wait = self.retry.next_wait(attempt, started, exc)
+                if wait is None:
+                    if attempt and retryable(exc):
+                        raise RetriesExhausted(
+                            self.url, exc, self.retry.clock() - started, attempt + 1
+                        ) from exc
+                    raise
+                if self.retry.on_retry is not None:
+                    self.retry.on_retry(exc, wait)
+                await (self.retry.sleep or asyncio.sleep)(wait)
         if kind is None:
             return raw
         return msgspec.json.decode(raw, type=kind)
@@ -119,7 +142,11 @@ class Remote:
             async with self.session.request(
                 method, self.url + path, data=data, params=params, headers=headers, timeout=extra
             ) as resp:
-                return resp.status, await resp.read()
+                raw = await resp.read()
+                asked = parse_retry_after(resp.headers.get("Retry-After"))
+                if resp.status >= 400 and asked is not None:
+                    raise _error(resp.status, raw, asked)
+                return resp.status, raw
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise RemoteUnavailable(
                 f"cannot reach {self.url}: {exc or type(exc).__name__}"
@@ -233,12 +260,20 @@ class Remote:
         )
 
 
-def _error(status: int, raw: bytes) -> LinesyncError:
+def _error(status: int, raw: bytes, retry_after: float | None = None) -> LinesyncError:
+    """The error an answer carries; ``retry_after``: its Retry-After header."""
+    extra = {} if retry_after is None else {"retry_after": retry_after}
     try:
         body = msgspec.json.decode(raw, type=ErrorResponse).error
         code = Code(body.code)
-        return LinesyncError(code, body.message, **(body.detail or {}))
+        return LinesyncError(code, body.message, **{**(body.detail or {}), **extra})
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+        if status == 429:
+            return LinesyncError(Code.RATE_LIMITED, "too many requests (HTTP 429)", **extra)
+        if status == 408:
+            return LinesyncError(Code.REQUEST_TIMEOUT, "request timeout (HTTP 408)", **extra)
         if status >= 500:
-            return RemoteUnavailable(f"server error {status}")
+            err = RemoteUnavailable(f"server error {status}")
+            err.detail.update(extra)
+            return err
         return LinesyncError(Code.BAD_REQUEST, f"unexpected HTTP {status}: {raw[:200]!r}")
