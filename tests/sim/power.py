@@ -24,6 +24,9 @@ choices stay the same as without power cuts):
   or query and each pack append runs as one call; the request that made it is
   then never answered), or after it answered a request (the answer is lost);
 - everything at once (the house loses power): the server and every client.
+Some seeds also run the server's garbage collection now and then (no grace
+period: between steps no upload is in flight), so that packs are rewritten
+and deleted with the power going, mid-round too.
 At a cut, some unsynced bytes may have reached the disk first: some pages of
 some files, in any order (``LazyFS.tear``; for none, half or all of a seed's
 cuts, as drawn). Each machine then boots from what its disk kept: the client
@@ -82,6 +85,7 @@ from linesync.client.index import Index, IndexError_
 from linesync.client.localfs import STATE_DIR, TMP_PREFIX
 from linesync.protocol.schemas import Kind
 from linesync.server.check import check as check_server_data
+from linesync.server.gc import collect
 from tests.sim.net import InlineExecutor, SimCrash, asgi_call, unavailable
 from tests.sim.world import ClientLife, SimClient, SimFailure, SimServer, World, content_hash
 from tests.support.lazyfs import LazyMount
@@ -161,6 +165,7 @@ class PowerServer(SimServer):
         self.world = world
         self.dead = False
         self.booting = False
+        self.retired: list[str] = []  # GC: packs emptied by the last round (in memory)
 
     async def handle(
         self, method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes
@@ -178,6 +183,29 @@ class PowerServer(SimServer):
             self.world.acknowledged()
             return out
 
+    async def collect_garbage(self) -> None:
+        """One GC round with no grace (no upload is in flight between steps): a
+        chunk no commit took up is dropped, every pack but the current one is
+        rewritten, a pack emptied by the round before is deleted."""
+        async with self.lock:
+            await self.revive()
+            assert self.meta is not None and self.packs is not None
+            try:
+                # min_live_ratio 1: every pack but the one appended to is rewritten,
+                # the most moving of records and deleting of packs GC can do.
+                report = await collect(self.meta, self.packs, 0.0, self.retired, 1.0)
+            except Exception:
+                if not self.dead:
+                    raise
+            if self.dead:  # lost power in the middle of it
+                await self.revive()
+                return
+            self.world.log(
+                f"  server gc: {report.stats.chunks_deleted} chunks dropped, "
+                f"packs rewritten {len(report.packs_rewritten)}, "
+                f"deleted {len(report.packs_deleted)}"
+            )
+
     async def journal_hashes(self) -> set[bytes]:
         async with self.lock:
             await self.revive()
@@ -194,6 +222,7 @@ class PowerServer(SimServer):
             self.booting = True
             try:
                 await self.stop()
+                self.retired = []
                 await self.start()
             finally:
                 self.booting = False
@@ -236,6 +265,7 @@ class PowerServer(SimServer):
         if not self.dead:
             return
         self._abandon()
+        self.retired = []
         self.world.mounts["server"].start()
         self.dead = False
         self.booting = True
@@ -265,6 +295,7 @@ class PowerWorld(World):
         self.p_server_answer = p((0.01, 0.04, 0.08))  # per answered request
         self.p_everything = p((0.1, 0.25, 0.5))  # a client's cut takes the whole house
         self.p_torn = p((0.0, 0.5, 1.0))  # some unsynced pages reached the disk first
+        self.p_gc = p((0.0, 0.05, 0.15))  # a GC round on the server, per step
         self.cuts_left = MAX_CUTS
         self.cuts: Counter[str] = Counter()
         self.chances: Counter[str] = Counter()  # points where the power could have gone
@@ -352,6 +383,13 @@ class PowerWorld(World):
     def _op_finish_save(self, c: SimClient) -> str | None:
         with self._user(c):
             return super()._op_finish_save(c)
+
+    async def act(self, exclude: SimClient | None = None) -> None:
+        if self.depth == 0 and self.faults_on and self.prng.random() < self.p_gc:
+            for _ in range(self.prng.choice((1, 2))):  # the second deletes what the first retired
+                self.log("server gc round")
+                await self.server.collect_garbage()
+        await super().act(exclude)
 
     # -- cutting the power ----------------------------------------------------------------
 
