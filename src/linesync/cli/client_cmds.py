@@ -18,7 +18,7 @@ from linesync.client.config import check_server_url
 from linesync.client.engine import MassDelete, SyncResult
 from linesync.client.localfs import FolderBusy
 from linesync.client.remote import Remote, RemoteUnavailable
-from linesync.client.retry import RetriesExhausted
+from linesync.client.retry import RetriesExhausted, retryable
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import Entry
 
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNREACHABLE
     except LinesyncError as exc:
         print(f"linesync: {exc.message} ({exc.code.value})", file=sys.stderr)
-        return 1
+        return EXIT_UNREACHABLE if retryable(exc) else 1
     except (FileNotFoundError, FileExistsError, LookupError, ValueError) as exc:
         print(f"linesync: {exc}", file=sys.stderr)
         return 2

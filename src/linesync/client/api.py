@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from linesync.client.config import INDEX_FILE, FolderConfig
+from linesync.client.config import INDEX_FILE, FolderConfig, check_server_url
 from linesync.client.engine import Engine, MassDelete, SyncResult
 from linesync.client.index import Index, IndexError_
 from linesync.client.localfs import STATE_DIR, FolderBusy
@@ -75,6 +75,7 @@ class Client:
     async def init_async(
         cls, folder: str | Path, *, server: str, token: str, namespace: str | None = None
     ) -> Client:
+        server = check_server_url(server)
         root = Path(folder).expanduser().resolve()
         if FolderConfig.path(root).exists():
             raise FileExistsError(f"{root} is already a linesync folder")

@@ -111,7 +111,7 @@ class Remote:
             except LinesyncError as exc:
                 wait = self.retry.next_wait(attempt, started, exc)
                 if wait is None:
-                    if attempt and retryable(exc):
+                    if self.retry.retry_for > 0 and retryable(exc):
                         raise RetriesExhausted(
                             self.url, exc, self.retry.clock() - started, attempt + 1
                         ) from exc

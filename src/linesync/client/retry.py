@@ -102,11 +102,13 @@ class RetriesExhausted(LinesyncError):
             what = f"the server at {url} kept asking to slow down"
         else:
             what = f"the server at {url} could not be reached or was unavailable"
+        asked = retry_after(last)
+        tail = f"; it asks to wait {asked:.0f} s more" if asked else ""
         super().__init__(
             last.code,
-            f"{what} for {seconds:.0f} s ({attempts} attempts; last: {last.message}); "
-            "nothing was deleted because of it. Try again later, or allow longer "
-            "waits with --retry-for SECONDS",
+            f"{what} for {seconds:.0f} s ({attempts} attempt{'s' if attempts > 1 else ''}; "
+            f"last: {last.message}{tail}); nothing was deleted because of it. Try again "
+            "later, or allow longer waits with --retry-for SECONDS",
         )
         self.last = last
         self.seconds = seconds
