@@ -31,6 +31,7 @@ from tests.support.resources import (
     Meter,
     cpu_seconds,
     open_files,
+    own_open_files,
     pid_of,
     rss,
     wait_until,
@@ -182,7 +183,8 @@ def test_2000_long_polls_are_bounded_and_all_answered(launch: Launch) -> None:
             assert m.usage.max_open_files <= baseline + polls + 20, m.usage
             assert m.usage.peak_rss < 300 * MB, m.usage
 
-    run(go())
+    with own_open_files(polls + 200):
+        run(go())
     wait_until(lambda: open_files(pid) <= baseline + 2, 10, "the server's open files come back")
 
 

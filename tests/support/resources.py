@@ -176,6 +176,22 @@ def start_server(
         return srv.start()
 
 
+@contextlib.contextmanager
+def own_open_files(at_least: int) -> Iterator[None]:
+    """Raise this process's soft open-file limit to ``at_least`` (within its hard
+    limit) for the block: a test that opens thousands of sockets itself."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = at_least if hard == resource.RLIM_INFINITY else min(at_least, hard)
+    assert want >= at_least, f"the hard open-file limit ({hard}) is below {at_least}"
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    try:
+        yield
+    finally:
+        if want > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def nofile_limit(pid: int) -> tuple[int, int]:
     """The process's (soft, hard) open-file limit."""
     return resource.prlimit(pid, resource.RLIMIT_NOFILE)
