@@ -372,6 +372,8 @@ class Engine(Committing):
         *args: object,
         remote: Version | None = None,
     ) -> None:
+        if self._below_skipped(path):
+            return  # its folder cannot be made here: skipped with it
         try:
             with self.index.transaction():
                 fn(*args)
@@ -385,6 +387,9 @@ class Engine(Committing):
         work: Coroutine[object, object, None],
         remote: Version | None = None,
     ) -> None:
+        if self._below_skipped(path):
+            work.close()  # its folder cannot be made here: skipped with it
+            return
         try:
             await work
         except (Changed, OSError) as exc:
@@ -434,6 +439,9 @@ class Engine(Committing):
                 del self.skipped[p]
             with self.index.transaction():
                 self._save_skipped()
+
+    def _below_skipped(self, path: str) -> bool:
+        return any(paths.is_under(path, s) for s in self.skipped)
 
     def _skips(self, op: pl.Op) -> bool:
         """An op on an entry this folder cannot hold, or below one: left out, so
