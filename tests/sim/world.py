@@ -383,7 +383,10 @@ class World:
         deleted_before = c.deleted_since_sync
         try:
             if c.index is None:
-                c.index = _open_index(c.folder, lambda msg: self.log(f"  {c.name}: {msg}"))
+                folder = str(c.folder)  # the run's own path: the trace leaves it out
+                c.index = _open_index(
+                    c.folder, lambda msg: self.log(f"  {c.name}: " + msg.replace(folder, "."))
+                )
             assert c.config is not None
             engine = SimEngine(
                 c.folder,
