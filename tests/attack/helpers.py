@@ -4,6 +4,7 @@ that a refused request stored nothing."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from typing import Any
@@ -39,6 +40,13 @@ def auth_routes(ns: int) -> list[tuple[str, str, dict[str, Any]]]:
     """One well-formed request per route that needs a token."""
     cid = chunk_id(b"x")
     return [("GET", "/v1/me", {}), *endpoint_requests(ns, cid, frames_body(raw_frames([b"x"])))]
+
+
+def route_path(template: str, ns: int | str, jid: int | str = 1) -> str:
+    """A route's path template (``/v1/ns/{ns:id}/entries/{jid:id}``, whatever the
+    convertor) with values put in."""
+    path = re.sub(r"\{ns(:\w+)?\}", str(ns), template)
+    return re.sub(r"\{jid(:\w+)?\}", str(jid), path)
 
 
 def host_port(srv: ServerProc) -> tuple[str, int]:

@@ -26,7 +26,7 @@ from linesync.protocol.framing import MAGIC, MEDIA_TYPE, Frame, encode_frame
 from linesync.server.config import ServerConfig
 from linesync.server.routes import ROUTES
 from tests.attack.conftest import Launch
-from tests.attack.helpers import chunks_post, head, run, still_missing
+from tests.attack.helpers import chunks_post, head, route_path, run, still_missing
 from tests.support.api import (
     Api,
     Remote,
@@ -532,7 +532,7 @@ def test_no_endpoint_answers_5xx_to_junk(srv: ServerProc, user: User) -> None:
         statuses: list[int] = []
         async with Api(srv.url, user.token) as api:
             for method, route, _, _ in ROUTES:
-                path = route.replace("{ns:int}", str(user.ns)).replace("{jid:int}", "1")
+                path = route_path(route, user.ns)
                 for body, ctype in junk:
                     for verb in {method, "POST", "PUT"}:
                         resp = await api.req(verb, path, data=body, content_type=ctype)

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import aiohttp
-import pytest
 
 from linesync.core.ids import chunk_id, pack_ids
 from linesync.protocol import codec
@@ -349,9 +348,6 @@ def test_1000_small_commits_cost_the_same_each(launch: Launch) -> None:
     wait_until(lambda: open_files(pid) <= baseline_files + 2, 10, "open files come back")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="server bug: isdigit() takes non-ASCII digits (found by this suite)"
-)
 def test_parameters_are_plain_ascii_integers(srv: ServerProc, user: User) -> None:
     """PROTOCOL.md §2.6: a query parameter that is not a plain decimal integer is 400
     bad_request. Other scripts' digits ("１０", "٣") are not plain decimal."""
