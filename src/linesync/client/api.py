@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +34,27 @@ WATCH_SETTLE = WATCH_SETTLE_NS / 1e9  # seconds without a new deletion before ju
 LONG_POLL = 25
 
 
+def secure_state(folder: Path) -> None:
+    """The client's own state is its user's alone: ``.linesync/`` 0700, its
+    files (the token in config.json, the index with the folder's names) 0600.
+    Tightens what an older linesync (or a loose umask) left."""
+    state = folder / STATE_DIR
+    with contextlib.suppress(OSError):
+        if state.stat().st_mode & 0o077:
+            state.chmod(0o700)
+    try:
+        entries = list(os.scandir(state))
+    except OSError:
+        return
+    for e in entries:
+        with contextlib.suppress(OSError):
+            if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mode & 0o077:
+                os.chmod(e.path, 0o600)
+
+
 def _open_index(folder: Path, report: Callable[[str], None]) -> Index:
     path = folder / STATE_DIR / INDEX_FILE
+    secure_state(folder)
     try:
         return Index.open(path)
     except IndexError_ as exc:
@@ -92,7 +112,8 @@ class Client:
         ns = chosen[0]
         read_only = ns.role == "ro" or me.token_role == "ro"
         root.mkdir(parents=True, exist_ok=True)
-        (root / STATE_DIR).mkdir(exist_ok=True)
+        (root / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
+        secure_state(root)
         FolderConfig(server, token, ns.id, ns.name, me.device, read_only).save(root)
         Index.open(root / STATE_DIR / INDEX_FILE).close()
         return cls(root)

@@ -99,6 +99,11 @@ class Index:
         # power cut could take ``.linesync/`` (index and configuration) away.
         for d in {path.parent, *made}:
             _fsync_dir(d.parent)
+        # Made 0600 before SQLite opens it: its -wal and -shm take the same mode.
+        if not path.exists():
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+                _fsync_dir(path.parent)
         try:
             db = sqlite3.connect(path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")

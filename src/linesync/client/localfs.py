@@ -72,9 +72,33 @@ def _node(s: os.stat_result, target: str | None) -> Node | None:
     return None
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS tells
+    (Linux); elsewhere set and put back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8) & 0o777
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(exec: bool, umask: int) -> int:
+    """The mode of a file linesync writes: what the user's umask allows (the
+    executable bit is the synced property: set wherever the umask lets it be),
+    always readable and writable by the owner (and executable, if it is)."""
+    base = 0o777 if exec else 0o666
+    return (base & ~umask) | (0o700 if exec else 0o600)
+
+
 class LocalFS:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.umask = current_umask()  # files we write honour it (see file_mode)
         self._disk: dict[str, str] = {}  # linesync path -> disk path, where they differ
 
     # -- checks ------------------------------------------------------------
@@ -106,6 +130,8 @@ class LocalFS:
         once would each take the other's temporary files for leftovers."""
         self.check()
         fd = os.open(self.root / STATE_DIR / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # one made by an older linesync
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -244,13 +270,14 @@ class LocalFS:
         """Replace ``path`` with ``pieces`` atomically and durably."""
         dest = self.disk(path)
         tmp = dest.parent / (TMP_PREFIX + secrets.token_hex(6))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if exec else 0o644)
+        mode = file_mode(exec, self.umask)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             with os.fdopen(fd, "wb") as f:
                 for piece in pieces:
                     f.write(piece)
                 f.flush()
-                os.fchmod(f.fileno(), 0o755 if exec else 0o644)
+                os.fchmod(f.fileno(), mode)
                 # The time before the fsync: it must be as durable as the bytes.
                 os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
                 os.fsync(f.fileno())
@@ -331,7 +358,7 @@ class LocalFS:
         self._expect(path, expect)
         p = self.disk(path)
         mode = os.lstat(p).st_mode
-        new = (mode | 0o111) if exec else (mode & ~0o111)
+        new = (mode | (0o111 & ~self.umask) | 0o100) if exec else (mode & ~0o111)
         if new != mode:
             os.chmod(p, new & 0o7777)
         os.utime(p, ns=(mtime_ns, mtime_ns))
