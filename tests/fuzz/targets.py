@@ -11,8 +11,9 @@ The targets are plain functions, so pytest replays the corpus without atheris
 (``test_fuzz.py``); ``python -m tests.fuzz TARGET`` runs one under atheris with
 coverage. Inputs:
 
-- ``frames``: byte 0 picks the reader's payload limit, byte 1 seeds where the
-  body is cut into pieces, the rest is a chunk stream body.
+- ``frames``: byte 0 picks the reader's payload limit and the decoder's output
+  limit, byte 1 seeds where the body is cut into pieces, the rest is a chunk
+  stream body.
 - ``commit``: a commit request's JSON body.
 - ``paths``: UTF-8 text (invalid bytes become lone surrogates); fields split
   at a double NUL are also tried as pairs and triples of paths.
@@ -47,7 +48,7 @@ T = TypeVar("T")
 FRAME_LIMITS = (0, 1, 16, 100, 4096, 2**20)
 # Piece sizes a body is cut into (byte 1 seeds the choice).
 PIECES = (0, 1, 2, 3, 5, 6, 7, 33, 34, 38, 39, 64, 4096)
-DECODE_LIMIT = 2**16  # output bound for codec.decode
+DECODE_LIMITS = (2**16, 64, 4096)  # output bounds for codec.decode (byte 0 picks one)
 
 
 def _read(body: bytes, sizes: Sequence[int], max_payload: int) -> list[Frame] | Code:
@@ -66,12 +67,12 @@ def _read(body: bytes, sizes: Sequence[int], max_payload: int) -> list[Frame] | 
     return out
 
 
-def _decode(kind: int, payload: bytes, base: bytes | None) -> bytes | None:
+def _decode(kind: int, payload: bytes, base: bytes | None, limit: int) -> bytes | None:
     try:
-        out = codec.decode(kind, payload, base, DECODE_LIMIT)
+        out = codec.decode(kind, payload, base, limit)
     except LinesyncError:
         return None
-    assert len(out) <= DECODE_LIMIT, "codec.decode went past its limit"
+    assert len(out) <= limit, "codec.decode went past its limit"
     return out
 
 
@@ -79,6 +80,7 @@ def frames(data: bytes) -> None:
     if len(data) < 2:
         return
     max_payload = FRAME_LIMITS[data[0] % len(FRAME_LIMITS)]
+    limit = DECODE_LIMITS[data[0] // len(FRAME_LIMITS) % len(DECODE_LIMITS)]
     body = data[2:]
     rng = random.Random(data[1])
     sizes: list[int] = []
@@ -98,19 +100,19 @@ def frames(data: bytes) -> None:
         assert (f.codec == codec.Codec.ZSTD_DICT) == (f.base is not None)
         # Decode against a dictionary made of the base ids (or an empty one).
         base = b"".join(f.base) if f.base is not None and data[1] % 2 else b""
-        out = _decode(f.codec, f.payload, base if f.codec == codec.Codec.ZSTD_DICT else None)
+        out = _decode(f.codec, f.payload, base if f.codec == codec.Codec.ZSTD_DICT else None, limit)
         if f.codec == codec.Codec.RAW:
-            assert out == (f.payload if len(f.payload) <= DECODE_LIMIT else None)
+            assert out == (f.payload if len(f.payload) <= limit else None)
         if f.codec == codec.Codec.ZSTD_DICT:
             try:
-                codec.decode(f.codec, f.payload, None, DECODE_LIMIT)
+                codec.decode(f.codec, f.payload, None, limit)
                 raise AssertionError("a zstd-dict payload decoded without its base")
             except LinesyncError:
                 pass
         # What the encoder makes of these bytes decodes back to them.
         kind, enc = codec.encode(f.payload, base)
-        back = _decode(kind, enc, base if kind == codec.Codec.ZSTD_DICT else None)
-        assert back == (f.payload if len(f.payload) <= DECODE_LIMIT else None)
+        back = _decode(kind, enc, base if kind == codec.Codec.ZSTD_DICT else None, limit)
+        assert back == (f.payload if len(f.payload) <= limit else None)
 
 
 # -- commit ----------------------------------------------------------------------
