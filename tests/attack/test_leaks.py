@@ -5,15 +5,15 @@ the data directory's permissions (finding 5)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
 import socket
 import stat
 import struct
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,7 @@ from tests.support.api import (
     unique,
 )
 from tests.support.resources import connections, pid_of, wait_until
+from tests.support.server import ServerProc
 
 # -- finding 2: dedup timing -------------------------------------------------------------
 
@@ -208,15 +209,19 @@ def test_finding7_clients_that_hang_up_mid_body_leave_no_traceback(launch: Launc
 # -- finding 5: the data directory at rest ----------------------------------------------------
 
 
-def _admin_under_umask(data: Path, umask: int, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "linesync", *args, "--data", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
-        preexec_fn=lambda: os.umask(umask),
-    )
-    return out.stdout.strip()
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _admin_under_umask(srv: ServerProc, mask: int, *args: str) -> str:
+    """An admin command (in this process, as ``linesync ARGS`` runs) under ``mask``."""
+    with _umask(mask):
+        return admin(srv, *args)
 
 
 def _modes(data: Path) -> dict[str, int]:
@@ -239,8 +244,8 @@ def test_finding5_the_data_directory_is_private_whatever_the_umask(
     srv = launch(umask=umask)
     data = srv.data
     name = unique("u")
-    _admin_under_umask(data, umask, "user", "add", name)
-    token = _admin_under_umask(data, umask, "token", "create", name, "--device", "d")
+    _admin_under_umask(srv, umask, "user", "add", name)
+    token = _admin_under_umask(srv, umask, "token", "create", name, "--device", "d")
     token = token.splitlines()[-1]
 
     async def go() -> None:
@@ -268,6 +273,6 @@ def test_finding5_the_data_directory_is_private_whatever_the_umask(
     check("while serving", expect_wal=True)
     srv.stop()
     # Offline admin commands under the same umask (SQLite recreates -wal and -shm).
-    _admin_under_umask(data, umask, "token", "create", name, "--device", "e")
-    _admin_under_umask(data, umask, "gc")
+    _admin_under_umask(srv, umask, "token", "create", name, "--device", "e")
+    _admin_under_umask(srv, umask, "gc")
     check("after admin commands", expect_wal=False)
