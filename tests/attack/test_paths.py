@@ -98,11 +98,13 @@ def test_bad_paths_commit_nothing(srv: ServerProc, user: User) -> None:
                     body = {"ops": [{"path": "fine", "kind": "directory"}, op]}
                     resp = await api.post(ns_path(ns, "commit"), json_body=body)
                     assert (resp.status, resp.code) == (400, "bad_path"), (bad, op, resp.body)
-                # A copy of entry 1 ("src") to the bad path: only the path is wrong.
-                resp = await api.post(
-                    ns_path(ns, "restore"), json_body={"path": bad, "jid": 1, "copy": True}
-                )
-                assert (resp.status, resp.code) == (400, "bad_path"), (bad, resp.body)
+                # Restore to the bad path: as a copy of entry 1 ("src"), where only the
+                # path is wrong, and without, where the path is checked first.
+                for extra in ({"copy": True}, {}):
+                    resp = await api.post(
+                        ns_path(ns, "restore"), json_body={"path": bad, "jid": 1, **extra}
+                    )
+                    assert (resp.status, resp.code) == (400, "bad_path"), (bad, extra, resp.body)
                 resp = await api.get(ns_path(ns, "history"), params={"path": bad})
                 assert (resp.status, resp.code) == (400, "bad_path"), (bad, resp.body)
             assert await head(api, ns) == 1
