@@ -101,7 +101,11 @@ def test_finding4_idle_slowloris_and_half_sent_connections_are_closed(launch: La
             started = time.monotonic()
             assert (await r.me()).user == "admin"  # served meanwhile
             assert time.monotonic() - started < 1.0
-        for kind, first, closed, got in await asyncio.gather(*tasks):
+        results = await asyncio.gather(*tasks)
+        for name in ("idle", "slowloris", "half body"):
+            seen = [(f, c) for k, f, c, _ in results if k == name]
+            print(f"{name}: answered/closed after {seen[0]} ... {seen[-1]} s")
+        for kind, first, closed, got in results:
             if kind == "half body":  # answered 408, or closed, within the body timeout
                 took = min(t for t in (first, closed, 1e9) if t is not None)
                 assert took <= BODY + SLACK, (kind, first, closed, got[:200])
@@ -134,6 +138,7 @@ def test_finding4_300_idle_sockets_against_256_open_files(launch: Launch) -> Non
         time.sleep(0.5)
         # The server cannot hold them all: at least the excess is closed at once.
         closed_at_once = sum(closed_within(s, 0.01)[0] for s in socks)
+        print(f"300 sockets, 256 files: {closed_at_once} closed at once, {open_files(pid)} open")
         assert closed_at_once >= 300 - 256, closed_at_once
         assert open_files(pid) <= 256
 
@@ -160,7 +165,9 @@ def test_finding4_300_idle_sockets_against_256_open_files(launch: Launch) -> Non
                         raise
                     await asyncio.sleep(0.1)
 
+        waited = time.monotonic()
         run(served())
+        print(f"real requests served after {time.monotonic() - waited:.2f} s")
     finally:
         for s in socks:
             s.close()
