@@ -10,6 +10,7 @@ from linesync.client.ignore import (
     DEFAULT_PATTERNS,
     IGNORE_FILE,
     PROTECTED_PATTERNS,
+    REPOSITORY_PATTERNS,
     TEMPORARY_PATTERNS,
     IgnoreRules,
 )
@@ -181,7 +182,7 @@ def test_defaults_keep_ordinary_names(path: str) -> None:
 
 
 def test_default_patterns_exposed() -> None:
-    assert DEFAULT_PATTERNS == PROTECTED_PATTERNS + TEMPORARY_PATTERNS
+    assert DEFAULT_PATTERNS == PROTECTED_PATTERNS + TEMPORARY_PATTERNS + REPOSITORY_PATTERNS
     assert ".linesync" in PROTECTED_PATTERNS
     assert IgnoreRules.default().warnings == []
 

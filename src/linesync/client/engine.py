@@ -53,6 +53,8 @@ from linesync.protocol.schemas import (
     Kind,
 )
 
+GIT_TOLD_MAX = 1000  # .git folders remembered as told about
+
 __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 
 
@@ -210,6 +212,8 @@ class Engine(Committing):
         self.ignore = self._load_ignore(result)
         walk = self.fs.walk(self.ignore)
         result.problems.extend(walk.skipped)
+        if walk.repositories:
+            self._tell_repositories(walk.repositories, result)
         for disk in walk.stale:  # we hold the folder: no one else is writing them
             self.fs.remove_stale(disk)
         for dup in walk.duplicates:  # an NFD twin of an NFC name: keep both
@@ -237,6 +241,26 @@ class Engine(Committing):
                 if s.local is not None and path not in walk.entries:
                     self.index.set_local(path, None)
             self.index.set("scanned_ns", str(now))
+
+    def _tell_repositories(self, found: list[str], result: SyncResult) -> None:
+        """Say once, on first sight of each, that a .git folder is left out."""
+        try:
+            told = set(json.loads(self.index.get("git_told") or "[]"))
+        except (ValueError, TypeError):
+            told = set()
+        new = [p for p in found if p not in told]
+        if not new:
+            return
+        for p in new:
+            result.problems.append(
+                f"{p}: a git repository's .git folder is not synced (two devices writing one "
+                "repository's .git corrupt it); the repository's files are. Sync the "
+                "repository with git itself (push/pull), or add a line `!.git` to "
+                ".linesyncignore to sync .git folders anyway"
+            )
+        keep = sorted(told | set(new))[-GIT_TOLD_MAX:]
+        with self.index.transaction():
+            self.index.set("git_told", json.dumps(keep))
 
     def _local_of(
         self, path: str, node: Node, stat: Stat, prev: PathState | None, result: SyncResult

@@ -16,6 +16,8 @@ Two sets of defaults come before the user's lines:
   Always ignored; the user's file cannot negate them.
 - ``TEMPORARY_PATTERNS``: editor and OS temporaries. The user's file can
   negate them (``!*.part``).
+- ``REPOSITORY_PATTERNS``: ``.git`` (a repository's database: git syncs it
+  itself). The user's file can negate it (``!.git``).
 
 ``.linesyncignore`` itself is not ignored by any default, so it syncs like
 any other file. A line that does not parse is skipped and described in
@@ -37,6 +39,7 @@ __all__ = [
     "DEFAULT_PATTERNS",
     "IGNORE_FILE",
     "PROTECTED_PATTERNS",
+    "REPOSITORY_PATTERNS",
     "TEMPORARY_PATTERNS",
     "IgnoreRules",
 ]
@@ -68,7 +71,13 @@ TEMPORARY_PATTERNS: tuple[str, ...] = (
     ".directory",
 )
 
-DEFAULT_PATTERNS: tuple[str, ...] = PROTECTED_PATTERNS + TEMPORARY_PATTERNS
+# Left out by default, for another reason: a git repository's own database.
+# Two devices writing one .git at once corrupt it (conflict copies of
+# .git/index, of refs, of packs half-written); git syncs itself (push/pull).
+# A ``!.git`` line in the user's file syncs it anyway.
+REPOSITORY_PATTERNS: tuple[str, ...] = (".git",)
+
+DEFAULT_PATTERNS: tuple[str, ...] = PROTECTED_PATTERNS + TEMPORARY_PATTERNS + REPOSITORY_PATTERNS
 
 _DIR_CACHE_LIMIT = 65_536
 
@@ -162,7 +171,8 @@ class IgnoreRules:
         # them; the temporary defaults come before the user's lines, so that
         # a ``!`` line in the file re-includes them.
         self._protected = _parse(PROTECTED_PATTERNS, "built-in", self.warnings)
-        self._rules = _parse(TEMPORARY_PATTERNS, "built-in", self.warnings) + user
+        defaults = TEMPORARY_PATTERNS + REPOSITORY_PATTERNS
+        self._rules = _parse(defaults, "built-in", self.warnings) + user
         self._rules.reverse()  # the last matching line decides
         self._dir_cache: dict[str, bool] = {}
 

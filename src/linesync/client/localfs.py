@@ -56,6 +56,8 @@ class Walk:
     skipped: list[str] = field(default_factory=list)  # with the reason
     # Our own temporary files (disk paths): left by a process that died mid-write.
     stale: list[str] = field(default_factory=list)
+    # Ignored .git folders (paths): the engine says once what happens to them.
+    repositories: list[str] = field(default_factory=list)
 
 
 def _stat(s: os.stat_result) -> Stat:
@@ -184,6 +186,8 @@ class LocalFS:
                 continue
             is_dir = st.S_ISDIR(s.st_mode)
             if ignore.ignored(path, is_dir):
+                if is_dir and nfc == ".git":
+                    out.repositories.append(path)
                 continue
             try:
                 paths.normalize(path)
