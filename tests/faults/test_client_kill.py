@@ -80,8 +80,8 @@ class Source:
 @dataclass
 class Filled:
     """A namespace that already holds a source tree, and its uploader. ``seconds``:
-    how long the uploader's upload took (from its first commit or chunk request
-    to its last commit's answer)."""
+    the span of the uploader's upload (see ``_span``: from its first commit or
+    chunk request to the start of the commit that follows the chunks)."""
 
     source: Source
     user: str
