@@ -18,8 +18,9 @@ The observer of the final check (a new client) is on plain tmpfs.
 **Where the power goes** (seeded; a separate generator, so a seed's other
 choices stay the same as without power cuts):
 - a client's machine, at the points where the simulation already kills
-  clients: every disk call the engine makes (before and after it), the
-  sending of each request, and the answer to each;
+  clients: every disk call the engine makes (before and after it, and
+  halfway through writing a file), the sending of each request, and the
+  answer to each;
 - the server's machine, before any of its disk calls (each SQLite transaction
   or query and each pack append runs as one call; the request that made it is
   then never answered), or after it answered a request (the answer is lost);
@@ -27,11 +28,12 @@ choices stay the same as without power cuts):
 Some seeds also run the server's garbage collection now and then (no grace
 period: between steps no upload is in flight), so that packs are rewritten
 and deleted with the power going, mid-round too.
-At a cut, some unsynced bytes may have reached the disk first: some pages of
-some files, in any order (``LazyFS.tear``; for none, half or all of a seed's
-cuts, as drawn). Each machine then boots from what its disk kept: the client
-restarts from its index, with nothing else kept; the server reopens its
-database and packs. A seed cuts the power at most `MAX_CUTS` times.
+At a cut, some unsynced changes may have reached the disk first: the pending
+names of some folders, some pages of some files, in any order
+(``LazyFS.tear``; for none, half or all of a seed's cuts, as drawn). Each
+machine then boots from what its disk kept: the client restarts from its
+index, with nothing else kept; the server reopens its database and packs. A
+seed cuts the power at most `MAX_CUTS` times.
 
 **The user's editor fsyncs its saves**: every change the simulated user makes
 (a save, a rename, a delete, a new folder, a chmod) is durable at once, name
@@ -56,12 +58,14 @@ settles:
    deletion, older bytes as a new edit.
 4. *No partial file* at a user's path after any step, a boot included: every
    file holds bytes a user saved, the engine wrote whole, or the journal has.
-5. The invariants of the simulation without power cuts (`tests.sim.world`),
+5. *No temporary file outlives the next sync*: the ``.linesync-tmp-*`` files
+   a client has when it boots are gone after its next whole sync.
+6. The invariants of the simulation without power cuts (`tests.sim.world`),
    when the run settles: every folder and a new client agree; no version a
-   user saved is lost; no ``.linesync-tmp-*`` file is left after the last
-   sync; each client's index matches its disk; no 5xx (a server that lost
-   power answers nothing), no task failed unseen (a process that lost power
-   sees its files fail with I/O errors: those are its own).
+   user saved is lost; no ``.linesync-tmp-*`` file is left; each client's
+   index matches its disk; no 5xx (a server that lost power answers
+   nothing), no task failed unseen (a process that lost power sees its files
+   fail with I/O errors: those are its own).
 """
 
 from __future__ import annotations
@@ -304,6 +308,9 @@ class PowerWorld(World):
         self.mounts: dict[str, LazyMount] = {}
         self.before_cut: dict[str, tuple[DiskState, bool]] = {}
         self.broken: list[str] = []
+        # The temporary files a client had when it booted: its next sync removes them.
+        self.leftovers: dict[str, list[str]] = {}
+        self._cut_writing = False  # the next "killed while writing" is a power cut
         self._user_depth: Counter[str] = Counter()
         # The journal as of the last answered request: ns -> (identity, entries by JID).
         self.acked: dict[int, tuple[str, list[tuple[Any, ...]]]] = {}
@@ -399,6 +406,20 @@ class PowerWorld(World):
         self._maybe_cut(life, f"{name} {path}")
         super().fs_hook(life, name, path)
 
+    def write_fault(self, life: ClientLife, path: str) -> str | None:
+        if self._may_cut():
+            self.chances["client"] += 1
+            # Fewer files are written than calls made: three times as likely here.
+            if self.prng.random() < 3 * self.p_client:  # half written, then the power goes
+                self._cut_writing = True
+                return "crash"
+        return super().write_fault(life, path)
+
+    def died_writing(self, life: ClientLife, path: str) -> None:
+        if self._cut_writing:
+            self._cut_writing = False
+            self._cut(life, f"writing {path}")
+
     async def before_request(self, life: ClientLife, method: str, path: str) -> None:
         if life.dead:
             raise SimCrash("dead")
@@ -442,8 +463,11 @@ class PowerWorld(World):
         if not self._may_cut():
             return
         self.chances["client"] += 1
-        if self.prng.random() >= self.p_client:
-            return
+        if self.prng.random() < self.p_client:
+            self._cut(life, where)
+
+    def _cut(self, life: ClientLife, where: str) -> None:
+        """The power goes at ``life``'s machine (or everywhere): raises SimCrash."""
         self._take_cut()
         c = life.client
         everything = self.prng.random() < self.p_everything
@@ -473,7 +497,7 @@ class PowerWorld(World):
         if self.prng.random() < self.p_torn:
             tear = self.prng.randrange(1 << 32)
             self.cuts["torn"] += 1
-            self.log(f"  {name}: some unsynced pages reached the disk first")
+            self.log(f"  {name}: some unsynced changes reached the disk first")
         self.mounts[name].cut(tear)
 
     def _restart_client(self, c: SimClient) -> None:
@@ -490,7 +514,12 @@ class PowerWorld(World):
 
     async def sync(self, c: SimClient) -> SyncResult | None:
         try:
-            return await super().sync(c)
+            result = await super().sync(c)
+            if result is not None:  # a whole sync: it scanned the folder
+                left = [p for p in self.leftovers.pop(c.name, []) if (c.folder / p).exists()]
+                if left:
+                    self.fail(f"{c.name}: temporary files a power cut left are still there: {left}")
+            return result
         except SimFailure:
             raise
         except Exception as exc:
@@ -547,9 +576,14 @@ class PowerWorld(World):
             self.fail(f"after a power cut the server's data is inconsistent: {problems[:5]}")
 
     def check_client(self, c: SimClient) -> None:
-        """Invariant 3, on a client that just booted."""
+        """Invariant 3 (and what 5 needs), on a client that just booted."""
         before, had_index = self.before_cut.pop(c.name)
         after = disk_state(c.folder)
+        self.leftovers[c.name] = sorted(
+            str(p.relative_to(c.folder))
+            for p in c.folder.rglob(TMP_PREFIX + "*")
+            if STATE_DIR not in p.relative_to(c.folder).parts
+        )
         index_path = c.folder / STATE_DIR / INDEX_FILE
         if not index_path.exists():
             if had_index:

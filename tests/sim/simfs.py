@@ -61,6 +61,7 @@ class SimFS(LocalFS):
             if tmp.parent.is_dir():
                 tmp.write_bytes(whole[: len(whole) // 2])
             self.life.die()
+            self.world.died_writing(self.life, path)  # with the power, maybe
             raise SimCrash("killed while writing " + path)
         if fault == "enospc":
 

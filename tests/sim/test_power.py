@@ -152,7 +152,9 @@ def test_a_commit_without_fsync_is_caught(
     power_where: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server's journal commits with synchronous=OFF (its set-up still
-    fsynced): entries it acknowledged are gone after a cut."""
+    fsynced): entries it acknowledged are gone after a cut, or, when a torn
+    cut kept a checkpoint's deletion of the WAL but not the database pages it
+    wrote unsynced, the whole namespace is."""
     commit = SqliteStore.commit
 
     async def unsynced(self: SqliteStore, *args: Any) -> Any:
@@ -160,4 +162,24 @@ def test_a_commit_without_fsync_is_caught(
         return await commit(self, *args)
 
     monkeypatch.setattr(SqliteStore, "commit", unsynced)
-    assert re.search(r"lost \d+ acknowledged entries", _first_failure(power_where, 20))
+    failures: list[str] = []
+    for seed in range(20):  # until one says which entries it lost
+        try:
+            run_seed(seed, power_where / str(seed), power=True)
+        except SimFailure as exc:
+            failures.append(str(exc))
+            if re.search(r"lost \d+ acknowledged entries", str(exc)):
+                break
+    assert failures and re.search(r"lost \d+ acknowledged entries", failures[-1]), failures
+    assert all(re.search(r"acknowledged entries|namespace \d+ is gone", f) for f in failures)
+
+
+def test_a_scan_that_leaves_temporary_files_is_caught(
+    power_where: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the scan's removal of our temporary files, one that a power cut
+    left (half written, its name made durable) is still there after the next
+    sync."""
+    monkeypatch.setattr(LocalFS, "remove_stale", lambda self, disk: None)
+    failure = _first_failure(power_where, 20)
+    assert re.search(r"temporary files a power cut left are still there", failure)

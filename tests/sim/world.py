@@ -291,6 +291,10 @@ class World:
             return "enospc"
         return None
 
+    def died_writing(self, life: ClientLife, path: str) -> None:
+        """The process died halfway through writing a file (power mode: the
+        power may have gone then)."""
+
     def maybe_edit_under(self, life: ClientLife, path: str) -> None:
         if self.faults_on and self.depth == 0 and self.rng.random() < self.faults.edit_under:
             self.log(f"  {life.client.name} saves {path} while it is read")

@@ -20,9 +20,10 @@ What becomes durable, and when (a strict reading of POSIX, stricter than ext4):
   no entries, a symlink with its target (a symlink cannot be fsynced);
 - nothing else: ``close``, ``flush``, ``chmod`` or ``utime`` make nothing durable.
 
-Optionally a cut is torn (LazyFS's torn writes): some unsynced pages of some
-files reach the disk first, a few in order or any in any order, as the
-kernel's write-back could have written them (`LazyFS.tear`).
+Optionally a cut is torn (LazyFS's torn writes): some unsynced changes reach
+the disk first, as the kernel's write-back and a journal commit could have
+written them: the pending names of some directories, and some unsynced pages
+of some files, a few in order or any in any order (`LazyFS.tear`).
 
 After a cut, the file system is what the backing directory holds, read from
 the root: a name whose directory never became durable is gone, a file that was
@@ -316,13 +317,21 @@ class LazyFS:
                 self._persist_dir(node)
 
     def tear(self, seed: int) -> None:
-        """Some unsynced bytes reach the disk before the power goes, as the
-        kernel's write-back may have written them: for each file with unsynced
-        bytes (in inode order, a choice drawn from ``seed``) none of its
-        unsynced pages, a first few of them (written back in order), or any of
-        them (in any order). A file's size grows to cover what reached the
-        disk; nothing else does (no name, mode, time or truncation)."""
+        """Some unsynced changes reach the disk before the power goes, as the
+        kernel's write-back and the file system's journal may have written
+        them (choices drawn from ``seed``, in inode order):
+        - each directory with pending names, half the time: all its names as
+          they are now (as an fsync of it would; a new file among them is
+          durable as created, empty);
+        - then, for each file with unsynced bytes, none of its unsynced pages,
+          a first few of them (written back in order), or any of them (in any
+          order). Its size grows to cover what reached the disk.
+        Nothing else does: no mode, time or truncation."""
         rng = random.Random(seed)
+        for node in sorted(self.nodes.values(), key=lambda n: n.ino):
+            pending = node.kind == "d" and node.durable and node.entries != node.durable_entries
+            if pending and rng.random() < 0.5:
+                self._persist_dir(node)
         for node in sorted(self.nodes.values(), key=lambda n: n.ino):
             if node.kind != "f" or not node.durable or node.dirty_lo < 0:
                 continue
