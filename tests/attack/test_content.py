@@ -225,7 +225,7 @@ def test_oversized_bodies(srv: ServerProc, user: User) -> None:
                     yield piece
 
             # The same without a Content-Length (chunked transfer): cut off while streaming.
-            resp = await chunks_post(api, ns, stream(65, frame, MAGIC))  # type: ignore[arg-type]
+            resp = await chunks_post(api, ns, stream(65, frame, MAGIC))
             resp.expect(413, "payload_too_large")
             await still_missing(api, ns, [chunk_id(bytes(2**20))])
             # More JSON than the limit to /commit, declared and streamed.
@@ -236,7 +236,7 @@ def test_oversized_bodies(srv: ServerProc, user: User) -> None:
             resp.expect(413, "payload_too_large")
             resp = await api.post(
                 ns_path(ns, "commit"),
-                data=stream(mib, b" " * 2**20, b'{"ops": []'),  # type: ignore[arg-type]
+                data=stream(mib, b" " * 2**20, b'{"ops": []'),
                 content_type="application/json",
             )
             resp.expect(413, "payload_too_large")
@@ -539,7 +539,7 @@ def test_no_endpoint_answers_5xx_to_junk(srv: ServerProc, user: User) -> None:
                         statuses.append(resp.status)
                         assert resp.status < 500, (verb, path, body[:50], resp.body)
                 for params in queries:
-                    resp = await api.req(method, path, params=params)  # type: ignore[arg-type]
+                    resp = await api.req(method, path, params=params)
                     assert resp.status < 500, (path, params, resp.body)
         assert 200 in statuses and 400 in statuses
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
-from tests.support import server as server_module
 from tests.support.server import ServerProc
 
 MB = 10**6
@@ -143,7 +142,7 @@ def _child_setup(setup: Callable[[], None]) -> Iterator[None]:
         assert "preexec_fn" not in kw
         return real(*args, preexec_fn=setup, **kw)  # type: ignore[call-overload,no-any-return]
 
-    with mock.patch.object(server_module.subprocess, "Popen", popen):
+    with mock.patch.object(subprocess, "Popen", popen):  # the one ServerProc.start calls
         yield
 
 
