@@ -11,6 +11,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from tests.sim.world import SimFailure, run_seed, sim_root
@@ -29,7 +30,7 @@ def main() -> int:
     )
     args = ap.parse_args()
     if args.power:
-        from tests.support.lazyfs import available
+        from tests.support.lazyfs import available, unmount_under
 
         why = available()
         if why is not None:
@@ -37,6 +38,7 @@ def main() -> int:
             return 2
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     failed: list[int] = []
+    cuts: Counter[str] = Counter()
     started = time.monotonic()
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix=f"linesync-sim-{seed}-", dir=sim_root()) as d:
@@ -50,13 +52,25 @@ def main() -> int:
                     print("\n".join(exc.world.trace))
                 print(f"FAIL {exc}", flush=True)
                 continue
+            finally:
+                if args.power:  # nothing stays mounted in a folder about to go
+                    unmount_under(Path(d))
         if args.trace:
             print("\n".join(world.trace))
-        cuts = f", {world.cuts['cuts']} power cuts" if world.power else ""  # type: ignore[attr-defined]
-        print(f"ok   seed {seed}: {world.steps} steps, {len(world.trace)} events{cuts}, "
+        said = ""
+        if world.power:
+            cuts.update(world.cuts)  # type: ignore[attr-defined]
+            said = f", {world.cuts['cuts']} power cuts"  # type: ignore[attr-defined]
+        print(f"ok   seed {seed}: {world.steps} steps, {len(world.trace)} events{said}, "
               f"digest {world.digest()[:16]}", flush=True)  # fmt: skip
     took = time.monotonic() - started
     print(f"{len(seeds) - len(failed)}/{len(seeds)} seeds passed in {took:.1f} s")
+    if cuts:
+        print(
+            f"power cuts: {cuts['cuts']} (disks cut: {cuts['client']} of clients, "
+            f"{cuts['server']} of the server, {cuts['torn']} of them torn; "
+            f"{cuts['everything']} times everything at once)"
+        )
     if failed:
         print("failed seeds: " + " ".join(map(str, failed)))
     return 1 if failed else 0

@@ -239,6 +239,8 @@ class PowerServer(SimServer):
             await super().stop()
 
     def lose_power(self) -> None:
+        if self.booting or self.dead:  # (a cut of everything while it boots: it boots)
+            return
         self.world.cuts["server"] += 1
         self.dead = True
         self.world.cut_disk("server")
@@ -298,7 +300,7 @@ class PowerWorld(World):
         self.p_server_disk = p((0.003, 0.008, 0.02))  # per server disk call
         self.p_server_answer = p((0.01, 0.04, 0.08))  # per answered request
         self.p_everything = p((0.1, 0.25, 0.5))  # a client's cut takes the whole house
-        self.p_torn = p((0.0, 0.5, 1.0))  # some unsynced pages reached the disk first
+        self.p_torn = p((0.0, 0.5, 1.0))  # some unsynced changes reached the disk first
         self.p_gc = p((0.0, 0.05, 0.15))  # a GC round on the server, per step
         self.cuts_left = MAX_CUTS
         self.cuts: Counter[str] = Counter()
