@@ -130,8 +130,7 @@ class ChunkService:
         held: dict[ChunkId, bytes] = {}  # bases loaded so far
         for group in _groups(range(len(locs)), lambda i: locs[i].length):
             glocs = [locs[i] for i in group]
-            gbases = [bases[i] for i in group]
-            await self._load(ns_id, [b for b in gbases if b is not None], held, work)
+            gbases = await self._afford(ns_id, glocs, [bases[i] for i in group], held, work)
             payloads = await self._read_locs(glocs)
             frames = await asyncio.to_thread(
                 self._against_bases, glocs, payloads, gbases, held, work
@@ -152,6 +151,33 @@ class ChunkService:
         take = [loc for loc in found.values() if work.spend(loc.raw_size)]
         held.update(await self._raw(take))
 
+    async def _afford(
+        self,
+        ns_id: int,
+        locs: Sequence[ChunkLoc],
+        bases: Sequence[ChunkId | None],
+        held: dict[ChunkId, bytes],
+        work: Work,
+    ) -> list[ChunkId | None]:
+        """The bases of a group the work budget pays for (None for the others),
+        loaded into ``held``: base by base in order of first use, each costing
+        its size (once per request) plus the chunks compressed against it, so
+        the budget buys whole deltas, never a base without its chunks."""
+        chunk_bytes: dict[ChunkId, int] = {}
+        for loc, base in zip(locs, bases, strict=True):
+            if base is not None:
+                chunk_bytes[base] = chunk_bytes.get(base, 0) + loc.raw_size
+        new = [b for b in chunk_bytes if b not in held]
+        sizes = await self.meta.locate(ns_id, new) if new else {}
+        paid: set[ChunkId] = set()
+        for base, n in chunk_bytes.items():
+            if base in held or base in sizes:  # else not in this namespace: ignored
+                cost = n + (0 if base in held else sizes[base].raw_size)
+                if work.spend(cost):
+                    paid.add(base)
+        held.update(await self._raw([sizes[b] for b in paid if b not in held]))
+        return [b if b in paid else None for b in bases]
+
     def _against_bases(
         self,
         locs: Sequence[ChunkLoc],
@@ -163,7 +189,7 @@ class ChunkService:
         out: list[Frame] = []
         for loc, payload, base in zip(locs, payloads, bases, strict=True):
             braw = held.get(base) if base is not None else None
-            if base is not None and braw is not None and work.spend(loc.raw_size):
+            if base is not None and braw is not None:
                 data = codec.decode(loc.codec, payload, None, self.max_chunk)
                 enc = work.compressor((base,), braw).compress(data)
                 if len(enc) < len(payload):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -158,7 +159,7 @@ async def _serve(
             date_header=False,
             timeout_graceful_shutdown=3,
             backlog=ACCEPT_BATCH,
-            timeout_keep_alive=max(1, round(config.keepalive_timeout)),
+            timeout_keep_alive=math.ceil(config.keepalive_timeout),  # whole seconds
             lifespan="on",
             proxy_headers=bool(config.forwarded_allow_ips),
             forwarded_allow_ips=config.forwarded_allow_ips or None,

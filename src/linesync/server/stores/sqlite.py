@@ -318,7 +318,9 @@ class SqliteStore(SqliteAdmin):
             now = time.time()
             self.db.executemany(
                 "INSERT INTO chunks (id, pack, offset, length, codec, raw_size, created) "
-                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                # A chunk stored already keeps its location, but its row is written
+                # all the same: an upload must take as long either way (PROTOCOL §7.4).
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET created=excluded.created",
                 [
                     (c.chunk_id, c.pack, c.offset, c.length, c.codec, c.raw_size, now)
                     for c in chunks
