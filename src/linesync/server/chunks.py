@@ -38,6 +38,8 @@ FLUSH_BYTES = 4 * 2**20
 # while a download streams.
 READ_BYTES = 4 * 2**20
 READ_CHUNKS = 256
+# Prepared dictionaries one request keeps at a time.
+KEEP_COMPRESSORS = 4
 
 
 class Work:
@@ -49,6 +51,7 @@ class Work:
     def __init__(self, budget: int) -> None:
         self.left = budget
         self.compressors: dict[tuple[ChunkId, ...], zstandard.ZstdCompressor] = {}
+        self.prepared: set[tuple[ChunkId, ...]] = set()
 
     def spend(self, n: int) -> bool:
         if n > self.left:
@@ -56,10 +59,21 @@ class Work:
         self.left -= n
         return True
 
-    def compressor(self, key: tuple[ChunkId, ...], base: bytes) -> zstandard.ZstdCompressor:
-        found = self.compressors.get(key)
+    def compressor(self, key: tuple[ChunkId, ...], base: bytes) -> zstandard.ZstdCompressor | None:
+        """A prepared compressor for ``base``, or None if the budget cannot pay for
+        it. The last few are kept (each holds tables several times its base's
+        size); the first of each base was paid for when the base was loaded, one
+        prepared again (a request that cycles through many bases) costs its size
+        again."""
+        found = self.compressors.pop(key, None)
         if found is None:
-            found = self.compressors[key] = codec.dict_compressor(base)
+            if key in self.prepared and not self.spend(len(base)):
+                return None
+            self.prepared.add(key)
+            found = codec.dict_compressor(base)
+            if len(self.compressors) >= KEEP_COMPRESSORS:
+                del self.compressors[next(iter(self.compressors))]
+        self.compressors[key] = found
         return found
 
 
@@ -189,9 +203,10 @@ class ChunkService:
         out: list[Frame] = []
         for loc, payload, base in zip(locs, payloads, bases, strict=True):
             braw = held.get(base) if base is not None else None
-            if base is not None and braw is not None:
+            cctx = work.compressor((base,), braw) if base is not None and braw else None
+            if base is not None and cctx is not None:
                 data = codec.decode(loc.codec, payload, None, self.max_chunk)
-                enc = work.compressor((base,), braw).compress(data)
+                enc = cctx.compress(data)
                 if len(enc) < len(payload):
                     out.append(Frame(loc.chunk_id, codec.Codec.ZSTD_DICT, (base,), enc))
                     continue
@@ -257,11 +272,10 @@ class ChunkService:
                 keep += 1
             bases = bases[:keep]
             base = inline.join(bases, held.get) if bases else None
-            if base is not None and not work.spend(len(data)):
-                base = None
-            if base is None:
-                bases = ()
-            item = inline.encode(data, bases, base, work.compressor(bases, base) if base else None)
+            cctx = work.compressor(bases, base) if base and work.spend(len(data)) else None
+            if cctx is None:
+                base, bases = None, ()
+            item = inline.encode(data, bases, base, cctx)
             cost = len(item.data) * 3 // 4
             if cost > budget:
                 break
