@@ -34,7 +34,14 @@ log = logging.getLogger("linesync.client")
 
 MAX_ROUNDS = 8
 COMMIT_BATCH = 500
+# One commit's ops stop growing past this many bytes of JSON (the server takes
+# bodies of up to 48 MiB: a batch of big new files' blocklists must fit).
+COMMIT_BODY_BYTES = 16 * 2**20
+# One upload request: about this many bytes of payload, and within the
+# server's budget per request: 32 MiB once decompressed, and so many chunks.
 UPLOAD_BATCH_BYTES = 8 * 2**20
+UPLOAD_BATCH_RAW = 32 * 2**20
+UPLOAD_BATCH_FRAMES = 4096
 INLINE_BUDGET = 64 * 2**10
 CACHE_MAX_BYTES = 256 * 2**20
 CACHE_MAX_FILE = 16 * 2**20  # files bigger than this keep no cached chunks

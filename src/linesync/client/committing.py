@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from linesync.client import planner as pl
 from linesync.client.base import (
     CACHE_MAX_FILE,
     CARRIED,
     COMMIT_BATCH,
+    COMMIT_BODY_BYTES,
     INLINE_BUDGET,
     UPLOAD_BATCH_BYTES,
+    UPLOAD_BATCH_FRAMES,
+    UPLOAD_BATCH_RAW,
     UPLOAD_CONCURRENCY,
     EngineBase,
     SyncResult,
@@ -22,7 +27,7 @@ from linesync.client.base import (
 from linesync.client.localfs import Changed
 from linesync.client.model import Node, PathState, Stat, Version
 from linesync.client.tasks import gather_all
-from linesync.client.transfer import prepare_file, resolve_content, split
+from linesync.client.transfer import InlineRoom, prepare_file, resolve_content, split
 from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.ids import ChunkId, unpack_ids
@@ -36,6 +41,8 @@ from linesync.protocol.schemas import (
     InlineChunk,
     Kind,
 )
+
+_json = msgspec.json.Encoder()
 
 
 class Committing(EngineBase):
@@ -52,34 +59,56 @@ class Committing(EngineBase):
                 return (3, path.count("/"), path)  # a folder becomes a file: after its children go
             return (0 if op.node.kind is Kind.DIRECTORY else 1, path.count("/"), path)
 
-        ops = sorted(ops, key=order)
-        for i in range(0, len(ops), COMMIT_BATCH):
-            await self._commit_batch(ops[i : i + COMMIT_BATCH], result)
+        pending = sorted(ops, key=order)
+        for _ in range(len(pending)):  # each batch takes at least one op
+            if not pending:
+                break
+            batch, pending = pending[:COMMIT_BATCH], pending[COMMIT_BATCH:]
+            pending = await self._commit_batch(batch, result) + pending
 
     async def _commit_batch(
         self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote], result: SyncResult
-    ) -> None:
+    ) -> list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]:
+        """Commit ``ops``, as many as one request's body may hold; the rest
+        (past COMMIT_BODY_BYTES of ops) are given back for the next batch."""
         wire: list[CommitOp] = []
         chunks: list[InlineChunk] = []
         bodies: dict[int, dict[ChunkId, bytes]] = {}
         kept: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote] = []
-        budget = INLINE_BUDGET
-        for op in ops:
+        room = InlineRoom(bytes=INLINE_BUDGET)
+        size = 0
+        for n, op in enumerate(ops):
             try:
-                built = self._wire_op(op, budget)
+                built = self._wire_op(op, room)
             except (Changed, OSError) as exc:
                 result.problems.append(f"{getattr(op, 'path', '')}: {exc}; retried next round")
                 continue
             if built is None:
                 continue
-            commit_op, inl, body = built
-            budget -= sum(len(c.data) * 3 // 4 for c in inl)
+            commit_op, inl, body, room = built
+            size += len(_json.encode(commit_op)) + sum(len(c.data) for c in inl)
             chunks.extend(inl)
             bodies[len(wire)] = body
             wire.append(commit_op)
             kept.append(op)
+            if size >= COMMIT_BODY_BYTES and n + 1 < len(ops):
+                rest = ops[n + 1 :]
+                break
+        else:
+            rest = []
         if not wire:
-            return
+            return rest
+        await self._send_batch(wire, chunks, bodies, kept, result)
+        return rest
+
+    async def _send_batch(
+        self,
+        wire: list[CommitOp],
+        chunks: list[InlineChunk],
+        bodies: dict[int, dict[ChunkId, bytes]],
+        kept: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote],
+        result: SyncResult,
+    ) -> None:
         for _attempt in range(3):
             # A folder move writes entries we cannot predict: list them afterwards.
             folder_move = any(
@@ -143,10 +172,12 @@ class Committing(EngineBase):
             self.need_pull = True
 
     def _wire_op(
-        self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, budget: int
-    ) -> tuple[CommitOp, list[InlineChunk], dict[ChunkId, bytes]] | None:
+        self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, room: InlineRoom
+    ) -> tuple[CommitOp, list[InlineChunk], dict[ChunkId, bytes], InlineRoom] | None:
+        """The op as sent, its inline chunks, its chunks' bytes, and the room
+        left inline in this commit."""
         if isinstance(op, pl.DeleteRemote):
-            return CommitOp(path=op.path, kind=Kind.TOMBSTONE, base_jid=op.base_jid), [], {}
+            return CommitOp(path=op.path, kind=Kind.TOMBSTONE, base_jid=op.base_jid), [], {}, room
         if isinstance(op, pl.MoveRemote):
             n = op.node
             size = n.size if n.kind is Kind.FILE else 0
@@ -154,7 +185,7 @@ class Committing(EngineBase):
                 CommitOp(path=op.dst, kind=n.kind, base_jid=op.dst_base, size=size,
                          mtime_ns=n.mtime_ns if n.kind is Kind.FILE else 0, exec=n.exec,
                          target=n.target, move_from=op.src, move_base=op.src_jid),
-                [], {},
+                [], {}, room,
             )  # fmt: skip
         n = op.node
         if n.kind is not Kind.FILE:
@@ -162,6 +193,7 @@ class Committing(EngineBase):
                 CommitOp(path=op.path, kind=n.kind, base_jid=op.base_jid, target=n.target),
                 [],
                 {},
+                room,
             )
         data, stat = self.fs.read(op.path)
         state = self.index.state(op.path)
@@ -173,7 +205,7 @@ class Committing(EngineBase):
         prep = prepare_file(
             op.path, ids, chunks, size=len(data), mtime_ns=n.mtime_ns, exec=n.exec,
             base_jid=op.base_jid if base_ids is not None else 0,
-            base_ids=base_ids, base_chunks=self.chunks.local, inline_budget=max(budget, 0),
+            base_ids=base_ids, base_chunks=self.chunks.local, room=room,
         )  # fmt: skip
         commit_op = prep.op
         if base_ids is None:
@@ -181,7 +213,7 @@ class Committing(EngineBase):
                 path=op.path, kind=Kind.FILE, base_jid=op.base_jid, size=len(data),
                 mtime_ns=n.mtime_ns, exec=n.exec, content=prep.op.content,
             )  # fmt: skip
-        return commit_op, prep.inline, chunks
+        return commit_op, prep.inline, chunks, room.less(prep)
 
     def _chunks_of(
         self, data: bytes, stat: Stat, state: PathState, node: Node
@@ -206,16 +238,23 @@ class Committing(EngineBase):
         return ids, chunks
 
     async def _upload(self, chunks: dict[ChunkId, bytes]) -> None:
-        """Upload chunks in batches of about UPLOAD_BATCH_BYTES, a few at once."""
+        """Upload chunks in batches of about UPLOAD_BATCH_BYTES (and at most
+        UPLOAD_BATCH_RAW bytes once decompressed, UPLOAD_BATCH_FRAMES chunks:
+        the server's budget per request), a few at once."""
         batches: list[list[Frame]] = [[]]
-        size = 0
+        size = raw = 0
         for cid, data in chunks.items():
             kind, payload = codec.encode(data)
-            if batches[-1] and size + len(payload) > UPLOAD_BATCH_BYTES:
+            if batches[-1] and (
+                size + len(payload) > UPLOAD_BATCH_BYTES
+                or raw + len(data) > UPLOAD_BATCH_RAW
+                or len(batches[-1]) >= UPLOAD_BATCH_FRAMES
+            ):
                 batches.append([])
-                size = 0
+                size = raw = 0
             batches[-1].append(Frame(cid, kind, None, payload))
             size += len(payload)
+            raw += len(data)
         gate = asyncio.Semaphore(UPLOAD_CONCURRENCY)
         total = sum(len(d) for d in chunks.values())
         done = 0
