@@ -30,7 +30,7 @@ from linesync.client.retry import (
 )
 from linesync.protocol.errors import Code, LinesyncError
 from tests.support.server import ServerProc
-from tests.support.watch import wait_until
+from tests.support.watch import wait_until, watching
 
 # -- the pure parts ------------------------------------------------------------------
 
@@ -326,3 +326,25 @@ def test_the_cli_gives_up_after_retry_for_with_exit_code_5(
     assert rc == 5, (out, err)
     assert "retrying in" not in err
     assert "cannot reach" in err
+
+
+def test_watch_waits_as_long_as_a_rate_limiting_server_asks(tmp_path: Path) -> None:
+    """The watch loop and its long-poll honour Retry-After too: after a 429 they
+    wait what the server asked (5 s at one request per 5 s), not their own 1 s."""
+    server = ServerProc(tmp_path / "server", extra=["--rate", "0.2"]).start()  # burst 1
+    try:
+        reports: list[str] = []
+        Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
+        a = Client(tmp_path / "A", report=reports.append)
+        (a.folder / "note.md").write_text("hello\n")
+        with watching(a) as (w,):
+            assert wait_until(lambda: any(r.converged and r.uploaded for r in w.snapshot()), 90), (
+                reports,
+                w.snapshot(),
+            )
+        waits = [int(m.rsplit("retrying in ", 1)[1].split()[0]) for m in reports
+                 if "too many requests" in m]  # fmt: skip
+        assert waits, reports  # the server did limit it
+        assert all(s >= 5 for s in waits), reports
+    finally:
+        server.stop()
