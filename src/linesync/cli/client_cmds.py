@@ -273,13 +273,15 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print(f"watching {client.folder} (Ctrl-C to stop)", flush=True)
-        await client.watch(
-            stop,
-            on_result=lambda r: _print_result(r, args.quiet or r.converged and not (
-                r.uploaded or r.downloaded or r.moved or r.conflicts or r.deleted_local
-                or r.deleted_remote)),
-            allow_mass_delete=args.confirm_deletes,
-        )  # fmt: skip
+
+        def on_result(r: SyncResult) -> None:
+            did = (r.uploaded or r.downloaded or r.moved or r.merged or r.conflicts
+                   or r.deleted_local or r.deleted_remote)  # fmt: skip
+            # Held deletions are reported when they change (Client.watch), not each pass.
+            unfinished = not r.converged and r.held is None
+            _print_result(r, args.quiet or not (did or unfinished))
+
+        await client.watch(stop, on_result=on_result, allow_mass_delete=args.confirm_deletes)
         print("stopped", flush=True)
 
     asyncio.run(go())

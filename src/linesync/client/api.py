@@ -261,7 +261,7 @@ class Client:
         if held is not None and held.refused:
             key = (held.count, held.total, held.since_ns)
             if key != told:
-                self.report(describe(held))
+                self.report(describe(held, str(self.folder)))
             return key
         if held is None and told is not None:
             self.report("no deletions are held back any more")

@@ -83,13 +83,19 @@ class MassDelete(Exception):
     was done: ``result`` says what (``None`` only where no sync ran)."""
 
     def __init__(
-        self, count: int, total: int, *, recent: int = 0, result: SyncResult | None = None
+        self,
+        count: int,
+        total: int,
+        *,
+        recent: int = 0,
+        result: SyncResult | None = None,
+        folder: str = "FOLDER",
     ) -> None:
         also = f" (besides {recent} deleted there just before)" if recent else ""
         super().__init__(
             f"refusing to delete {count} of {total} files on the server{also}: most of the "
             "folder vanished; everything else was synced. If you really deleted them, run "
-            "`linesync sync FOLDER --confirm-deletes`; if not, put them back."
+            f"`linesync sync {folder} --confirm-deletes`; if not, put them back."
         )
         self.count = count
         self.total = total

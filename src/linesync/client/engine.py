@@ -95,7 +95,9 @@ class Engine(Committing):
         result.skipped = {p: why for p, (_, why) in self.skipped.items()}
         held = result.held
         if held is not None and held.refused:
-            raise MassDelete(held.count, held.total, recent=held.recent, result=result)
+            raise MassDelete(
+                held.count, held.total, recent=held.recent, result=result, folder=str(self.folder)
+            )
         return result
 
     def _pushes(self, plan: pl.Plan) -> bool:

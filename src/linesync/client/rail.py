@@ -143,12 +143,11 @@ def _with(hold: Hold, *, refused: bool) -> Hold:
                 hold.recent, refused)  # fmt: skip
 
 
-def describe(hold: Hold) -> str:
-    """The refusal, for the user: how many, of how many."""
-    n = hold.count
+def describe(hold: Hold, folder: str = "FOLDER") -> str:
+    """The refusal, for the user: how many, of how many, and what to do."""
     also = f" (and {hold.recent} deleted there just before)" if hold.recent else ""
     return (
-        f"holding the deletion of {n} of {hold.total} files on the server{also}: most of "
-        "the folder vanished. If you deleted them, run `linesync sync FOLDER "
+        f"holding the deletion of {hold.count} of {hold.total} files on the server{also}: "
+        f"most of the folder vanished. If you deleted them, run `linesync sync {folder} "
         "--confirm-deletes`; if not, put them back and nothing happens"
     )
