@@ -36,6 +36,7 @@ class Defect(enum.Enum):
     WRONG_ID = "id of other bytes"
     HUGE_LENGTH = "payload length over the frame limit"
     NOT_ZSTD = "payload that does not decompress"
+    CUT_ZSTD = "zstd payload cut short (its checksum, or more)"
     BOMB = "payload that decompresses past the chunk limit"
     UNKNOWN_BASE = "a base the namespace does not hold"
     TOO_MANY = "more frames than allowed"
@@ -159,10 +160,14 @@ def bodies(draw: st.DrawFn, held: dict[bytes, bytes], limits: Limits) -> Body:
         length = draw(st.integers(limits.max_chunk + 1, 2**32 - 1))
         at = start + len(encode_frame(f)) - len(f.payload) - 4
         return Body(raw[:at] + _LEN.pack(length) + raw[at + 4 :], defect)
+    if defect is Defect.CUT_ZSTD:
+        data = draw(st.binary(min_size=1, max_size=300))
+        whole = _zstd(data)
+        cut = whole[: draw(st.integers(1, len(whole) - 1))]
+        fs[i] = Frame(chunk_id(data), Codec.ZSTD, None, cut)
+        return Body(_encode(fs), defect)
     assert defect is Defect.NOT_ZSTD
     # The zstd magic, then a frame header with its reserved bit set, then anything.
-    # (A frame cut short is a defect too, but the server takes it today:
-    # test_api_bugs.py::test_a_truncated_zstd_payload_is_refused.)
     junk = draw(st.binary(min_size=1, max_size=50))
     fs[i] = Frame(f.chunk_id, Codec.ZSTD, None, b"\x28\xb5\x2f\xfd\x08" + junk)
     return Body(_encode(fs), defect)
@@ -183,6 +188,8 @@ EXPECTED: dict[Defect, set[tuple[int, str]]] = {
     Defect.WRONG_ID: {(422, "chunk_mismatch")},
     Defect.HUGE_LENGTH: {(413, "payload_too_large")},
     Defect.NOT_ZSTD: {(400, "bad_request")},
+    # Cut in a block, the bytes it still yields are another chunk's.
+    Defect.CUT_ZSTD: {(400, "bad_request"), (422, "chunk_mismatch")},
     Defect.BOMB: {(413, "payload_too_large")},
     Defect.UNKNOWN_BASE: {(422, "chunk_unavailable")},
     Defect.TOO_MANY: {(413, "batch_too_large")},

@@ -104,12 +104,6 @@ def test_metrics_answers_are_documented(live: ServerProc) -> None:
     assert {"200", "401", "403"} <= set(responses)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, not fixed here: protocol/codec.decode reads zstd with a stream "
-    "reader that ends quietly where the input ends, also mid-frame; see the report of "
-    "issue 9, finding 12",
-)
 def test_a_truncated_zstd_payload_is_refused(live: ServerProc) -> None:
     """A zstd frame whose last 4 bytes (its checksum) are cut off still decodes
     to the whole chunk in codec.decode, so the upload is taken (200), stored as

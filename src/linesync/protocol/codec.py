@@ -72,11 +72,28 @@ def decode(codec: int, payload: bytes, base: bytes | None, limit: int) -> bytes:
         dctx = zstandard.ZstdDecompressor(dict_data=d)
     else:
         raise LinesyncError(Code.BAD_REQUEST, f"unknown chunk codec {codec}")
+    if not payload:
+        raise LinesyncError(Code.BAD_REQUEST, "chunk does not decompress: no zstd frame")
     try:
         with dctx.stream_reader(io.BytesIO(payload), read_across_frames=True) as reader:
             out = reader.read(limit + 1)
+        if len(out) > limit:
+            raise LinesyncError(Code.PAYLOAD_TOO_LARGE, "chunk decompresses past the size limit")
+        _whole_frames(dctx, payload)
     except zstandard.ZstdError as exc:
         raise LinesyncError(Code.BAD_REQUEST, f"chunk does not decompress: {exc}") from exc
-    if len(out) > limit:
-        raise LinesyncError(Code.PAYLOAD_TOO_LARGE, "chunk decompresses past the size limit")
     return bytes(out)
+
+
+def _whole_frames(dctx: zstandard.ZstdDecompressor, payload: bytes) -> None:
+    """Refuse a payload that ends inside a frame. The stream reader stops quietly
+    where its input ends, so a frame cut before its checksum still yields every
+    byte; stored as sent, it would reach other readers cut. (Bounded: these
+    bytes just decoded within the limit.)"""
+    rest = payload
+    while rest:
+        frame = dctx.decompressobj()
+        frame.decompress(rest)
+        if not frame.eof:
+            raise LinesyncError(Code.BAD_REQUEST, "chunk does not decompress: truncated frame")
+        rest = frame.unused_data

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from linesync.protocol.errors import Code, LinesyncError
 
-_CURSOR = re.compile(r"^([0-9a-f]{16})\.(0|[1-9][0-9]{0,17})\.([0-9a-f]{8}|[0-9a-f]{16}|0)$")
+_CURSOR = re.compile(r"([0-9a-f]{16})\.(0|[1-9][0-9]{0,17})\.([0-9a-f]{8}|[0-9a-f]{16}|0)")
 
 
 class Cursor(NamedTuple):
@@ -33,7 +33,7 @@ def start(journal: str) -> Cursor:
 
 
 def parse(text: str) -> Cursor:
-    m = _CURSOR.match(text)
+    m = _CURSOR.fullmatch(text)  # (``$`` would let a trailing newline through)
     if not m:
         raise LinesyncError(Code.BAD_CURSOR, "cursor is malformed")
     return Cursor(m.group(1), int(m.group(2)), m.group(3))
