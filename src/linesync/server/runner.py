@@ -30,7 +30,7 @@ from linesync.server.listener import (
     protocol_for,
     raise_open_file_limit,
 )
-from linesync.server.stores.packs import DiskPackStore
+from linesync.server.stores.packs import DiskPackStore, fsync_dir
 from linesync.server.stores.sqlite import SqliteStore
 
 FIRST_TOKEN_FILE = "first-token"
@@ -101,6 +101,9 @@ async def first_start(meta: SqliteStore, data_dir: Path) -> str | None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(data_dir)
     return token
 
 

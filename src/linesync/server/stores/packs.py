@@ -231,7 +231,7 @@ def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -245,7 +245,7 @@ def _mkdirs(path: Path) -> None:
         _mkdirs(path.parent)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
 
 def _plan_reads(locs: Sequence[Location], size: int) -> list[tuple[int, int, list[int]]]:
@@ -377,7 +377,7 @@ class DiskPackStore:
         try:
             _pwrite_all(fd, PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, 0), 0)
             os.fsync(fd)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except BaseException:
             os.close(fd)
             raise
@@ -459,7 +459,7 @@ class DiskPackStore:
         self._fds.forget(pack)
         try:
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except FileNotFoundError:
             pass
         except OSError as exc:

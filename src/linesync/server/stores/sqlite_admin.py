@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import os
 import secrets
 import sqlite3
 import time
@@ -18,6 +17,7 @@ from typing import Any, Self, TypeVar
 
 from linesync.server.model import Namespace, Role, TokenInfo, TokenRole
 from linesync.server.stores.base import StoreError
+from linesync.server.stores.packs import fsync_dir
 
 T = TypeVar("T")
 
@@ -117,14 +117,6 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
     db.execute("COMMIT")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
@@ -157,7 +149,7 @@ class SqliteAdmin:
         # SQLite makes its own files' names durable, not the data directory's: a
         # power cut could take the directory, and every commit in it, away.
         for d in {self.path.parent, *made}:
-            _fsync_dir(d.parent)
+            fsync_dir(d.parent)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
