@@ -411,6 +411,35 @@ def test_mass_delete_guard_ignores_a_moved_folder() -> None:
     assert [type(op) for op in plan.ops] == [pl.MoveRemote]
 
 
+def test_a_folder_move_that_would_take_a_path_past_the_limit_is_not_paired() -> None:
+    """A longer folder name can take a deep synced path past 4096 bytes: the
+    server refuses such a folder move whole (paths.rebase, found by the commit
+    fuzzer), so the planner must not pair the vanished folder with the new one
+    (before, ``rebase`` raised out of the planner). Here the user moved
+    ``p``'s files into a new folder and deleted ``p``."""
+
+    def scenario(name: str) -> list[pl.Op]:
+        fresh = Fresh()
+        base = Tree(fresh)
+        base.mkdir("p")
+        for i in range(40):
+            base.create(f"p/a{i}")
+        for i in range(1, 17):
+            base.mkdir("p/" + "/".join(["d" * 250] * i))  # 4,015 bytes under p/ at last
+        base.create("p/" + "/".join(["d" * 250] * 16) + "/f")
+        local = base.copy()
+        local.mkdir(name)
+        for i in range(40):
+            local.move(f"p/a{i}", f"{name}/a{i}")
+        local.delete("p")  # the deep file could not come along
+        return pl.plan(Sim.scenario(base, local).states()).ops
+
+    short = scenario("q")  # a folder move, as far as the planner can tell
+    assert [op for op in short if isinstance(op, pl.MoveRemote) and op.src == "p"]
+    long_name = scenario("q" * 250)  # p/... as q...q/... would be 4,270 bytes
+    assert not [op for op in long_name if isinstance(op, pl.MoveRemote) and op.src == "p"]
+
+
 # -- decide(), case by case -------------------------------------------------------------
 
 F1 = Node(Kind.FILE, 3, 100, chash=b"one")

@@ -454,6 +454,8 @@ def _match_folder_moves(
             continue  # one of them was taken by a better pair
         if (src, path) in avoid or paths.is_under(path, src) or states[src].synced is None:
             continue
+        if not _fits(states, src, path):
+            continue  # the server would refuse the move whole: plain uploads and deletes
         ops[path] = MoveRemote(src, path, op.node, _move_base(states[src]), op.base_jid)
         ops[src] = None
         # What the move brings along: each synced thing below the source lands at
@@ -502,6 +504,18 @@ def _drop_from(gone: dict[tuple[Kind, bytes | None, str | None], list[str]], pat
     for lst in gone.values():
         if path in lst:
             lst.remove(path)
+
+
+def _fits(states: Mapping[str, PathState], src: str, dst: str) -> bool:
+    """Does everything below ``src`` have a valid path below ``dst``? (A longer
+    name can take a deep path past the limit.)"""
+    try:
+        for p in states:
+            if paths.is_under(p, src):
+                paths.normalize(paths.rebase(p, src, dst))
+    except paths.PathError:
+        return False
+    return True
 
 
 def _folder_scores(
