@@ -20,7 +20,7 @@ from pathlib import Path
 from linesync.client.config import INDEX_FILE, FolderConfig, check_server_url
 from linesync.client.engine import Engine, MassDelete, SyncResult
 from linesync.client.index import Index, IndexError_
-from linesync.client.localfs import STATE_DIR, FolderBusy
+from linesync.client.localfs import STATE_DIR, FolderBusy, fsync_dir
 from linesync.client.rail import WATCH_SETTLE_NS, Rail, describe
 from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetryPolicy, retry_after
@@ -111,7 +111,10 @@ class Client:
             raise LookupError(f"no namespace {namespace!r} for {me.user} (you have: {names})")
         ns = chosen[0]
         read_only = ns.role == "ro" or me.token_role == "ro"
-        root.mkdir(parents=True, exist_ok=True)
+        for folder in reversed([root, *root.parents]):  # each new one durable in its parent
+            if not folder.exists():
+                folder.mkdir(exist_ok=True)
+                fsync_dir(folder.parent)
         (root / STATE_DIR).mkdir(mode=0o700, exist_ok=True)
         secure_state(root)
         FolderConfig(server, token, ns.id, ns.name, me.device, read_only).save(root)

@@ -10,7 +10,7 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from linesync.client.localfs import STATE_DIR
+from linesync.client.localfs import STATE_DIR, fsync_dir
 
 CONFIG_FILE = "config.json"
 INDEX_FILE = "index.sqlite3"
@@ -78,3 +78,4 @@ class FolderConfig:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
+        fsync_dir(p.parent)

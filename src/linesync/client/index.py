@@ -21,6 +21,7 @@ from typing import Any
 
 import zstandard
 
+from linesync.client.localfs import fsync_dir
 from linesync.client.model import Local, Node, PathState, Stat, Version
 from linesync.core.ids import ChunkId, join_ids, split_ids
 from linesync.protocol.schemas import Kind
@@ -75,14 +76,6 @@ def _cols(node: Node | None) -> tuple[Any, ...]:
     return (node.kind.value, node.size, node.mtime_ns, int(node.exec), node.target, node.chash)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sizes(raw: bytes) -> list[int]:
     return [int.from_bytes(raw[i : i + 4], "big") for i in range(0, len(raw), 4)]
 
@@ -98,12 +91,12 @@ class Index:
         # SQLite makes its own files' names durable, not the state folder's: a
         # power cut could take ``.linesync/`` (index and configuration) away.
         for d in {path.parent, *made}:
-            _fsync_dir(d.parent)
+            fsync_dir(d.parent)
         # Made 0600 before SQLite opens it: its -wal and -shm take the same mode.
         if not path.exists():
             with contextlib.suppress(OSError):
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         try:
             db = sqlite3.connect(path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")

@@ -97,6 +97,15 @@ def file_mode(exec: bool, umask: int) -> int:
     return (base & ~umask) | (0o700 if exec else 0o600)
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the names in a folder durable (a create, rename or unlink in it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalFS:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -403,11 +412,5 @@ class LocalFS:
 
     @staticmethod
     def _fsync_dir(path: Path) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            fsync_dir(path)
