@@ -382,7 +382,7 @@ async def _restore(client: Client, path: str, jid: int, copy: bool) -> int:
                 journal=cursor.split(".")[0] if cursor else None, copy=copy,
             )  # fmt: skip
         except LinesyncError as exc:
-            if exc.code is Code.BAD_REQUEST and not copy and "version of" in exc.message:
+            if exc.code is Code.BAD_REQUEST and "version_of" in exc.detail:
                 print(
                     f"linesync: not restored: {exc.message}. To copy that version to {path} "
                     f"on purpose, run again with --copy; `linesync log FOLDER {path}` lists "

@@ -311,6 +311,7 @@ async def restore(ctx: Context, request: Request) -> Response:
             Code.BAD_REQUEST,
             f"entry {req.jid} is a version of {old.path!r}, not of {req.path!r} "
             "(ask for a copy to put another path's version there)",
+            version_of=old.path,
         )
     op = CommitOp(
         path=req.path,
