@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 from linesync.client.api import Client
-from linesync.client.engine import SyncResult
 from linesync.client.remote import Remote
 from linesync.protocol.schemas import Entry
 from tests.client.conftest import files
 from tests.support.server import ServerProc
+from tests.support.watch import wait_until, watching
 
 _RETRY = re.compile(r"^server unreachable \(.*\); retrying in (\d+) s$", re.S)
 
@@ -30,71 +26,6 @@ BEFORE: dict[str, bytes] = {
 EDIT_A = b"line 1\nline 2, edited on A while the server was down\nline 3\n"
 NEW_A = b"created on A while the server was down\n"
 EDIT_B = b"alpha\nbeta, edited on B while the server was down\ngamma\n"
-
-
-def _wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    """Poll ``cond`` until it holds; bounded both in time and in iterations."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / step) + 1):
-        if cond():
-            return True
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(step)
-    return cond()
-
-
-class WatchThread:
-    """``client.watch`` running on its own event loop in a thread, so the test can
-    stop and start the server and run another client meanwhile."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.results: list[SyncResult] = []
-        self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watch-A", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported to the test thread in close()
-            self.error = exc
-        finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self._ready.set()
-        await self.client.watch(self._stop, on_result=self.results.append)
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(timeout=10), "the watch thread did not start"
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def close(self) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=30)
-        assert not self._thread.is_alive(), "watch did not stop within 30 s"
-        if self.error is not None:
-            raise AssertionError(f"watch failed: {self.error!r}") from self.error
-
-
-@contextmanager
-def _watching(client: Client) -> Iterator[WatchThread]:
-    w = WatchThread(client)
-    w.start()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def _server_view(server: ServerProc, ns: int) -> dict[str, Entry]:
@@ -146,9 +77,9 @@ def test_server_outage_during_watch_retries_with_backoff_deletes_nothing_and_cat
     a = Client(a0.folder, report=reports.append)
     ns = a.config.namespace
 
-    with _watching(a) as watch:
+    with watching(a) as (watch,):
         # The first round of the watch loop runs at once: wait for it.
-        assert _wait_until(lambda: any(r.converged for r in watch.results), 30), (
+        assert wait_until(lambda: any(r.converged for r in watch.results), 30), (
             reports,
             watch.results,
         )
@@ -169,7 +100,7 @@ def test_server_outage_during_watch_retries_with_backoff_deletes_nothing_and_cat
 
         # Keep it down until A has retried three times (after 1, 2 and 4 s) and
         # failed each time: it then announces an 8 s wait.
-        assert _wait_until(lambda: 8 in _retry_delays(reports[outage_from:]), 40), reports
+        assert wait_until(lambda: 8 in _retry_delays(reports[outage_from:]), 40), reports
         assert watch.alive(), watch.error
         during = reports[outage_from:]
         delays = _retry_delays(during)
@@ -198,7 +129,7 @@ def test_server_outage_during_watch_retries_with_backoff_deletes_nothing_and_cat
             )
 
         # A's next retry is at most 8 s away; it must upload A's offline changes.
-        assert _wait_until(a_caught_up, 30, step=0.25), (reports, _server_view(server, ns))
+        assert wait_until(a_caught_up, 30, step=0.25), (reports, _server_view(server, ns))
         view = _server_view(server, ns)
         assert {p for p, e in view.items() if e.kind.value == "file"} == set(expected_a_offline)
 
@@ -209,7 +140,7 @@ def test_server_outage_during_watch_retries_with_backoff_deletes_nothing_and_cat
         assert rb.conflicts == [], rb
 
         # A's watch picks up B's edit without anyone running sync on A.
-        assert _wait_until(lambda: (a.folder / "edit_b.md").read_bytes() == EDIT_B, 30), (
+        assert wait_until(lambda: (a.folder / "edit_b.md").read_bytes() == EDIT_B, 30), (
             reports,
             watch.results[online_results:],
         )
