@@ -44,9 +44,10 @@ KEEP_COMPRESSORS = 4
 
 class Work:
     """Bytes of CPU work one request may still spend on compressing against
-    bases: each distinct base costs its size once (its dictionary is prepared
-    once per request), each chunk compressed against one its own size. Past
-    the budget, chunks go as stored: the answer stays right, only less small."""
+    bases: a base costs its size when it is loaded (and again whenever its
+    dictionary must be prepared again), each chunk compressed against one its
+    own size. Past the budget, chunks go as stored: the answer stays right,
+    only less small."""
 
     def __init__(self, budget: int) -> None:
         self.left = budget
