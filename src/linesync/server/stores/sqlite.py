@@ -318,9 +318,11 @@ class SqliteStore(SqliteAdmin):
             now = time.time()
             self.db.executemany(
                 "INSERT INTO chunks (id, pack, offset, length, codec, raw_size, created) "
-                # A chunk stored already keeps its location, but its row is written
-                # all the same: an upload must take as long either way (PROTOCOL §7.4).
-                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET created=excluded.created",
+                # A chunk stored already is pointed at the copy just written, so
+                # that the index does the same work either way (PROTOCOL §7.4).
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET pack=excluded.pack, "
+                "offset=excluded.offset, length=excluded.length, codec=excluded.codec, "
+                "created=excluded.created",
                 [
                     (c.chunk_id, c.pack, c.offset, c.length, c.codec, c.raw_size, now)
                     for c in chunks
