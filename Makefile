@@ -6,7 +6,7 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8440
 
-.PHONY: serve test lint typecheck unit bench load soak fuzz clean fuse
+.PHONY: serve test lint typecheck unit bench bench-peers load soak fuzz clean fuse
 
 $(BIN)/linesync: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,16 @@ bench: $(BIN)/linesync
 	$(BIN)/python bench/wire.py
 	$(BIN)/python bench/watch_latency.py
 	$(BIN)/python bench/chunking.py
+
+# linesync side by side with rsync, Unison and Syncthing (installed when missing, as root),
+# results in docs/BENCHMARKS.md and docs/bench/:  make bench-peers [PEERS_ARGS="--quick"]
+PEERS_ARGS ?= --slow
+bench-peers: $(BIN)/linesync
+	@for t in rsync unison syncthing; do \
+	  command -v $$t >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$t || exit 1; }; \
+	done
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m bench.peers $(PEERS_ARGS) --out docs/BENCHMARKS.md
 
 load: $(BIN)/linesync
 	$(BIN)/python bench/load.py
