@@ -202,12 +202,15 @@ class Bench:
                 self._finish(row, tool, base, sum(r.cpu for r in results))
                 row.error = self._verify(tool)
             else:
+                tool.prestart()
+                base = tool.cpu()  # the peer's start-up is not the sync's
                 t0 = time.monotonic()
                 tool.start_watch()
                 row.error = self._wait_tree(tool, want, sizes, timeout, poll)
                 row.time = time.monotonic() - t0
                 self._settle(tool)
                 self._finish(row, tool, base)
+                row.extra["rss"] = {d.role: d.rss() for d in tool.daemons}
         except ToolError as e:
             row.error = str(e)
             self._finish(row, tool, base)
@@ -542,6 +545,32 @@ class Bench:
             row.error = f"linesync sync exited {r.rc}: {r.output[-300:]}"
         return self.add(row)
 
+    def _baseline_rss(self, tool: Linesync) -> int | None:
+        """Peak RSS of a one-shot sync of a one-file folder (another user's namespace)."""
+        folder = tool.work / "C"
+        folder.mkdir()
+        (folder / "one.md").write_bytes(b"one file\n")
+        data = ["--data", str(tool.data)]
+        steps = [
+            [tool.exe, "user", "add", "baseline", *data],
+            [tool.exe, "token", "create", "baseline", "--device", "c", *data],
+        ]
+        for cmd in steps:
+            r = run_cmd(cmd, timeout=60)
+            if not r.ok:
+                log(f"baseline RSS: {' '.join(cmd[1:3])} failed: {r.output[-200:]}")
+                return None
+        token = r.output.strip().splitlines()[-1]
+        url = f"http://127.0.0.1:{tool.links[0][0].target_port}"
+        r = run_cmd([tool.exe, "init", str(folder), "--server", url, "--token", token], timeout=60)
+        r2 = run_cmd([tool.exe, "sync", str(folder), "-q"], timeout=120, sample_rss=True)
+        if not (r.ok and r2.ok):
+            log(f"baseline RSS: init/sync failed: {r.output[-200:]} {r2.output[-200:]}")
+            return None
+        self.add(Row("scale", "baseline-1-file", tool.label, 1, time=r2.elapsed, cpu=r2.cpu,
+                     extra={"peak_rss": r2.maxrss}))  # fmt: skip
+        return r2.maxrss
+
     def _scale_linesync(self, tool: Linesync, n: int) -> None:
         first = self._scale_cmd(tool, "initial-upload", tool.a, n)
         if first.error:
@@ -554,8 +583,14 @@ class Bench:
         )
         if down.error:
             return
+        base_rss = self._baseline_rss(tool)
+        if base_rss:
+            for r in (first, down):
+                r.extra["baseline_rss"] = base_rss
+                r.extra["marginal_per_file"] = (r.extra["peak_rss"] - base_rss) / n
         # Both watchers on the synced folders; one file changes in A.
         tool.start_watch()
+        tool.one_shot = False  # from here on, the watchers sync (a one-shot sync would wait)
         t_start = time.monotonic()
         quiet_deadline = t_start + 600
         while time.monotonic() < quiet_deadline:

@@ -95,6 +95,9 @@ class Tool:
         while time.monotonic() < deadline and any(d.children() for d in self.daemons):
             time.sleep(0.01)
 
+    def prestart(self) -> None:
+        """Watching tools: what runs before the first sync's clock starts (a peer)."""
+
     def start_watch(self) -> None:
         """Watching tools: start the processes that keep B in sync."""
         raise NotImplementedError
@@ -374,10 +377,13 @@ class Syncthing(Tool):
                 raise ToolError(f"syncthing generate failed: {r.output[-400:]}")
             ids[side] = m.group(1)
         self.ids = ids
-        listen = {"A": free_port(), "B": free_port()}
+        self.listen = listen = {"A": free_port(), "B": free_port()}
         self.gui = {"A": free_port(), "B": free_port()}
-        # A dials B through proxy_b; B dials A through proxy_a ("up" there is B -> A).
-        proxies = {"B": self.proxy(listen["B"]), "A": self.proxy(listen["A"], b_to_a=True)}
+        # Only A dials: B through the proxy in front of B's listen port. B knows no address
+        # for A ("dynamic", and discovery is off): when both dial at once, one connection
+        # is dropped and the redial can wait tens of seconds (seen with the added delay).
+        to_b = self.proxy(listen["B"])
+        addrs = {"A": "dynamic", "B": f"tcp://127.0.0.1:{to_b.port}"}
         self.apikey: dict[str, str] = {}
         for side, home in self.homes.items():
             other = "B" if side == "A" else "A"
@@ -389,13 +395,15 @@ class Syncthing(Tool):
                 gui=self.gui[side],
                 me=ids[side],
                 peer=ids[other],
-                peer_addr=f"tcp://127.0.0.1:{proxies[other].port}",
+                peer_addr=addrs[other],
                 folder=folder,
             )
         self.notes.append(
             "syncthing: fsWatcherDelayS=1 (default 10), rescanIntervalS=3600, "
             "discovery/relays/NAT/usage reports/crash reports/upgrades off, setLowPriority=false; "
-            "its first-sync time includes starting both instances and their TLS connection"
+            "only A dials B (B has no address for A: simultaneous dials made one connection wait "
+            "40 s); B runs before the first sync's clock starts (like rsync's daemon and "
+            "linesync's server), A's start-up and the TLS connection are timed"
         )
 
     @staticmethod
@@ -461,25 +469,27 @@ class Syncthing(Tool):
         tree.write(path)
         return apikey
 
-    def start_watch(self) -> None:
+    def _start(self, side: str) -> Proc:
         env = dict(os.environ, STNODEFAULTFOLDER="1", STNOUPGRADE="1", STNORESTART="1")
-        for side, home in self.homes.items():
-            self.daemons.append(
-                Proc(
-                    f"peer {side}",
-                    [
-                        "syncthing",
-                        "serve",
-                        f"--home={home}",
-                        "--no-browser",
-                        "--no-restart",
-                        "--no-upgrade",
-                        f"--gui-address=http://127.0.0.1:{self.gui[side]}",
-                    ],
-                    env=env,
-                    log=self.work / f"syncthing-{side}.log",
-                )
-            )
+        p = Proc(
+            f"peer {side}",
+            ["syncthing", "serve", f"--home={self.homes[side]}", "--no-browser", "--no-restart",
+             "--no-upgrade", f"--gui-address=http://127.0.0.1:{self.gui[side]}"],
+            env=env,
+            log=self.work / f"syncthing-{side}.log",
+        )  # fmt: skip
+        self.daemons.append(p)
+        return p
+
+    def prestart(self) -> None:
+        # B is already running, as a peer would be (and as rsync's daemon and linesync's
+        # server are): listening before A dials it, since a refused dial waits for the redial.
+        wait_port(self.listen["B"], self._start("B"), timeout=60)
+
+    def start_watch(self) -> None:
+        if not self.daemons:
+            self.prestart()
+        self._start("A")
 
     def rest(self, side: str, path: str) -> object:
         req = urllib.request.Request(
