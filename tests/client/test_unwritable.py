@@ -134,11 +134,13 @@ class _RefusingFS(LocalFS):
 
     def write_file(
         self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool,
-        expect: Stat | None,
+        expect: Stat | None, sync_dir: bool = True,
     ) -> Stat:  # fmt: skip
         if ":" in path:
             raise OSError(self.refuse, os.strerror(self.refuse), path)
-        return super().write_file(path, pieces, mtime_ns=mtime_ns, exec=exec, expect=expect)
+        return super().write_file(
+            path, pieces, mtime_ns=mtime_ns, exec=exec, expect=expect, sync_dir=sync_dir
+        )
 
     def symlink(self, path: str, target: str, expect: Stat | None) -> Stat:
         raise OSError(errno.EPERM, os.strerror(errno.EPERM), path)

@@ -25,17 +25,24 @@ class FullDisk(LocalFS):
 
     def write_file(
         self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool,
-        expect: Stat | None,
+        expect: Stat | None, sync_dir: bool = True,
     ) -> Stat:  # fmt: skip
         if not self.full:
-            return super().write_file(path, pieces, mtime_ns=mtime_ns, exec=exec, expect=expect)
+            return super().write_file(
+                path, pieces, mtime_ns=mtime_ns, exec=exec, expect=expect, sync_dir=sync_dir
+            )
 
         def some_then_enospc() -> Iterable[bytes]:
             yield b"partial bytes"
             raise OSError(errno.ENOSPC, "No space left on device")
 
         return super().write_file(
-            path, some_then_enospc(), mtime_ns=mtime_ns, exec=exec, expect=expect
+            path,
+            some_then_enospc(),
+            mtime_ns=mtime_ns,
+            exec=exec,
+            expect=expect,
+            sync_dir=sync_dir,
         )
 
 

@@ -25,6 +25,7 @@ _CHANGING = (
     "touch",
     "rename_disk",
     "unlink_plain",
+    "sync_parents",
 )
 _LOOKING = ("walk", "lstat", "list_names", "exists", "read_range")
 
@@ -50,7 +51,7 @@ class SimFS(LocalFS):
 
     def write_file(
         self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool,
-        expect: Stat | None,
+        expect: Stat | None, sync_dir: bool = True,
     ) -> Stat:  # fmt: skip
         self._alive()
         data = list(pieces)
@@ -70,10 +71,17 @@ class SimFS(LocalFS):
                 raise OSError(errno.ENOSPC, "No space left on device")
 
             return super().write_file(
-                path, some_then_full(), mtime_ns=mtime_ns, exec=exec, expect=expect
+                path,
+                some_then_full(),
+                mtime_ns=mtime_ns,
+                exec=exec,
+                expect=expect,
+                sync_dir=sync_dir,
             )
         self.world.produced(whole, merged_from=self.merging)
-        stat = super().write_file(path, data, mtime_ns=mtime_ns, exec=exec, expect=expect)
+        stat = super().write_file(
+            path, data, mtime_ns=mtime_ns, exec=exec, expect=expect, sync_dir=sync_dir
+        )
         self.world.fs_hook(self.life, "wrote", path)  # killed before the index heard of it
         return stat
 

@@ -104,7 +104,7 @@ class _TornWrites(LocalFS):
     file, and stops halfway, as a crash mid-write would leave them."""
 
     def write_file(self, path: str, pieces: object, *, mtime_ns: int, exec: bool,
-                   expect: Stat | None) -> Stat:  # fmt: skip
+                   expect: Stat | None, sync_dir: bool = True) -> Stat:  # fmt: skip
         dest = self.disk(path)
         data = b"".join(pieces)  # type: ignore[call-overload]
         with open(dest, "wb") as f:

@@ -58,7 +58,8 @@ class ServerProc:
             for line in proc.stdout:
                 self.log.append(line)
 
-        threading.Thread(target=drain, args=(self.proc,), daemon=True).start()
+        self._drain = threading.Thread(target=drain, args=(self.proc,), daemon=True)
+        self._drain.start()
         return self
 
     def admin(self, *args: str) -> str:
@@ -84,6 +85,9 @@ class ServerProc:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=30)
+        drain = getattr(self, "_drain", None)
+        if drain is not None:
+            drain.join(timeout=10)  # every line the server printed is in the log
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None

@@ -16,6 +16,7 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from linesync.client.config import INDEX_FILE, FolderConfig, check_server_url
 from linesync.client.engine import Engine, MassDelete, SyncResult
@@ -26,10 +27,15 @@ from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetryPolicy, retry_after
 from linesync.protocol.errors import LinesyncError
 
+if TYPE_CHECKING:
+    from linesync.client.watcher import FolderWatcher
+
 log = logging.getLogger("linesync.client")
 
 WATCH_DEBOUNCE = 0.05
-WATCH_RESCAN = 60.0
+# With the watcher naming what changed, the whole folder is scanned this often
+# (and after any failed round): what events may have missed is found then.
+WATCH_RESCAN = 600.0
 WATCH_SETTLE = WATCH_SETTLE_NS / 1e9  # seconds without a new deletion before judging them
 LONG_POLL = 25
 
@@ -192,7 +198,7 @@ class Client:
                 engine = self._engine(remote, index, allow_mass_delete, rail)
                 poller = asyncio.create_task(self._poll(remote, index, dirty, stop))
                 try:
-                    await self._loop(engine, dirty, stop, on_result)
+                    await self._loop(engine, dirty, stop, on_result, watcher)
                 finally:
                     poller.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -207,13 +213,20 @@ class Client:
         dirty: asyncio.Event,
         stop: asyncio.Event,
         on_result: Callable[[SyncResult], None] | None,
+        watcher: FolderWatcher | None = None,
     ) -> None:
+        """Sync on each wake-up. A round the watcher's events explain looks only
+        at the paths they named (and those whose views disagree); the first
+        round, one after WATCH_RESCAN quiet seconds and one after a failure
+        scan the whole folder."""
         backoff = 1.0
         loop = asyncio.get_running_loop()
         wake_at: float | None = None  # held deletions settle then: judge them again
         told: tuple[int, int, int] | None = None  # the refusal last reported
+        full = True
+        last_full = loop.time()
         while not stop.is_set():
-            timeout = WATCH_RESCAN
+            timeout = max(WATCH_RESCAN - (loop.time() - last_full), 0.0)
             if wake_at is not None:
                 timeout = min(timeout, max(wake_at - loop.time(), 0.0))
             await _wait_either(dirty, stop, timeout)
@@ -222,12 +235,18 @@ class Client:
             await asyncio.sleep(WATCH_DEBOUNCE)  # let a burst of saves settle
             dirty.clear()
             wake_at = None
+            touched = watcher.take() if watcher is not None else set()
+            if watcher is None or loop.time() - last_full >= WATCH_RESCAN:
+                full = True
             try:
                 try:
-                    result = await engine.sync_once()
+                    result = await engine.sync_once(None if full else touched)
                 except MassDelete as exc:
                     assert exc.result is not None
                     result = exc.result
+                if full:
+                    last_full = loop.time()
+                full = False
                 backoff = 1.0
                 told = self._tell_hold(result, told)
                 if on_result is not None:
@@ -235,20 +254,25 @@ class Client:
                 if result.wake_ns is not None:
                     wake_at = loop.time() + max(result.wake_ns - engine.clock(), 0) / 1e9
                 elif not result.converged and result.held is None:
+                    if watcher is not None:
+                        watcher.touched |= touched  # still to be looked at
                     dirty.set()
                     await asyncio.sleep(0.5)
             except FolderBusy as exc:  # a one-off `linesync sync` runs: after it
+                full = True  # this round's events may not all be done: look at everything
                 self.report(f"{exc}; retrying in {backoff:.0f} s")
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 60.0)
                 dirty.set()
             except RemoteUnavailable as exc:
+                full = True  # this round's events may not all be done: look at everything
                 wait = max(backoff, retry_after(exc))
                 self.report(f"server unreachable ({exc}); retrying in {wait:.0f} s")
                 await _sleep_or_stop(stop, wait)
                 backoff = min(backoff * 2, 60.0)
                 dirty.set()
             except LinesyncError as exc:
+                full = True  # this round's events may not all be done: look at everything
                 wait = max(backoff, retry_after(exc))
                 self.report(f"sync failed: {exc.message}; retrying in {wait:.0f} s")
                 await _sleep_or_stop(stop, wait)

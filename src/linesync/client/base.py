@@ -152,6 +152,8 @@ class EngineBase:
         # commits carried it there): the next round then skips a list request.
         self.need_pull = True
         self.refused_moves: set[tuple[str, str]] = set()
+        # Downloads written but not yet durable by name nor recorded (Engine._settle).
+        self.settling: list[tuple[str, Callable[[], None]]] = []
 
     @property
     def ns(self) -> int:

@@ -42,11 +42,36 @@ class ChunkSource:
                 return piece
         return None
 
+    def local_many(self, ids: Iterable[ChunkId]) -> dict[ChunkId, bytes]:
+        """:meth:`local` for many chunks, in a few index queries."""
+        have: dict[ChunkId, bytes] = {}
+        rest: list[ChunkId] = []
+        for cid in dict.fromkeys(ids):
+            data = self.pool.get(cid)
+            if data is None:
+                rest.append(cid)
+            else:
+                have[cid] = data
+        if not rest:
+            return have
+        have.update(self.index.cache_get_many(rest))
+        rest = [c for c in rest if c not in have]
+        for cid, places in self.index.find_chunks(rest).items():
+            for path, offset, length in places:
+                piece = self.fs.read_range(path, offset, length)
+                if piece is not None and chunk_id(piece) == cid:
+                    have[cid] = piece
+                    break
+        return have
+
     async def prefetch(
         self, ids: Iterable[ChunkId], bases: dict[ChunkId, ChunkId], concurrency: int = 4
     ) -> None:
         """Fetch the chunks of many files at once, several batches in flight."""
-        want = [c for c in dict.fromkeys(ids) if self.local(c) is None]
+        ids = list(dict.fromkeys(ids))
+        near = self.local_many(ids)
+        self.pool.update(near)
+        want = [c for c in ids if c not in near]
         batches = [want[i : i + FETCH_BATCH] for i in range(0, len(want), FETCH_BATCH)]
         gate = asyncio.Semaphore(concurrency)
 
@@ -61,26 +86,14 @@ class ChunkSource:
     ) -> dict[ChunkId, bytes]:
         """Every chunk in ``ids``, verified. ``bases`` names, per chunk, an old
         chunk the client holds, for a download that costs about what changed."""
-        have: dict[ChunkId, bytes] = {}
-        want: list[ChunkId] = []
-        for cid in dict.fromkeys(ids):
-            data = self.local(cid)
-            if data is None:
-                want.append(cid)
-            else:
-                have[cid] = data
+        ids = list(dict.fromkeys(ids))
+        have = self.local_many(ids)
+        want = [c for c in ids if c not in have]
         for i in range(0, len(want), FETCH_BATCH):
             batch = want[i : i + FETCH_BATCH]
-            base_ids: list[ChunkId | None] = []
-            base_bytes: dict[ChunkId, bytes] = {}
-            for cid in batch:
-                b = (bases or {}).get(cid)
-                data = self.local(b) if b is not None else None
-                if b is not None and data is not None:
-                    base_bytes[b] = data
-                    base_ids.append(b)
-                else:
-                    base_ids.append(None)
+            wanted = {cid: b for cid in batch if (b := (bases or {}).get(cid)) is not None}
+            base_bytes = self.local_many(wanted.values()) if wanted else {}
+            base_ids = [b if (b := wanted.get(cid)) in base_bytes else None for cid in batch]
             frames = await self.remote.fetch(self.ns, batch, base_ids)
             for f in frames:
                 base = None

@@ -54,6 +54,8 @@ from linesync.protocol.schemas import (
 )
 
 GIT_TOLD_MAX = 1000  # .git folders remembered as told about
+# A sync told which paths changed looks at those alone, up to so many of them.
+FOCUS_MAX = 4096
 
 __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 
@@ -61,12 +63,19 @@ __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 class Engine(Committing):
     # -- the loop ----------------------------------------------------------
 
-    async def sync_once(self) -> SyncResult:
+    async def sync_once(self, touched: set[str] | None = None) -> SyncResult:
+        """One sync. ``touched``: the only paths that may have changed on disk
+        since the last scan (a watcher's events): only they (and what lies below
+        them) are looked at on disk, and only paths whose views disagree are
+        planned. None: the whole folder is scanned."""
         with self.fs.lock():
-            return await self._sync_once()
+            return await self._sync_once(touched)
 
-    async def _sync_once(self) -> SyncResult:
+    async def _sync_once(self, touched: set[str] | None = None) -> SyncResult:
         result = SyncResult()
+        if touched is not None and (len(touched) > FOCUS_MAX or ".linesyncignore" in touched
+                                    or "" in touched):  # fmt: skip
+            touched = None  # the rules changed, or too much did: look at everything
         self.need_pull = True
         self.refused_moves: set[tuple[str, str]] = set()
         self.skipped = self._load_skipped()
@@ -74,12 +83,14 @@ class Engine(Committing):
         must_pull = self.index.get("must_pull") == "1"
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
-            self.scan(result)
-            plan, verdict, _ = self._plan()
+            focus = None if touched is None else touched | set(self.index.dirty())
+            self.scan(result, focus)
+            partial = focus is not None
+            plan, verdict, _ = self._plan(partial)
             if self.need_pull and (must_pull or not (rnd == 1 and self._pushes(plan))):
                 await self.pull()
                 self.need_pull = must_pull = False
-                plan, verdict, _ = self._plan()
+                plan, verdict, _ = self._plan(partial)
             self._keep_verdict(verdict, result)
             result.kept_locally = plan.kept_locally
             if not plan.ops:
@@ -109,8 +120,16 @@ class Engine(Committing):
             isinstance(op, (pl.Upload, pl.DeleteRemote, pl.MoveRemote)) for op in plan.ops
         )
 
-    def _visible_states(self) -> dict[str, PathState]:
-        states = self.index.states()
+    def _visible_states(self, partial: bool = False) -> dict[str, PathState]:
+        """The states to plan: every path's, or (``partial``) those of the paths
+        whose views disagree, with what lies below them and their folders."""
+        if partial:
+            dirty = self.index.dirty()
+            states = self.index.states_at(dirty)
+            folders = {a for p in dirty for a in paths.ancestors(p)} - states.keys()
+            states.update(self.index.states_at(folders, below=False))
+        else:
+            states = self.index.states()
         return {
             p: s
             for p, s in states.items()
@@ -135,13 +154,16 @@ class Engine(Committing):
         result.skipped = {p: why for p, (_, why) in self.skipped.items()}
         return plan, held, verdict.hold if held else None, result
 
-    def _plan(self) -> tuple[pl.Plan, rail.Verdict, list[pl.Op]]:
+    def _plan(self, partial: bool = False) -> tuple[pl.Plan, rail.Verdict, list[pl.Op]]:
         """The plan for the views as they are, without what this folder cannot
         hold and what the rail holds back; the rail's verdict on its deletions;
-        and the ops it holds back."""
-        states = self._visible_states()
-        self._prune_skipped(states)
+        and the ops it holds back. ``partial``: only the paths that disagree
+        are planned (see :meth:`_visible_states`)."""
+        states = self._visible_states(partial)
+        self._prune_skipped(states, partial)
         plan = pl.plan(states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves))
+        if partial:
+            plan.synced_files = self.index.synced_files()  # the rail weighs the whole folder
         plan.ops = [op for op in plan.ops if not self._skips(op)]
         deletes = [op.path for op in plan.ops if isinstance(op, pl.DeleteRemote)]
         now = self.clock()
@@ -210,9 +232,13 @@ class Engine(Committing):
 
     # -- scan: the local view --------------------------------------------------
 
-    def scan(self, result: SyncResult) -> None:
+    def scan(self, result: SyncResult, focus: set[str] | None = None) -> None:
+        """Bring the local view up to the disk: the whole folder, or only the
+        paths in ``focus`` and below them."""
         self.ignore = self._load_ignore(result)
-        walk = self.fs.walk(self.ignore)
+        walk = (
+            self.fs.walk(self.ignore) if focus is None else self.fs.walk_paths(focus, self.ignore)
+        )
         result.problems.extend(walk.skipped)
         if walk.repositories:
             self._tell_repositories(walk.repositories, result)
@@ -225,7 +251,7 @@ class Engine(Committing):
                 result.conflicts.append(new)
             except OSError as exc:
                 result.problems.append(f"{dup.disk}: {exc}")
-        states = self.index.states()
+        states = self.index.states() if focus is None else self.index.states_at(focus)
         self.unstable = set()
         now = self.clock()
         # A file the last scan read in the same tick of the file system's clock
@@ -242,7 +268,8 @@ class Engine(Committing):
             for path, s in states.items():
                 if s.local is not None and path not in walk.entries:
                     self.index.set_local(path, None)
-            self.index.set("scanned_ns", str(now))
+            if focus is None:  # (a partial scan leaves the racy window wider: safe)
+                self.index.set("scanned_ns", str(now))
 
     def _tell_repositories(self, found: list[str], result: SyncResult) -> None:
         """Say once, on first sight of each, that a .git folder is left out."""
@@ -335,13 +362,18 @@ class Engine(Committing):
         async def one(op: pl.Download) -> None:
             nonlocal done
             async with gate:
-                await self._aguard(result, op.path, self._download(op, result), remote=op.remote)
+                await self._aguard(
+                    result, op.path, self._download(op, result, defer=True), remote=op.remote
+                )
             done += op.remote.node.size if op.remote.node else 0
             self.progress("download", done, total)
 
         for group in self._groups(downloads):
             await self._prefetch(group)
-            await gather_all(*(one(op) for op in group))
+            try:
+                await gather_all(*(one(op) for op in group))
+            finally:
+                self._settle(result)
             self.chunks.pool.clear()
         for op in ops:
             if isinstance(op, pl.Merge):
@@ -453,12 +485,14 @@ class Engine(Committing):
         data = {p: [j, why] for p, (j, why) in sorted(self.skipped.items())}
         self.index.set("unwritable", json.dumps(data) if data else None)
 
-    def _prune_skipped(self, states: dict[str, PathState]) -> None:
-        """An entry changed on the server (or is gone, or now ignored): try again."""
+    def _prune_skipped(self, states: dict[str, PathState], partial: bool = False) -> None:
+        """An entry changed on the server (or is gone, or now ignored): try again.
+        (``partial``: ``states`` holds only some paths; the others are as they were.)"""
         gone = [
             p
             for p, (jid, _) in self.skipped.items()
-            if (s := states.get(p)) is None or s.remote is None or s.remote.jid != jid
+            if ((s := states.get(p)) is None and not partial)
+            or (s is not None and (s.remote is None or s.remote.jid != jid))
         ]
         if gone:
             for p in gone:
@@ -565,7 +599,10 @@ class Engine(Committing):
         have = await self.chunks.get(ids, bases)
         return ids, have
 
-    async def _download(self, op: pl.Download, result: SyncResult) -> None:
+    async def _download(self, op: pl.Download, result: SyncResult, defer: bool = False) -> None:
+        """Put the server's version of a file or symlink in place. ``defer``: the
+        new name is made durable and recorded with the rest of its group, by
+        :meth:`_settle` (one folder fsync and one index transaction for many)."""
         node = op.remote.node
         assert node is not None
         old = op.local
@@ -577,6 +614,7 @@ class Engine(Committing):
                 old = None
         self._ensure_parent(op.path)
         expect = old.stat if old is not None else None
+        layout: tuple[list[ChunkId], list[int], dict[ChunkId, bytes]] | None = None
         if node.kind is Kind.SYMLINK:
             assert node.target is not None
             stat = self.fs.symlink(op.path, node.target, expect)
@@ -594,15 +632,41 @@ class Engine(Committing):
                 mtime_ns=node.mtime_ns,
                 exec=node.exec,
                 expect=expect,
+                sync_dir=not defer,
             )
             local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
-            with self.index.transaction():
-                self.index.set_layout(op.path, ids, [len(p) for p in pieces])
-                self._cache_version(ids, have, stat.size)
-        with self.index.transaction():
+            layout = (ids, [len(p) for p in pieces], have)
+
+        def record() -> None:
+            if layout is not None:
+                self.index.set_layout(op.path, layout[0], layout[1])
+                self._cache_version(layout[0], layout[2], stat.size)
             self.index.set_local(op.path, Local(local_node, stat))
             self.index.set_synced(op.path, op.remote)
+
         result.downloaded += 1
+        if defer and layout is not None:
+            self.settling.append((op.path, record))
+            return
+        with self.index.transaction():
+            record()
+
+    def _settle(self, result: SyncResult) -> None:
+        """Make the names the deferred downloads wrote durable (each folder
+        once), then record them all in one transaction: a file counts as synced
+        only once it is durable. (Unrecorded, a file the server also has is
+        recognised by its content next round.)"""
+        settling, self.settling = self.settling, []
+        if not settling:
+            return
+        try:
+            self.fs.sync_parents(path for path, _ in settling)
+        except OSError as exc:
+            result.problems.append(f"{exc}; recorded next round")
+            return
+        with self.index.transaction():
+            for _, record in settling:
+                record()
 
     def _cache_version(self, ids: list[ChunkId], have: dict[ChunkId, bytes], size: int) -> None:
         if size <= CACHE_MAX_FILE:

@@ -80,6 +80,13 @@ def _sizes(raw: bytes) -> list[int]:
     return [int.from_bytes(raw[i : i + 4], "big") for i in range(0, len(raw), 4)]
 
 
+def _parts(ids: Sequence[ChunkId], size: int = 500) -> Iterator[Sequence[ChunkId]]:
+    """``ids`` in slices that fit one statement's parameters."""
+    uniq = list(dict.fromkeys(ids))
+    for i in range(0, len(uniq), size):
+        yield uniq[i : i + size]
+
+
 class Index:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -158,6 +165,48 @@ class Index:
         for r in self.db.execute("SELECT * FROM paths"):
             out[r[0]] = self._state(r)
         return out
+
+    def states_at(self, focus: Iterable[str], below: bool = True) -> dict[str, PathState]:
+        """The states of the paths in ``focus`` (that have one) and, with
+        ``below``, of every path below them."""
+        out: dict[str, PathState] = {}
+        for path in focus:
+            if path in out:
+                continue
+            if not below:
+                r = self.db.execute("SELECT * FROM paths WHERE path=?", (path,)).fetchone()
+                if r is not None:
+                    out[path] = self._state(r)
+                continue
+            # Below ``path``: from "path/" up to (not including) "path0" ("0" follows "/").
+            for r in self.db.execute(
+                "SELECT * FROM paths WHERE path=? OR (path>? AND path<?)",
+                (path, path + "/", path + "0"),
+            ):
+                out[r[0]] = self._state(r)
+        return out
+
+    def dirty(self) -> list[str]:
+        """The paths whose views may disagree (a superset: a path not listed has
+        its local, synced and remote views equal, as the planner compares them)."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT path FROM paths WHERE l_kind IS NOT s_kind OR r_jid IS NOT s_jid "
+                "OR r_kind IS NOT s_kind OR (l_kind=? AND (l_chash IS NOT s_chash "
+                "OR l_exec IS NOT s_exec OR l_mtime IS NOT s_mtime)) "
+                "OR (l_kind=? AND l_target IS NOT s_target)",
+                (Kind.FILE.value, Kind.SYMLINK.value),
+            )
+        ]
+
+    def synced_files(self) -> int:
+        """How many files and symlinks both sides agree on (as the planner counts)."""
+        r = self.db.execute(
+            "SELECT COUNT(*) FROM paths WHERE s_kind IS NOT NULL AND s_kind<>?",
+            (Kind.DIRECTORY.value,),
+        ).fetchone()
+        return int(r[0])
 
     def state(self, path: str) -> PathState:
         r = self.db.execute("SELECT * FROM paths WHERE path=?", (path,)).fetchone()
@@ -303,11 +352,34 @@ class Index:
             )
         ]
 
+    def find_chunks(self, ids: Sequence[ChunkId]) -> dict[ChunkId, list[tuple[str, int, int]]]:
+        """:meth:`find_chunk` for many chunks at once (those found)."""
+        out: dict[ChunkId, list[tuple[str, int, int]]] = {}
+        for part in _parts(ids):
+            q = ",".join("?" * len(part))
+            for cid, path, offset, length in self.db.execute(
+                f"SELECT chunk_id, path, offset, length FROM file_chunks WHERE chunk_id IN ({q})",
+                part,
+            ):
+                places = out.setdefault(cid, [])
+                if len(places) < 4:
+                    places.append((path, offset, length))
+        return out
+
     # -- chunk cache -------------------------------------------------------
 
     def cache_get(self, cid: ChunkId) -> bytes | None:
         r = self.db.execute("SELECT data FROM cache WHERE id=?", (cid,)).fetchone()
         return _zd.decompress(r[0]) if r else None
+
+    def cache_get_many(self, ids: Sequence[ChunkId]) -> dict[ChunkId, bytes]:
+        """The cached ones of ``ids``."""
+        out: dict[ChunkId, bytes] = {}
+        for part in _parts(ids):
+            q = ",".join("?" * len(part))
+            for cid, data in self.db.execute(f"SELECT id, data FROM cache WHERE id IN ({q})", part):
+                out[cid] = _zd.decompress(data)
+        return out
 
     def cache_put(self, items: Iterable[tuple[ChunkId, bytes]]) -> None:
         now = time.time()

@@ -106,6 +106,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _name(e: os.DirEntry[str]) -> str:
+    """A name as the walk compares it (one that is not UTF-8 matches nothing)."""
+    try:
+        e.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return ""
+    return e.name
+
+
 class LocalFS:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -166,6 +175,43 @@ class LocalFS:
         self._walk_dir("", "", ignore, out)
         return out
 
+    def walk_paths(self, focus: Iterable[str], ignore: IgnoreRules) -> Walk:
+        """What :meth:`walk` would find at the paths in ``focus`` and below them,
+        and nothing else: a watcher's events name what changed, so a change
+        costs about what it touched, not the whole folder."""
+        self.check()
+        out = Walk()
+        wanted = set(focus)
+        by_parent: dict[str, set[str]] = {}
+        for path in wanted:
+            ancestors = paths.ancestors(path)
+            if any(a in wanted for a in ancestors):
+                continue  # walked with its folder
+            if ancestors and ancestors[0] == STATE_DIR:
+                continue
+            if any(ignore.ignored(a, True) for a in ancestors):
+                continue  # in an ignored folder: as the whole walk, not there
+            parent, _, name = path.rpartition("/")
+            by_parent.setdefault(parent, set()).add(name)
+            for known in [k for k in self._disk if k == path or paths.is_under(k, path)]:
+                del self._disk[known]
+        for parent, names in sorted(by_parent.items()):
+            disk_parent = str(self.disk(parent).relative_to(self.root)) if parent else ""
+            if disk_parent == ".":
+                disk_parent = ""
+            try:
+                it = os.scandir(self.root / disk_parent if disk_parent else self.root)
+            except OSError:
+                continue  # its folder is gone (or is no folder): nothing there
+            with it:
+                items = sorted(
+                    (e for e in it if unicodedata.normalize("NFC", _name(e)) in names),
+                    key=lambda e: e.name,
+                )
+            for item in items:
+                self._visit(parent, disk_parent, item, ignore, out)
+        return out
+
     def _walk_dir(self, prefix: str, disk_prefix: str, ignore: IgnoreRules, out: Walk) -> None:
         try:
             it = os.scandir(self.root / disk_prefix if disk_prefix else self.root)
@@ -175,53 +221,59 @@ class LocalFS:
         with it:
             items = sorted(it, key=lambda e: e.name)
         for item in items:
-            if not prefix and item.name == STATE_DIR:
-                continue
-            name = item.name
+            self._visit(prefix, disk_prefix, item, ignore, out)
+
+    def _visit(
+        self, prefix: str, disk_prefix: str, item: os.DirEntry[str], ignore: IgnoreRules, out: Walk
+    ) -> None:
+        """One entry of a folder being walked (and, for a folder, all below it)."""
+        if not prefix and item.name == STATE_DIR:
+            return
+        name = item.name
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            out.skipped.append(f"{disk_prefix}/{name!r}: name is not valid UTF-8")
+            return
+        nfc = unicodedata.normalize("NFC", name)
+        path = f"{prefix}/{nfc}" if prefix else nfc
+        disk = f"{disk_prefix}/{name}" if disk_prefix else name
+        try:
+            s = item.stat(follow_symlinks=False)
+        except OSError:
+            return  # vanished meanwhile: the next scan sees it as it is
+        if name.startswith(TMP_PREFIX) and st.S_ISREG(s.st_mode):
+            out.stale.append(disk)
+            return
+        is_dir = st.S_ISDIR(s.st_mode)
+        if ignore.ignored(path, is_dir):
+            if is_dir and nfc == ".git":
+                out.repositories.append(path)
+            return
+        try:
+            paths.normalize(path)
+        except paths.PathError as exc:
+            out.skipped.append(f"{disk}: {exc}")
+            return
+        target = None
+        if st.S_ISLNK(s.st_mode):
             try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                out.skipped.append(f"{disk_prefix}/{name!r}: name is not valid UTF-8")
-                continue
-            nfc = unicodedata.normalize("NFC", name)
-            path = f"{prefix}/{nfc}" if prefix else nfc
-            disk = f"{disk_prefix}/{name}" if disk_prefix else name
-            try:
-                s = item.stat(follow_symlinks=False)
+                target = os.readlink(self.root / disk)
             except OSError:
-                continue  # vanished meanwhile: the next scan sees it as it is
-            if name.startswith(TMP_PREFIX) and st.S_ISREG(s.st_mode):
-                out.stale.append(disk)
-                continue
-            is_dir = st.S_ISDIR(s.st_mode)
-            if ignore.ignored(path, is_dir):
-                if is_dir and nfc == ".git":
-                    out.repositories.append(path)
-                continue
-            try:
-                paths.normalize(path)
-            except paths.PathError as exc:
-                out.skipped.append(f"{disk}: {exc}")
-                continue
-            target = None
-            if st.S_ISLNK(s.st_mode):
-                try:
-                    target = os.readlink(self.root / disk)
-                except OSError:
-                    continue
-            node = _node(s, target)
-            if node is None:
-                out.skipped.append(f"{disk}: not a file, folder or symlink")
-                continue
-            entry = DiskEntry(path, disk, node, _stat(s))
-            if path in out.entries:
-                out.duplicates.append(entry)
-                continue
-            out.entries[path] = entry
-            if disk != path:
-                self._disk[path] = disk
-            if is_dir:
-                self._walk_dir(path, disk, ignore, out)
+                return
+        node = _node(s, target)
+        if node is None:
+            out.skipped.append(f"{disk}: not a file, folder or symlink")
+            return
+        entry = DiskEntry(path, disk, node, _stat(s))
+        if path in out.entries:
+            out.duplicates.append(entry)
+            return
+        out.entries[path] = entry
+        if disk != path:
+            self._disk[path] = disk
+        if is_dir:
+            self._walk_dir(path, disk, ignore, out)
 
     def lstat(self, path: str) -> tuple[Node, Stat] | None:
         try:
@@ -279,8 +331,11 @@ class LocalFS:
         mtime_ns: int,
         exec: bool,
         expect: Stat | None,
+        sync_dir: bool = True,
     ) -> Stat:
-        """Replace ``path`` with ``pieces`` atomically and durably."""
+        """Replace ``path`` with ``pieces`` atomically and durably. With
+        ``sync_dir=False`` the new name is made durable by the caller, with
+        :meth:`sync_parents` (one fsync for many files of one folder)."""
         dest = self.disk(path)
         tmp = dest.parent / (TMP_PREFIX + secrets.token_hex(6))
         mode = file_mode(exec, self.umask)
@@ -298,9 +353,15 @@ class LocalFS:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return self._replace(tmp, path, expect)
+        return self._replace(tmp, path, expect, sync_dir)
 
-    def _replace(self, tmp: Path, path: str, expect: Stat | None) -> Stat:
+    def sync_parents(self, paths_: Iterable[str]) -> None:
+        """Make durable the names just written in the folders of ``paths_``:
+        each folder once."""
+        for parent in {self.disk(p).parent for p in paths_}:
+            self._fsync_dir(parent)
+
+    def _replace(self, tmp: Path, path: str, expect: Stat | None, sync_dir: bool = True) -> Stat:
         """Rename ``tmp`` over ``path`` if that is still as the index saw it."""
         dest = self.disk(path)
         try:
@@ -310,7 +371,8 @@ class LocalFS:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self._fsync_dir(dest.parent)
+        if sync_dir:
+            self._fsync_dir(dest.parent)
         return _stat(os.lstat(dest))
 
     def mkdir(self, path: str) -> None:

@@ -1,13 +1,18 @@
-"""File events from watchdog, turned into a "something changed" signal.
+"""File events from watchdog, turned into a "something changed" signal and
+the set of paths they named.
 
-The watcher is only a hint: the scan that follows is the truth. Events on the
-client's own state and temporary files are ignored so that writing a
-downloaded file does not start another round for nothing.
+The watcher is only a hint: the scan that follows is the truth, and it looks
+at the paths the events named (and below them); a periodic full scan catches
+what events may have missed. Events on the client's own state and temporary
+files are ignored so that writing a downloaded file does not start another
+round for nothing; so is a folder's own "modified" (its entries changed: the
+events of those entries name them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -17,34 +22,51 @@ from linesync.client.localfs import STATE_DIR, TMP_PREFIX
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, dirty: asyncio.Event) -> None:
+    def __init__(self, root: Path, loop: asyncio.AbstractEventLoop, watcher: FolderWatcher) -> None:
         self.root = str(root)
         self.loop = loop
-        self.dirty = dirty
+        self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.is_directory and event.event_type == "modified":
+            return
+        named: list[str] = []
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             path = raw.decode() if isinstance(raw, bytes) else raw
-            if not path:
+            if not path or not (path == self.root or path.startswith(self.root + "/")):
                 continue
             rel = path[len(self.root) :].lstrip("/")
             if rel.startswith(STATE_DIR) or rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
                 continue
-            self.loop.call_soon_threadsafe(self.dirty.set)
-            return
+            named.append(unicodedata.normalize("NFC", rel))
+        if named:
+            self.loop.call_soon_threadsafe(self.watcher.note, named)
 
 
 class FolderWatcher:
+    """Sets ``dirty`` on a change; :meth:`take` gives the paths named since
+    the last call (``""``: the folder itself)."""
+
     def __init__(self, root: Path, dirty: asyncio.Event) -> None:
         self.root = root
         self.dirty = dirty
+        self.touched: set[str] = set()
         self._observer: Observer | None = None  # type: ignore[valid-type]
+
+    def note(self, named: list[str]) -> None:
+        """(On the event loop.) Paths an event named."""
+        self.touched.update(named)
+        self.dirty.set()
+
+    def take(self) -> set[str]:
+        out, self.touched = self.touched, set()
+        return out
 
     def start(self) -> None:
         observer = Observer()
-        observer.schedule(_Handler(self.root, asyncio.get_running_loop(), self.dirty),
+        observer.schedule(_Handler(self.root, asyncio.get_running_loop(), self),
                           str(self.root), recursive=True)  # fmt: skip
         observer.daemon = True
         observer.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from linesync.core.ids import ChunkId
 from linesync.protocol.schemas import Kind
 
 Role = Literal["rw", "ro"]  # a member's access to a namespace
@@ -32,6 +33,17 @@ class Row:
     @property
     def live(self) -> bool:
         return self.kind is not Kind.TOMBSTONE
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What a list answer needs to send a file entry's content: its blocklist,
+    and the version the client holds (``base``, of the same path or of the
+    move's source, with its blocklist), if any."""
+
+    ids: list[ChunkId]
+    base: Row | None = None
+    base_ids: list[ChunkId] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from linesync.protocol.schemas import (
 )
 from linesync.server.budget import reservation
 from linesync.server.chunks import FLUSH_BYTES, READ_BYTES, ZERO_ID, Work
-from linesync.server.model import Namespace, Row
+from linesync.server.model import Namespace, Row, Sources
 from linesync.server.responses import json_response
 from linesync.server.wire import delta_content, entry_out, full_content
 
@@ -135,6 +135,23 @@ async def _check_cursor(ctx: Context, ns: Namespace, text: str | None) -> cursor
 LIST_WORK_IDS = 4 * 2**20
 # Diffs of more ids than this run on a worker thread, not the event loop.
 _DIFF_INLINE_IDS = 20_000
+# A list page reads its files' blocklists a slice at a time: so many files, or
+# so many bytes of them (a blocklist has an id per chunk), whichever comes first.
+SOURCES_SLICE = 128
+SOURCES_SLICE_BYTES = 64 * 2**20
+
+
+def _slice(rows: list[Row], start: int, skip: range) -> list[Row]:
+    out: list[Row] = []
+    size = 0
+    for r in rows[start : start + SOURCES_SLICE]:
+        if r.jid in skip or r.kind is not Kind.FILE:
+            continue
+        if out and size + r.size > SOURCES_SLICE_BYTES:
+            break
+        out.append(r)
+        size += r.size
+    return out
 
 
 async def _diff(old: list[ChunkId], new: list[ChunkId]) -> bl.Delta:
@@ -144,28 +161,17 @@ async def _diff(old: list[ChunkId], new: list[ChunkId]) -> bl.Delta:
 
 
 async def _content_for(
-    ctx: Context, ns: Namespace, row: Row, since: int
+    row: Row, src: Sources | None
 ) -> tuple[Content | None, list[tuple[ChunkId, tuple[ChunkId, ...]]], int]:
-    """A file's content as a delta against the version the client holds (as of
-    ``since``: the same path's, or a move source's), else in full; the chunks
-    the delta adds, each with a base chunk for compact inline transfer; and the
-    number of blocklist ids this took (the work it cost)."""
-    if row.kind is not Kind.FILE:
+    """A file's content as a delta against the version the client holds (``src``:
+    the same path's, or a move source's), else in full; the chunks the delta
+    adds, each with a base chunk for compact inline transfer; and the number of
+    blocklist ids this took (the work it cost)."""
+    if row.kind is not Kind.FILE or src is None:
         return None, [], 0
-    ids = await ctx.meta.blocklist(ns.id, row.jid)
-    assert ids is not None
-    base: Row | None = None
-    if since > 0:
-        for path in (row.path, row.moved_from):
-            if path is None:
-                continue
-            cand = await ctx.meta.version_at(ns.id, path, since)
-            if cand is not None and cand.kind is Kind.FILE:
-                base = cand
-                break
-    if base is not None:
-        base_ids = await ctx.meta.blocklist(ns.id, base.jid)
-        assert base_ids is not None
+    ids = src.ids
+    base, base_ids = src.base, src.base_ids
+    if base is not None and base_ids is not None:
         work = len(ids) + len(base_ids)
         delta = await _diff(base_ids, ids)
         if not delta and base.path == row.path:
@@ -223,14 +229,18 @@ async def _page(
     page_work = 0
     more = len(rows) == limit
     last = rows[-1].jid if rows else head_jid
-    for row in rows:
+    sources: dict[int, Sources] = {}
+    for i, row in enumerate(rows):
         if page_bytes > cfg.max_list_bytes or page_work > LIST_WORK_IDS:
             more = True  # the rest comes on the next page
             break
         last = row.jid
         if row.jid in skip:
             continue
-        content, pairs, cost = await _content_for(ctx, ns, row, cur.jid)
+        if row.jid not in sources and row.kind is Kind.FILE:
+            # A slice at a time: the bounds above are checked between slices.
+            sources = await ctx.meta.sources(ns.id, _slice(rows, i, skip), cur.jid)
+        content, pairs, cost = await _content_for(row, sources.get(row.jid))
         page_work += cost
         entries.append(entry_out(row, content))
         page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)

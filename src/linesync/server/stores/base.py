@@ -13,7 +13,7 @@ from typing import Protocol
 from linesync.core.ids import ChunkId
 from linesync.protocol.schemas import CommitOp, CommitResult
 from linesync.server.commit import Limits
-from linesync.server.model import ChunkLoc, Namespace, Role, Row, TokenInfo, TokenRole
+from linesync.server.model import ChunkLoc, Namespace, Role, Row, Sources, TokenInfo, TokenRole
 
 
 class StoreError(Exception):
@@ -85,6 +85,12 @@ class MetadataStore(Protocol):
     async def version_at(self, ns_id: int, path: str, jid: int) -> Row | None: ...
     async def entry(self, ns_id: int, jid: int) -> Row | None: ...
     async def blocklist(self, ns_id: int, jid: int) -> list[ChunkId] | None: ...
+    async def sources(self, ns_id: int, rows: Sequence[Row], since: int) -> dict[int, Sources]:
+        """For each file among ``rows`` (by JID): its blocklist, and the file
+        version the path (or the move's source) had at ``since``, with its
+        blocklist. One call for a slice of a list page."""
+        ...
+
     async def history(self, ns_id: int, path: str, before: int, limit: int) -> list[Row]: ...
 
     # -- chunks ------------------------------------------------------------

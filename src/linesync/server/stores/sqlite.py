@@ -23,7 +23,7 @@ from linesync.core import paths
 from linesync.core.ids import ChunkId, join_ids, split_ids
 from linesync.protocol.schemas import CommitOp, Kind
 from linesync.server.commit import Limits, Write, plan_commit
-from linesync.server.model import ChunkLoc, Row
+from linesync.server.model import ChunkLoc, Row, Sources
 from linesync.server.stores.base import CommitOutcome, GcStats, Head, StoreError
 from linesync.server.stores.sqlite_admin import SqliteAdmin
 
@@ -239,6 +239,27 @@ class SqliteStore(SqliteAdmin):
 
     async def version_at(self, ns_id: int, path: str, jid: int) -> Row | None:
         return await self._run(self._version_at, ns_id, path, jid)
+
+    def _sources(self, ns_id: int, rows: Sequence[Row], since: int) -> dict[int, Sources]:
+        out: dict[int, Sources] = {}
+        for row in rows:
+            if row.kind is not Kind.FILE:
+                continue
+            ids = self._blocklist(ns_id, row.jid)
+            assert ids is not None
+            base = None
+            if since > 0:
+                for path in (row.path, row.moved_from):
+                    cand = self._version_at(ns_id, path, since) if path is not None else None
+                    if cand is not None and cand.kind is Kind.FILE:
+                        base = cand
+                        break
+            base_ids = self._blocklist(ns_id, base.jid) if base is not None else None
+            out[row.jid] = Sources(ids, base, base_ids)
+        return out
+
+    async def sources(self, ns_id: int, rows: Sequence[Row], since: int) -> dict[int, Sources]:
+        return await self._run(self._sources, ns_id, rows, since)
 
     def _entry(self, ns_id: int, jid: int) -> Row | None:
         r = self.db.execute(
