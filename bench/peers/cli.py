@@ -39,20 +39,29 @@ METHOD = [
     "Time: one-shot tools (rsync, Unison, linesync one-shot: `linesync sync A` then "
     "`linesync sync B`) — the wall time of the sync commands, process start included; B is then "
     "checked against A by BLAKE3 of every file. Watching tools (linesync `sync --watch` on both "
-    "folders, Syncthing) — from the change until B's changed paths match A's (polled every 20 ms; "
-    "the initial sync: the whole tree every 100 ms, timed from starting the processes), then the "
-    "whole tree is checked. Tool state (.linesync, .stfolder) is ignored.",
+    "folders, Syncthing) — from the change until B's changed paths match A's (polled every 20 ms), "
+    "then the whole tree is checked; their initial sync is timed from starting the watchers "
+    "(Syncthing: starting A, B already running) until the whole tree matches (polled every "
+    "100 ms, less often for big trees). Tool state (.linesync, .stfolder) is ignored.",
     "CPU: user+system seconds of every process involved — one-shot commands by wait4 rusage, "
     "servers/daemons/watchers by psutil over their process trees (reaped children included) — "
     "from before the change until B matched and traffic stopped for 1 s.",
-    'Watchers, "nothing changed": bytes and CPU over 5 s with no change. Idle: CPU and peak RSS '
-    "of every long-running process over the idle window, after all scenarios.",
+    'Watchers, "nothing changed": bytes and CPU over 5 s with no change. linesync\'s watch rows '
+    "include the long-polls the change completes and re-arms (its background traffic with "
+    'nothing changing is the "nothing changed" row). Idle: CPU and peak RSS of every '
+    "long-running process over the idle window, after all scenarios, every tool's processes "
+    "measured in the same window; CPU times count in 10 ms ticks (30 s resolves 0.03% of a core).",
+    "Corpus files carry fixed modification times in the past (Unison 2.52 missed a same-size "
+    "in-place overwrite of a file written a moment before its previous sync). Each run starts "
+    "from a fresh copy of the corpus and fresh tool state; tables show the median of the runs. "
+    "The 200 MB file (random, incompressible) is added after the idle window, last run only.",
     "rsync: `rsync --daemon` (use chroot = false) and `rsync -a --delete A/ rsync://…/mod/` "
     "(no -z, no --fuzzy: a rename sends the file again). Unison 2.52: `unison -socket PORT` and "
     "`unison A socket://…//B -batch -auto -times -perms 0 -confirmbigdel=false`; archives persist "
-    "in a private UNISON dir. linesync: `linesync serve --rate 100000` (no request-rate limit); "
-    "in watch mode a deletion is sent once none arrived for 2 s (the mass-delete rail), which "
-    "sets the delete scenario's time.",
+    "in a private UNISON dir; its `-times` did not carry an mtime-only change to B (the row says "
+    "so). Syncthing compresses metadata only (its default). linesync: `linesync serve --rate "
+    "100000` (no request-rate limit); in watch mode a deletion is sent once none arrived for 2 s "
+    "(the mass-delete rail), which sets the delete scenario's time.",
 ]
 
 
