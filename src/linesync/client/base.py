@@ -154,6 +154,8 @@ class EngineBase:
         self.refused_moves: set[tuple[str, str]] = set()
         # Downloads written but not yet durable by name nor recorded (Engine._settle).
         self.settling: list[tuple[str, Callable[[], None]]] = []
+        # Folders this execute found or made (each looked at once, not per file).
+        self.folders_seen: set[str] = set()
 
     @property
     def ns(self) -> int:

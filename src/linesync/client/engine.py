@@ -354,6 +354,7 @@ class Engine(Committing):
         for do in sorted(deletes, key=lambda o: o.path.count("/"), reverse=True):
             self._guard(result, do.path, self._delete_local, do, result)
         downloads = [o for o in ops if isinstance(o, pl.Download) and not is_folder(o.remote.node)]
+        self.folders_seen = set()  # (after the deletions, which may take folders away)
         gate = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
 
         total = sum(o.remote.node.size for o in downloads if o.remote.node)
@@ -576,11 +577,14 @@ class Engine(Committing):
 
     def _ensure_parent(self, path: str) -> None:
         for anc in paths.ancestors(path):
+            if anc in self.folders_seen:
+                continue
             found = self.fs.lstat(anc)
             if found is None:
                 self.fs.mkdir(anc)
             elif found[0].kind is not Kind.DIRECTORY:
                 raise Changed(f"{anc} is not a folder")
+            self.folders_seen.add(anc)
 
     async def _file_bytes(
         self, node: Node, old: Local | None
@@ -606,8 +610,8 @@ class Engine(Committing):
         node = op.remote.node
         assert node is not None
         old = op.local
-        with self.index.transaction():
-            if old is not None and old.node.kind is Kind.DIRECTORY:
+        if old is not None and old.node.kind is Kind.DIRECTORY:
+            with self.index.transaction():
                 if not self.fs.rmdir(op.path):
                     raise Changed("folder is not empty")
                 self.index.set_local(op.path, None)

@@ -137,6 +137,25 @@ def _compile_line(line: str) -> _Rule | None:
     return _Rule(bool(pattern.include), dir_only, regex)
 
 
+def _either(regexes: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern that matches where any of ``regexes`` does (None: where none
+    can). Their named groups become plain ones (a name may repeat); where they
+    cannot be joined, a pattern that matches every path (so the lines decide)."""
+    if not regexes:
+        return None
+    if len({r.flags for r in regexes}) > 1 or any("(?P=" in r.pattern for r in regexes):
+        return _EVERY
+    joined = "|".join(f"(?:{_NAMED.sub('(?:', r.pattern)})" for r in regexes)
+    try:
+        return re.compile(joined, regexes[0].flags)
+    except (re.error, OverflowError, RecursionError):
+        return _EVERY
+
+
+_NAMED = re.compile(r"\(\?P<[^>]+>")
+_EVERY = re.compile("")
+
+
 def _parse(lines: Iterable[str], origin: str, warnings: list[str]) -> list[_Rule]:
     """The rules of the lines that parse; each line that does not is described."""
     rules: list[_Rule] = []
@@ -175,6 +194,13 @@ class IgnoreRules:
         self._rules = _parse(defaults, "built-in", self.warnings) + user
         self._rules.reverse()  # the last matching line decides
         self._dir_cache: dict[str, bool] = {}
+        # Most paths match no line at all: one search of every line's pattern at
+        # once says so (per kind: a directory-only line never matches a file).
+        every = self._protected + self._rules
+        self._any = {
+            is_dir: _either([r.regex for r in every if is_dir or not r.dir_only])
+            for is_dir in (False, True)
+        }
 
     @classmethod
     def default(cls) -> IgnoreRules:
@@ -209,6 +235,9 @@ class IgnoreRules:
 
     def _match(self, path: str, is_dir: bool) -> bool:
         """Whether the patterns exclude ``path`` itself (parents aside)."""
+        either = self._any[is_dir]
+        if either is None or either.search(path) is None:
+            return False
         for rule in self._protected:
             if rule.matches(path, is_dir):
                 return True

@@ -76,7 +76,12 @@ class _Overlay:
     def __init__(self, view: CommitView) -> None:
         self.view = view
         self.rows: dict[str, Row] = {}
+        self.folds: dict[str, set[str]] = {}  # case-fold key -> paths in rows
         self.blocklists: dict[int, list[ChunkId]] = {}
+
+    def put(self, row: Row) -> None:
+        self.rows[row.path] = row
+        self.folds.setdefault(paths.fold_key(row.path), set()).add(row.path)
 
     def current(self, path: str) -> Row | None:
         return self.rows[path] if path in self.rows else self.view.current(path)
@@ -90,7 +95,7 @@ class _Overlay:
 
     def live_by_fold(self, key: str) -> list[Row]:
         found = [r for r in self.view.live_by_fold(key) if r.path not in self.rows]
-        found += [r for r in self.rows.values() if r.live and paths.fold_key(r.path) == key]
+        found += [r for p in sorted(self.folds.get(key, ())) if (r := self.rows[p]).live]
         return found
 
     def blocklist(self, jid: int) -> list[ChunkId] | None:
@@ -187,7 +192,7 @@ class _Planner:
     def write(self, row: Row, **kw: object) -> int:
         self.head += 1
         row = replace(row, jid=self.head)
-        self.o.rows[row.path] = row
+        self.o.put(row)
         w = Write(row=row, **kw)  # type: ignore[arg-type]
         if w.blocklist is not None:
             self.o.blocklists[row.jid] = w.blocklist

@@ -27,6 +27,7 @@ from linesync.protocol.schemas import (
     Entry,
     HeadResponse,
     HistoryResponse,
+    InlineChunk,
     IdsRequest,
     Kind,
     ListResponse,
@@ -138,6 +139,8 @@ _DIFF_INLINE_IDS = 20_000
 # A list page reads its files' blocklists a slice at a time: so many files, or
 # so many bytes of them (a blocklist has an id per chunk), whichever comes first.
 SOURCES_SLICE = 128
+# A page's inline chunks are chosen among about this many times the budget.
+INLINE_CANDIDATES = 4
 SOURCES_SLICE_BYTES = 64 * 2**20
 
 
@@ -222,9 +225,10 @@ async def _page(
     leaving out the entries whose JIDs are in ``skip``."""
     cfg = ctx.config
     entries: list[Entry] = []
-    budget = inline
     work = Work(cfg.max_recompress_bytes)
-    inline_chunks = []
+    inline_chunks: list[InlineChunk] = []
+    candidates: list[tuple[ChunkId, tuple[ChunkId, ...]]] = []
+    want = 0  # the candidates' bytes, about
     page_bytes = 0
     page_work = 0
     more = len(rows) == limit
@@ -244,10 +248,12 @@ async def _page(
         page_work += cost
         entries.append(entry_out(row, content))
         page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)
-        if budget > 0 and pairs:
-            got = await ctx.chunks.inline_out(ns.id, pairs, budget, work)
-            budget -= sum(len(c.data) * 3 // 4 for c in got)
-            inline_chunks.extend(got)
+        if pairs and want < INLINE_CANDIDATES * inline:
+            candidates.extend(pairs)
+            # About what they weigh (a delta's chunks: a few lines each).
+            want += row.size if content is not None and content.ids else len(pairs) * 8192
+    if candidates:  # in page order, loaded a group at a time, until the budget is spent
+        inline_chunks = await ctx.chunks.inline_out(ns.id, candidates, inline, work)
     if not more:
         last = head_jid
     nonce = await ctx.meta.nonce(ns.id, last) or "0"
