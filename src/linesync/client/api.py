@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from linesync.client.base import LIST_INLINE
 from linesync.client.config import INDEX_FILE, FolderConfig, check_server_url
 from linesync.client.engine import Engine, MassDelete, SyncResult
 from linesync.client.index import Index, IndexError_
@@ -25,7 +26,9 @@ from linesync.client.localfs import STATE_DIR, FolderBusy, fsync_dir
 from linesync.client.rail import WATCH_SETTLE_NS, Rail, describe
 from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetryPolicy, retry_after
+from linesync.memory import give_back
 from linesync.protocol.errors import LinesyncError
+from linesync.protocol.schemas import ListResponse
 
 if TYPE_CHECKING:
     from linesync.client.watcher import FolderWatcher
@@ -38,6 +41,7 @@ WATCH_DEBOUNCE = 0.05
 WATCH_RESCAN = 600.0
 WATCH_SETTLE = WATCH_SETTLE_NS / 1e9  # seconds without a new deletion before judging them
 LONG_POLL = 25
+NEWS_WAIT = 5.0  # seconds the poller waits for the loop to take its answer
 
 
 def secure_state(folder: Path) -> None:
@@ -196,9 +200,10 @@ class Client:
             async with self._remote() as remote:
                 rail = Rail(settle_ns=int(settle * 1e9))
                 engine = self._engine(remote, index, allow_mass_delete, rail)
-                poller = asyncio.create_task(self._poll(remote, index, dirty, stop))
+                news = _News()
+                poller = asyncio.create_task(self._poll(remote, index, dirty, stop, news))
                 try:
-                    await self._loop(engine, dirty, stop, on_result, watcher)
+                    await self._loop(engine, dirty, stop, on_result, watcher, news)
                 finally:
                     poller.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -214,6 +219,7 @@ class Client:
         stop: asyncio.Event,
         on_result: Callable[[SyncResult], None] | None,
         watcher: FolderWatcher | None = None,
+        news: _News | None = None,
     ) -> None:
         """Sync on each wake-up. A round the watcher's events explain looks only
         at the paths they named (and those whose views disagree); the first
@@ -238,9 +244,10 @@ class Client:
             touched = watcher.take() if watcher is not None else set()
             if watcher is None or loop.time() - last_full >= WATCH_RESCAN:
                 full = True
+            page = news.take() if news is not None else None
             try:
                 try:
-                    result = await engine.sync_once(None if full else touched)
+                    result = await engine.sync_once(None if full else touched, page)
                 except MassDelete as exc:
                     assert exc.result is not None
                     result = exc.result
@@ -251,6 +258,8 @@ class Client:
                 told = self._tell_hold(result, told)
                 if on_result is not None:
                     on_result(result)
+                if result.uploaded or result.downloaded:
+                    give_back()  # the round's buffers: not kept while watching
                 if result.wake_ns is not None:
                     wake_at = loop.time() + max(result.wake_ns - engine.clock(), 0) / 1e9
                 elif not result.converged and result.held is None:
@@ -296,24 +305,54 @@ class Client:
         return told
 
     async def _poll(
-        self, remote: Remote, index: Index, dirty: asyncio.Event, stop: asyncio.Event
+        self,
+        remote: Remote,
+        index: Index,
+        dirty: asyncio.Event,
+        stop: asyncio.Event,
+        news: _News | None = None,
     ) -> None:
-        """Long-poll the server; wake the loop when the journal moves on."""
+        """Long-poll the server; when the journal moves on, hand the answer (the
+        changes themselves, small chunks inline) to the sync loop and wake it:
+        a small change elsewhere then costs one round trip here."""
+        news = news or _News()
         backoff = 1.0
         while not stop.is_set():
             cursor = index.get("cursor")
             try:
                 resp = await remote.list_changes(
-                    self.config.namespace, cursor, wait=LONG_POLL, limit=1
+                    self.config.namespace, cursor, wait=LONG_POLL, inline=LIST_INLINE
                 )
                 backoff = 1.0
                 if resp.entries:
+                    news.put(cursor, resp)
                     dirty.set()
-                    await asyncio.sleep(0.2)  # the sync loop moves the cursor on
+                    # Until the loop took it (or a round ran): not the same page again.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(news.taken.wait(), NEWS_WAIT)
             except LinesyncError as exc:
                 dirty.set()
                 await _sleep_or_stop(stop, max(backoff, retry_after(exc)))
                 backoff = min(backoff * 2, 60.0)
+
+
+class _News:
+    """A long-poll's answer, from the poller to the sync loop."""
+
+    def __init__(self) -> None:
+        self.page: tuple[str | None, ListResponse] | None = None
+        self.taken = asyncio.Event()
+
+    def put(self, cursor: str | None, page: ListResponse) -> None:
+        self.page = (cursor, page)
+        self.taken.clear()
+
+    def take(self) -> tuple[str | None, ListResponse] | None:
+        """The page and the cursor it was listed from (the engine uses it only
+        if that is still the index's)."""
+        page, self.page = self.page, None
+        self.taken.set()
+        return page
 
 
 async def _wait_either(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:

@@ -45,6 +45,15 @@ from linesync.protocol.schemas import (
 _json = msgspec.json.Encoder()
 
 
+# New files in a commit batch above this many bytes are uploaded before it.
+UPLOAD_AHEAD_BYTES = 256 * 2**10
+MISSING_BATCH = 16384  # chunk ids per "which do you lack" request
+
+
+def _new_file(op: pl.Upload | pl.DeleteRemote | pl.MoveRemote) -> bool:
+    return isinstance(op, pl.Upload) and op.node.kind is Kind.FILE and op.base_jid == 0
+
+
 class Committing(EngineBase):
     # -- remote changes ----------------------------------------------------------
 
@@ -76,16 +85,25 @@ class Committing(EngineBase):
         bodies: dict[int, dict[ChunkId, bytes]] = {}
         kept: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote] = []
         room = InlineRoom(bytes=INLINE_BUDGET)
+        # Many new files' bytes: their chunks go up first (those the server
+        # lacks), then one commit, rather than a commit the server refuses for
+        # missing chunks, the upload, and the commit again.
+        ahead = sum(op.node.size for op in ops if isinstance(op, pl.Upload) and _new_file(op)) > (
+            UPLOAD_AHEAD_BYTES
+        )
         size = 0
         for n, op in enumerate(ops):
+            own_room = InlineRoom(bytes=0) if ahead and _new_file(op) else room
             try:
-                built = self._wire_op(op, room)
+                built = self._wire_op(op, own_room)
             except (Changed, OSError) as exc:
                 result.problems.append(f"{getattr(op, 'path', '')}: {exc}; retried next round")
                 continue
             if built is None:
                 continue
-            commit_op, inl, body, room = built
+            commit_op, inl, body, left = built
+            if own_room is room:
+                room = left
             size += len(_json.encode(commit_op)) + sum(len(c.data) for c in inl)
             chunks.extend(inl)
             bodies[len(wire)] = body
@@ -98,8 +116,22 @@ class Committing(EngineBase):
             rest = []
         if not wire:
             return rest
+        if ahead:
+            await self._upload_ahead([bodies[i] for i, op in enumerate(kept) if _new_file(op)])
         await self._send_batch(wire, chunks, bodies, kept, result)
         return rest
+
+    async def _upload_ahead(self, bodies: list[dict[ChunkId, bytes]]) -> None:
+        """Upload the chunks of these files that the server lacks."""
+        every: dict[ChunkId, bytes] = {}
+        for body in bodies:
+            every.update(body)
+        ids = list(every)
+        absent: list[ChunkId] = []
+        for i in range(0, len(ids), MISSING_BATCH):
+            resp = await self.remote.missing(self.ns, ids[i : i + MISSING_BATCH])
+            absent.extend(unpack_ids(resp.missing))
+        await self._upload({c: every[c] for c in absent})
 
     async def _send_batch(
         self,

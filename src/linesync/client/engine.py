@@ -49,9 +49,10 @@ from linesync.core.chunking import is_text
 from linesync.core.ids import ChunkId
 from linesync.protocol import inline
 from linesync.protocol.errors import Code, LinesyncError
-from linesync.protocol.schemas import (
-    Kind,
-)
+from linesync.protocol.schemas import Kind, ListResponse
+
+# A long-poll's answer: the cursor it was listed from, and the page.
+News = tuple[str | None, ListResponse]
 
 GIT_TOLD_MAX = 1000  # .git folders remembered as told about
 # A sync told which paths changed looks at those alone, up to so many of them.
@@ -63,15 +64,22 @@ __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 class Engine(Committing):
     # -- the loop ----------------------------------------------------------
 
-    async def sync_once(self, touched: set[str] | None = None) -> SyncResult:
+    async def sync_once(
+        self, touched: set[str] | None = None, news: News | None = None
+    ) -> SyncResult:
         """One sync. ``touched``: the only paths that may have changed on disk
         since the last scan (a watcher's events): only they (and what lies below
         them) are looked at on disk, and only paths whose views disagree are
-        planned. None: the whole folder is scanned."""
+        planned. None: the whole folder is scanned. ``news``: a page of the
+        server's changes and the cursor it was listed from (a long-poll's
+        answer), taken in place of the first list request when that cursor is
+        still the index's."""
         with self.fs.lock():
-            return await self._sync_once(touched)
+            return await self._sync_once(touched, news)
 
-    async def _sync_once(self, touched: set[str] | None = None) -> SyncResult:
+    async def _sync_once(
+        self, touched: set[str] | None = None, news: News | None = None
+    ) -> SyncResult:
         result = SyncResult()
         if touched is not None and (len(touched) > FOCUS_MAX or ".linesyncignore" in touched
                                     or "" in touched):  # fmt: skip
@@ -79,6 +87,9 @@ class Engine(Committing):
         self.need_pull = True
         self.refused_moves: set[tuple[str, str]] = set()
         self.skipped = self._load_skipped()
+        if news is not None and news[0] == self.index.get("cursor"):
+            await self._apply_page(news[1])
+            self.need_pull = news[1].more
         # Our last folder move was not listed yet: its carried files wait for it.
         must_pull = self.index.get("must_pull") == "1"
         for rnd in range(1, MAX_ROUNDS + 1):

@@ -14,7 +14,12 @@ import math
 
 from starlette.requests import Request
 
+from linesync.memory import give_back
 from linesync.protocol.errors import Code, LinesyncError
+
+# When the server goes idle after holding this many request bytes in all, it
+# hands the allocator's free pages back to the system (see linesync.memory).
+TRIM_AFTER = 64 * 2**20
 
 
 class ByteBudget:
@@ -22,6 +27,7 @@ class ByteBudget:
         self.capacity = capacity
         self.timeout = timeout
         self.used = 0
+        self.since_trim = 0  # bytes released since memory was last given back
         self._changed = asyncio.Condition()
 
     async def acquire(self, n: int) -> None:
@@ -43,7 +49,11 @@ class ByteBudget:
         n = min(n, self.capacity)
         async with self._changed:
             self.used -= n
+            self.since_trim += n
             self._changed.notify_all()
+        if self.used == 0 and self.since_trim >= TRIM_AFTER:
+            self.since_trim = 0
+            asyncio.get_running_loop().run_in_executor(None, give_back)
 
 
 class Reservation:

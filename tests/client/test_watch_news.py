@@ -1,0 +1,58 @@
+"""A watching client takes a small change from the long-poll's answer itself:
+no list request after the wake-up and no chunk fetch (the new chunk comes
+inline), so a one-line edit elsewhere costs it one round trip."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from linesync.client.api import Client
+from linesync.client.remote import Remote
+from tests.support import corpus
+from tests.support.watch import wait_until, watching
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Requests the clients make, by kind (a list that waits is a long-poll)."""
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def counting(name: str, original: Any) -> Any:
+        async def method(self: Remote, *args: Any, **kwargs: Any) -> Any:
+            kind = "long-poll" if name == "list_changes" and kwargs.get("wait") else name
+            with lock:
+                seen[kind] += 1
+            return await original(self, *args, **kwargs)
+
+        return method
+
+    for name in ("list_changes", "fetch", "entry", "commit_full", "upload"):
+        monkeypatch.setattr(Remote, name, counting(name, getattr(Remote, name)))
+    yield seen
+
+
+def test_a_one_line_edit_reaches_a_watcher_in_the_long_polls_answer(
+    pair: tuple[Client, Client], calls: Counter[str]
+) -> None:
+    a, b = pair
+    big = corpus.markdown(1_000_000, seed=5)
+    (a.folder / "notes.md").write_bytes(big)
+    assert a.sync_once().converged and b.sync_once().converged
+    edited = corpus.edit_middle_line(big)
+    with watching(b) as (wb,):
+        assert wait_until(lambda: len(wb.snapshot()) >= 1 and calls["long-poll"] >= 1, 20)
+        polls_before = calls["long-poll"]
+        calls.clear()
+        calls["long-poll"] = polls_before
+        (a.folder / "notes.md").write_bytes(edited)
+        assert a.sync_once().converged
+        assert wait_until(lambda: (b.folder / "notes.md").read_bytes() == edited, 20)
+        got = dict(calls)
+    assert got.get("list_changes", 0) == 0, got  # no list after the wake-up
+    assert got.get("fetch", 0) == 0 and got.get("entry", 0) == 0, got  # the chunk came inline
