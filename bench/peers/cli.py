@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     bench = Bench(opts, tmp, classes)
+    git_start = report.git_describe(REPO)  # others may commit to src/ while this runs
     t0 = time.monotonic()
     loads = [os.getloadavg()[0]]
     sampling = threading.Event()
@@ -149,9 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     log(f"done in {time.monotonic() - t0:.0f} s")
 
     spec = bench.spec
-    versions = {cls.label.split(" ")[0]: cls.version() for cls in classes}
+    versions: dict[str, str] = {}
+    for cls in classes:
+        m = re.search(r"v?\d+\.\d+[\w.\-]*", cls.version())
+        versions[cls.label.split(" ")[0]] = m.group(0) if m else "unknown"
     if "linesync" in versions:
-        versions["linesync"] += f" ({report.git_describe(REPO)})"
+        git_end = report.git_describe(REPO)
+        versions["linesync"] += f" ({git_end}" + (
+            f"; {git_start} when the run began)" if git_start != git_end else ")"
+        )
     cmd = "python -m bench.peers" + (
         "".join(" " + shlex.quote(a) for a in sys.argv[1:])
         if argv is None

@@ -127,7 +127,9 @@ class CmdResult:
     rc: int
     elapsed: float
     cpu: float  # user+system of the command and the children it waited for
-    maxrss: int  # bytes: the larger of wait4's ru_maxrss and the sampled peak
+    # Bytes: peak RSS of the command's process tree, sampled every 50 ms. (Not wait4's
+    # ru_maxrss: Linux counts in it the memory of the forking parent, the benchmark.)
+    maxrss: int
     output: str
     timed_out: bool = False
 
@@ -141,7 +143,7 @@ def run_cmd(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 300.0,
-    sample_rss: bool = False,
+    sample_rss: bool = True,
 ) -> CmdResult:
     """Run a command to its end; its wall time, CPU seconds and peak RSS."""
     with tempfile.TemporaryFile() as out:
@@ -197,7 +199,7 @@ def run_cmd(
         rc=p.returncode,
         elapsed=t1 - t0,
         cpu=ru.ru_utime + ru.ru_stime,
-        maxrss=max(ru.ru_maxrss * 1024, peak[0]),
+        maxrss=peak[0],
         output=text,
         timed_out=timed_out.is_set(),
     )

@@ -86,7 +86,7 @@ class Bench:
         self.notes: dict[str, list[str]] = {}
         self.spec = corpus.QUICK if opts.quick else corpus.FULL
         self.quiet = QUIET / 2 if opts.quick else QUIET
-        self.noop_window = 2.0 if opts.quick else NOOP_WATCH
+        self.noop_window = 1.0 if opts.quick else NOOP_WATCH
         self._templates: dict[str, tuple[Path, State, dict[str, int]]] = {}
 
     def close(self) -> None:

@@ -167,7 +167,12 @@ class Linesync(Tool):
 
     @classmethod
     def version(cls) -> str:
-        return first_line([which("linesync") or "linesync", "--version"])
+        try:  # the installed distribution's version: no CLI start-up
+            from importlib.metadata import version
+
+            return f"linesync {version('linesync')}"
+        except Exception:
+            return first_line([which("linesync") or "linesync", "--version"])
 
     def setup(self) -> None:
         self.server = Proc(
