@@ -101,8 +101,11 @@ class _SpyClient(Client):
 
 
 def test_a_sync_of_big_compressible_files_keeps_every_request_in_budget(
-    server: ServerProc, tmp_path: Path
+    server: ServerProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # New files here go inline, as they do below UPLOAD_AHEAD_BYTES (and as
+    # edits always do): the inline limits are what this test pushes against.
+    monkeypatch.setattr(committing, "UPLOAD_AHEAD_BYTES", 2**40)
     a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
     b = Client.init(tmp_path / "B", server=server.url, token=server.new_token("admin", "b"))
     notes = _compressible_text(4000)  # 4,000 chunks of ~26 bytes compressed
@@ -156,4 +159,23 @@ def test_a_commit_of_many_big_blocklists_is_split_by_its_body_size(
     _Spy.ops = []
     r = _SpyClient(b.folder).sync_once()
     assert r.converged and r.uploaded == 6, r
-    assert max(_Spy.ops) < 6 and sum(1 for n in _Spy.ops if n) >= 6, _Spy.ops
+    # Split by the body cap; the six files and their folder each committed once
+    # (the chunks went up first: no commit refused and sent again).
+    assert max(_Spy.ops) < 6 and len(_Spy.ops) >= 2 and sum(_Spy.ops) == 7, _Spy.ops
+
+
+def test_many_new_files_go_up_before_one_commit(server: ServerProc, tmp_path: Path) -> None:
+    """Past UPLOAD_AHEAD_BYTES of new files, their chunks are uploaded first
+    (in budget) and the files committed once: no commit is refused for
+    missing chunks, and none carries them inline."""
+    a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
+    for i in range(40):
+        (a.folder / f"f{i:02d}.txt").write_bytes(_compressible_text(300 + i))
+    _Spy.commits, _Spy.uploads = [], []
+    r = _SpyClient(a.folder).sync_once()
+    assert r.converged and r.uploaded == 40, r
+    assert _Spy.uploads and all(n == 0 for n, _ in _Spy.commits), _Spy.commits
+    assert len(_Spy.commits) == 1, _Spy.commits  # one commit, not refused and sent again
+    for frames, payload, raw in _Spy.uploads:
+        assert raw <= 32 * MiB and payload <= engine_base.UPLOAD_BATCH_BYTES + MiB
+        assert frames <= engine_base.UPLOAD_BATCH_FRAMES
