@@ -41,6 +41,7 @@ WATCH_DEBOUNCE = 0.05
 WATCH_RESCAN = 600.0
 WATCH_SETTLE = WATCH_SETTLE_NS / 1e9  # seconds without a new deletion before judging them
 LONG_POLL = 25
+WATCHER_CHECK = 10.0  # seconds between checks that the file watcher still runs
 NEWS_WAIT = 5.0  # seconds the poller waits for the loop to take its answer
 
 
@@ -235,9 +236,19 @@ class Client:
             timeout = max(WATCH_RESCAN - (loop.time() - last_full), 0.0)
             if wake_at is not None:
                 timeout = min(timeout, max(wake_at - loop.time(), 0.0))
+            if watcher is not None:
+                timeout = min(timeout, WATCHER_CHECK)
             await _wait_either(dirty, stop, timeout)
             if stop.is_set():
                 return
+            if watcher is not None and not watcher.alive():
+                watcher.restart()  # what it missed meanwhile: found by a full scan
+                full = True
+            elif not dirty.is_set() and not (
+                (wake_at is not None and loop.time() >= wake_at)
+                or loop.time() - last_full >= WATCH_RESCAN
+            ):
+                continue  # only the watcher check was due
             await asyncio.sleep(WATCH_DEBOUNCE)  # let a burst of saves settle
             dirty.clear()
             wake_at = None

@@ -38,7 +38,7 @@ from linesync.client.committing import Committing
 from linesync.client.config import INDEX_FILE, FolderConfig
 from linesync.client.ignore import IgnoreRules
 from linesync.client.index import Index
-from linesync.client.localfs import STATE_DIR, Changed
+from linesync.client.localfs import STATE_DIR, Changed, Walk
 from linesync.client.merge import merge3
 from linesync.client.model import Local, Node, PathState, Stat, Version
 from linesync.client.tasks import gather_all
@@ -250,6 +250,12 @@ class Engine(Committing):
         walk = (
             self.fs.walk(self.ignore) if focus is None else self.fs.walk_paths(focus, self.ignore)
         )
+        if focus is not None and (came := self._moved_here_from(focus, walk)):
+            # Events named where something moved to, not where from (a watch is
+            # added too late to pair them): that source is looked at too, so the
+            # move is committed as a move, not as new content and a deletion.
+            focus = focus | came
+            walk = self.fs.walk_paths(focus, self.ignore)
         result.problems.extend(walk.skipped)
         if walk.repositories:
             self._tell_repositories(walk.repositories, result)
@@ -281,6 +287,22 @@ class Engine(Committing):
                     self.index.set_local(path, None)
             if focus is None:  # (a partial scan leaves the racy window wider: safe)
                 self.index.set("scanned_ns", str(now))
+
+    def _moved_here_from(self, focus: set[str], walk: Walk) -> set[str]:
+        """Paths outside ``focus`` whose inode a new entry of this walk has."""
+        states = self.index.states_at(focus)
+        inos = [
+            e.stat.ino
+            for p, e in walk.entries.items()
+            if (s := states.get(p)) is None or s.local is None or s.local.stat.ino != e.stat.ino
+        ]
+        if not inos:
+            return set()
+        return {
+            p
+            for p in self.index.paths_of_inodes(inos)
+            if p not in focus and not any(a in focus for a in paths.ancestors(p))
+        }
 
     def _tell_repositories(self, found: list[str], result: SyncResult) -> None:
         """Say once, on first sight of each, that a .git folder is left out."""

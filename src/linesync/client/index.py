@@ -26,7 +26,7 @@ from linesync.client.model import Local, Node, PathState, Stat, Version
 from linesync.core.ids import ChunkId, join_ids, split_ids
 from linesync.protocol.schemas import Kind
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -51,6 +51,10 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE cache (id BLOB PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL,
                         used REAL NOT NULL);
     CREATE INDEX cache_used ON cache (used);
+    """,
+    # 2: paths by inode (a watcher's focused scan finds where a moved thing came from)
+    """
+    CREATE INDEX paths_ino ON paths (l_ino) WHERE l_ino IS NOT NULL;
     """,
 ]
 
@@ -184,6 +188,17 @@ class Index:
                 (path, path + "/", path + "0"),
             ):
                 out[r[0]] = self._state(r)
+        return out
+
+    def paths_of_inodes(self, inos: Iterable[int]) -> list[str]:
+        """The paths whose local view has one of these inode numbers."""
+        out: list[str] = []
+        uniq = list(dict.fromkeys(inos))
+        for i in range(0, len(uniq), 500):
+            part = uniq[i : i + 500]
+            marks = ",".join("?" * len(part))
+            sql = f"SELECT path FROM paths WHERE l_ino IN ({marks}) AND l_ino IS NOT NULL"
+            out.extend(r[0] for r in self.db.execute(sql, part))
         return out
 
     def dirty(self) -> list[str]:

@@ -12,13 +12,17 @@ events of those entries name them).
 from __future__ import annotations
 
 import asyncio
+import logging
 import unicodedata
+import warnings
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from linesync.client.localfs import STATE_DIR, TMP_PREFIX
+
+log = logging.getLogger("linesync.client")
 
 
 class _Handler(FileSystemEventHandler):
@@ -64,7 +68,22 @@ class FolderWatcher:
         out, self.touched = self.touched, set()
         return out
 
+    def alive(self) -> bool:
+        """Whether events still arrive: watchdog's thread can die (an error in
+        it), and then only a full scan sees what changed."""
+        return self._observer is not None and self._observer.is_alive()
+
+    def restart(self) -> None:
+        log.warning("the file watcher stopped; restarting it (the folder is scanned whole)")
+        self.stop()
+        self.start()
+
     def start(self) -> None:
+        # A folder moved into a folder made just before is watched twice over
+        # (inotify gives the moved folder's watch back): watchdog warns, harmlessly.
+        warnings.filterwarnings(
+            "ignore", message="Callback with id", category=RuntimeWarning, module="watchdog"
+        )
         observer = Observer()
         observer.schedule(_Handler(self.root, asyncio.get_running_loop(), self),
                           str(self.root), recursive=True)  # fmt: skip
