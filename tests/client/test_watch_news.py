@@ -5,6 +5,7 @@ inline), so a one-line edit elsewhere costs it one round trip."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -53,6 +54,36 @@ def test_a_one_line_edit_reaches_a_watcher_in_the_long_polls_answer(
         (a.folder / "notes.md").write_bytes(edited)
         assert a.sync_once().converged
         assert wait_until(lambda: (b.folder / "notes.md").read_bytes() == edited, 20)
+        # B's own write wakes its watcher: that round lists nothing either.
+        rounds = len(wb.snapshot())
+        assert wait_until(lambda: len(wb.snapshot()) > rounds, 5)
+        time.sleep(0.3)
         got = dict(calls)
     assert got.get("list_changes", 0) == 0, got  # no list after the wake-up
     assert got.get("fetch", 0) == 0 and got.get("entry", 0) == 0, got  # the chunk came inline
+
+
+def test_both_watching_an_edit_costs_a_commit_and_the_long_polls(
+    pair: tuple[Client, Client], calls: Counter[str]
+) -> None:
+    """With both folders watched, an edit costs A one commit and B the
+    long-poll's answer: A's own long-poll, answered with A's own commit, wakes
+    no round, and neither side lists."""
+    a, b = pair
+    (a.folder / "notes.md").write_bytes(corpus.markdown(200_000, seed=6))
+    assert a.sync_once().converged and b.sync_once().converged
+    with watching(a, b) as (wa, wb):
+        assert wait_until(lambda: calls["long-poll"] >= 2, 20)
+        time.sleep(0.3)
+        calls.clear()
+        rounds_a = len(wa.snapshot())
+        edited = corpus.edit_middle_line((a.folder / "notes.md").read_bytes())
+        (a.folder / "notes.md").write_bytes(edited)
+        assert wait_until(lambda: (b.folder / "notes.md").read_bytes() == edited, 20)
+        time.sleep(1.0)  # what either side would do after it
+        got = dict(calls)
+        rounds = len(wa.snapshot()) - rounds_a
+    assert got.get("commit_full") == 1, got
+    assert got.get("list_changes", 0) == 0, got
+    assert got.get("fetch", 0) == 0 and got.get("upload", 0) == 0, got
+    assert rounds == 1, rounds  # the edit's round; not one more for A's own news

@@ -388,6 +388,53 @@ def test_long_poll_woken_by_commit(srv: ServerProc, user: User) -> None:
     run(go())
 
 
+def test_long_poll_sleeps_through_its_own_sessions_commits(srv: ServerProc, user: User) -> None:
+    """A long-poll is not woken by a commit of its own session (whose answer
+    carried the news); another device's commit wakes it, with both entries;
+    with nothing else, it answers at its deadline with its own entries."""
+    other = new_token(srv, user.name, "phone")
+
+    async def go() -> None:
+        ns = user.ns
+        async with Remote(srv.url, user.token) as r, Remote(srv.url, other) as w:
+            cursor = (await r.head(ns)).cursor
+
+            async def poll(wait: int) -> tuple[list[int], float]:
+                started = time.monotonic()
+                lst = await r.list_changes(ns, cursor, wait=wait)
+                return [e.jid for e in lst.entries], time.monotonic() - started
+
+            task = asyncio.create_task(poll(20))
+            await asyncio.sleep(0.4)
+            (mine,) = await ok(r, ns, dir_op("mine"))  # names the session: a poll waits
+            await asyncio.sleep(0.6)
+            assert not task.done(), "woken by its own session's commit"
+            (theirs,) = await ok(w, ns, dir_op("theirs"))
+            got, elapsed = await asyncio.wait_for(task, 10)
+            assert got == [mine, theirs]
+            assert elapsed < 3.0
+
+            cursor = (await r.head(ns)).cursor
+            task = asyncio.create_task(poll(2))
+            await asyncio.sleep(0.3)
+            (again,) = await ok(r, ns, dir_op("again"))
+            got, elapsed = await asyncio.wait_for(task, 10)
+            assert got == [again] and 1.5 < elapsed < 4.0  # at the deadline
+
+    run(go())
+
+
+def test_a_bad_session_is_refused(srv: ServerProc, user: User) -> None:
+    async def go() -> None:
+        async with Remote(srv.url, user.token) as r:
+            r.session_id = "not a/session"
+            with pytest.raises(LinesyncError) as exc:
+                await r.list_changes(user.ns, None, wait=1)
+            assert exc.value.code is Code.BAD_REQUEST and "session" in exc.value.message
+
+    run(go())
+
+
 def test_long_poll_times_out_empty(srv: ServerProc, user: User) -> None:
     async def go() -> None:
         async with Remote(srv.url, user.token) as r:

@@ -255,13 +255,19 @@ class Client:
             touched = watcher.take() if watcher is not None else set()
             if watcher is None or loop.time() - last_full >= WATCH_RESCAN:
                 full = True
+            # The poller's long-poll covers the server between full rounds: a round
+            # the watcher alone woke lists nothing (its own writes wake it, too).
+            pull = full or news is None or news.stale
             page = news.take() if news is not None else None
             try:
                 try:
-                    result = await engine.sync_once(None if full else touched, page)
+                    result = await engine.sync_once(None if full else touched, page, pull)
                 except MassDelete as exc:
                     assert exc.result is not None
                     result = exc.result
+                finally:
+                    if news is not None:
+                        news.done.set()
                 if full:
                     last_full = loop.time()
                 full = False
@@ -335,13 +341,16 @@ class Client:
                     self.config.namespace, cursor, wait=LONG_POLL, inline=LIST_INLINE
                 )
                 backoff = 1.0
+                if resp.entries and resp.cursor == index.get("cursor"):
+                    continue  # our own commit, whose answer brought it already
                 if resp.entries:
                     news.put(cursor, resp)
                     dirty.set()
-                    # Until the loop took it (or a round ran): not the same page again.
+                    # Until a round ran (the index's cursor moved on): not the same page again.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(news.taken.wait(), NEWS_WAIT)
+                        await asyncio.wait_for(news.done.wait(), NEWS_WAIT)
             except LinesyncError as exc:
+                news.stale = True  # what the server has now: the next round lists it
                 dirty.set()
                 await _sleep_or_stop(stop, max(backoff, retry_after(exc)))
                 backoff = min(backoff * 2, 60.0)
@@ -352,17 +361,18 @@ class _News:
 
     def __init__(self) -> None:
         self.page: tuple[str | None, ListResponse] | None = None
-        self.taken = asyncio.Event()
+        self.done = asyncio.Event()  # a round ran since the page was put
+        self.stale = False  # the long-poll failed: the server may have news unheard
 
     def put(self, cursor: str | None, page: ListResponse) -> None:
         self.page = (cursor, page)
-        self.taken.clear()
+        self.done.clear()
 
     def take(self) -> tuple[str | None, ListResponse] | None:
         """The page and the cursor it was listed from (the engine uses it only
-        if that is still the index's)."""
+        if that is still the index's); a round that takes it lists if it must."""
         page, self.page = self.page, None
-        self.taken.set()
+        self.stale = False
         return page
 
 

@@ -65,7 +65,7 @@ class Engine(Committing):
     # -- the loop ----------------------------------------------------------
 
     async def sync_once(
-        self, touched: set[str] | None = None, news: News | None = None
+        self, touched: set[str] | None = None, news: News | None = None, pull: bool = True
     ) -> SyncResult:
         """One sync. ``touched``: the only paths that may have changed on disk
         since the last scan (a watcher's events): only they (and what lies below
@@ -73,23 +73,27 @@ class Engine(Committing):
         planned. None: the whole folder is scanned. ``news``: a page of the
         server's changes and the cursor it was listed from (a long-poll's
         answer), taken in place of the first list request when that cursor is
-        still the index's."""
+        still the index's. ``pull`` False: a long-poll is armed at the index's
+        cursor (a watcher's), so the server has nothing new unless ``news``
+        says so: no list request unless the news could not be taken whole."""
         with self.fs.lock():
-            return await self._sync_once(touched, news)
+            return await self._sync_once(touched, news, pull)
 
     async def _sync_once(
-        self, touched: set[str] | None = None, news: News | None = None
+        self, touched: set[str] | None, news: News | None, pull: bool
     ) -> SyncResult:
         result = SyncResult()
         if touched is not None and (len(touched) > FOCUS_MAX or ".linesyncignore" in touched
                                     or "" in touched):  # fmt: skip
             touched = None  # the rules changed, or too much did: look at everything
-        self.need_pull = True
+        self.need_pull = pull
         self.refused_moves: set[tuple[str, str]] = set()
         self.skipped = self._load_skipped()
         if news is not None and news[0] == self.index.get("cursor"):
             await self._apply_page(news[1])
             self.need_pull = news[1].more
+        elif news is not None:
+            self.need_pull = True  # listed from an older cursor: list from ours
         # Our last folder move was not listed yet: its carried files wait for it.
         must_pull = self.index.get("must_pull") == "1"
         for rnd in range(1, MAX_ROUNDS + 1):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import secrets
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -60,6 +61,10 @@ class Remote:
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
+        # While a long-poll of ours waits, our commits name this session, so that
+        # the server does not wake it for news the commit's answer brings.
+        self.session_id = secrets.token_urlsafe(6)
+        self._polls = 0
 
     async def __aenter__(self) -> Remote:
         self._session = aiohttp.ClientSession(
@@ -169,13 +174,19 @@ class Remote:
             params["cursor"] = cursor
         if wait:
             params["wait"] = str(wait)
+            params["session"] = self.session_id
         if inline:
             params["inline"] = str(inline)
         if limit:
             params["limit"] = str(limit)
-        return await self._call(  # type: ignore[no-any-return]
-            "GET", f"/v1/ns/{ns}/list", ListResponse, params=params, timeout=wait + 60, gzip=True
-        )
+        self._polls += bool(wait)
+        try:
+            return await self._call(  # type: ignore[no-any-return]
+                "GET", f"/v1/ns/{ns}/list", ListResponse, params=params, timeout=wait + 60,
+                gzip=True,
+            )  # fmt: skip
+        finally:
+            self._polls -= bool(wait)
 
     async def commit(
         self,
@@ -206,8 +217,9 @@ class Remote:
             body["journal"] = journal
         if since is not None:
             body["since"] = since
+        params = {"session": self.session_id} if self._polls else None
         return await self._call(  # type: ignore[no-any-return]
-            "POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body
+            "POST", f"/v1/ns/{ns}/commit", CommitResponse, json=body, params=params
         )
 
     async def restore(

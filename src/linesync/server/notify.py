@@ -5,22 +5,33 @@ from __future__ import annotations
 import asyncio
 
 
+class Wake(asyncio.Event):
+    """Set when a commit lands; says which commits did: (session, their JIDs),
+    so that a long-poll of the session that committed need not answer with
+    what that session's commit answer already told it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits: list[tuple[str | None, range]] = []
+
+
 class Notifier:
     def __init__(self) -> None:
-        self._events: dict[int, asyncio.Event] = {}
+        self._events: dict[int, Wake] = {}
         self.closing = False
 
-    def event(self, ns_id: int) -> asyncio.Event:
+    def event(self, ns_id: int) -> Wake:
         ev = self._events.get(ns_id)
         if ev is None:
-            ev = self._events[ns_id] = asyncio.Event()
+            ev = self._events[ns_id] = Wake()
             if self.closing:
                 ev.set()
         return ev
 
-    def publish(self, ns_id: int) -> None:
+    def publish(self, ns_id: int, session: str | None = None, jids: range = range(0)) -> None:
         ev = self._events.pop(ns_id, None)
         if ev is not None:
+            ev.commits.append((session, jids))
             ev.set()
 
     def close(self) -> None:

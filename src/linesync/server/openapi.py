@@ -246,6 +246,12 @@ def _limits(config: ServerConfig) -> dict[str, int | float]:
     return out
 
 
+SESSION_PARAM = _param(
+    "session", "query", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+    about="The client's session: a long-poll is not woken by this session's own commits.",
+)  # fmt: skip
+
+
 def _paths(config: ServerConfig) -> dict[str, Any]:
     cfg = config
     wait_max = int(cfg.max_wait_seconds)
@@ -260,6 +266,7 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                about="Seconds to wait for a change when there is none (`max_wait_seconds`)."),
         _param("inline", "query", _int(0, cfg.max_inline_bytes, 0),
                about="Bytes of chunks to carry in the answer (`max_inline_bytes`)."),
+        SESSION_PARAM,
     )  # fmt: skip
     history_params = (
         _param("path", "query", {"type": "string"}, required=True, about="The exact path, NFC."),
@@ -428,6 +435,7 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                 "Commit a batch of paths",
                 {"content": _json(_ref("CommitResponse"))},
                 write=True,
+                params=(SESSION_PARAM,),
                 body=_json_body("CommitRequest", cfg.max_json_body),
                 errors=(
                     Code.BAD_PATH,

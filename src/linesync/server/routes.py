@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -57,6 +58,19 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     if not lo <= value <= hi:
         raise LinesyncError(Code.BAD_REQUEST, f"{name} must be between {lo} and {hi}")
     return value
+
+
+_SESSION = re.compile(r"[A-Za-z0-9_-]{1,32}")
+OWN_MAX = 1024  # commits of its own session a long-poll sleeps through at most
+
+
+def _session_param(request: Request) -> str | None:
+    """A client's session (one watcher's requests): its long-poll is not woken
+    by its own commits, whose answers carried their news."""
+    raw = request.query_params.get("session")
+    if raw is not None and not _SESSION.fullmatch(raw):
+        raise LinesyncError(Code.BAD_REQUEST, "session must be 1 to 32 of A-Z a-z 0-9 _ -")
+    return raw
 
 
 def _ids(text: str, limit: int) -> list[ChunkId]:
@@ -191,17 +205,24 @@ async def list_changes(ctx: Context, request: Request) -> Response:
     limit = _int_param(request, "limit", cfg.max_list_page, 1, cfg.max_list_page)
     wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait_seconds))
     inline = _int_param(request, "inline", 0, 0, cfg.max_inline_bytes)
+    session = _session_param(request)
     cur = await _check_cursor(ctx, ns, request.query_params.get("cursor"))
     deadline = time.monotonic() + wait
+    own: list[range] = []  # JIDs this session committed while it waited
     while True:
         event = ctx.notifier.event(ns.id)
         rows, head_jid = await ctx.meta.changes(ns.id, cur.jid, limit)
         if head_jid < cur.jid:
             raise LinesyncError(Code.CURSOR_INVALID, "cursor is ahead of the journal")
         remaining = deadline - time.monotonic()
-        if rows or remaining <= 0 or ctx.notifier.closing:
+        # Rows are the latest entry of each path: one another device wrote is news,
+        # one this session wrote last is not (its commit's answer said so).
+        news = any(not any(r.jid in jids for jids in own) for r in rows)
+        if news or remaining <= 0 or ctx.notifier.closing:
             break
         await ctx.notifier.wait(event, remaining)
+        if session is not None and len(own) < OWN_MAX:
+            own.extend(jids for who, jids in event.commits if who == session)
         # Whoever waited must still be let in: a token revoked or expired (or a member
         # removed) meanwhile gets an error, not the news; and a journal reset
         # meanwhile makes the cursor invalid.
@@ -291,7 +312,8 @@ async def commit(ctx: Context, request: Request) -> Response:
     for r in outcome.results:
         ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
     if any(r.status == "ok" for r in outcome.results):
-        ctx.notifier.publish(ns.id)
+        jids = range(outcome.head_before + 1, outcome.head + 1)
+        ctx.notifier.publish(ns.id, _session_param(request), jids)
     changes = None
     if since is not None:
         # The list the client would ask for next, in the same answer, less the
