@@ -96,6 +96,7 @@ class Engine(Committing):
             self.need_pull = True  # listed from an older cursor: list from ours
         # Our last folder move was not listed yet: its carried files wait for it.
         must_pull = self.index.get("must_pull") == "1"
+        self.need_pull = self.need_pull or must_pull
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
             focus = None if touched is None else touched | set(self.index.dirty())
