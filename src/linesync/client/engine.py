@@ -255,12 +255,14 @@ class Engine(Committing):
         walk = (
             self.fs.walk(self.ignore) if focus is None else self.fs.walk_paths(focus, self.ignore)
         )
-        if focus is not None and (came := self._moved_here_from(focus, walk)):
+        states = self.index.states() if focus is None else self.index.states_at(focus)
+        if focus is not None and (came := self._moved_here_from(focus, walk, states)):
             # Events named where something moved to, not where from (a watch is
             # added too late to pair them): that source is looked at too, so the
             # move is committed as a move, not as new content and a deletion.
             focus = focus | came
             walk = self.fs.walk_paths(focus, self.ignore)
+            states = self.index.states_at(focus)
         result.problems.extend(walk.skipped)
         if walk.repositories:
             self._tell_repositories(walk.repositories, result)
@@ -273,7 +275,6 @@ class Engine(Committing):
                 result.conflicts.append(new)
             except OSError as exc:
                 result.problems.append(f"{dup.disk}: {exc}")
-        states = self.index.states() if focus is None else self.index.states_at(focus)
         self.unstable = set()
         now = self.clock()
         # A file the last scan read in the same tick of the file system's clock
@@ -293,9 +294,10 @@ class Engine(Committing):
             if focus is None:  # (a partial scan leaves the racy window wider: safe)
                 self.index.set("scanned_ns", str(now))
 
-    def _moved_here_from(self, focus: set[str], walk: Walk) -> set[str]:
+    def _moved_here_from(
+        self, focus: set[str], walk: Walk, states: dict[str, PathState]
+    ) -> set[str]:
         """Paths outside ``focus`` whose inode a new entry of this walk has."""
-        states = self.index.states_at(focus)
         inos = [
             e.stat.ino
             for p, e in walk.entries.items()
