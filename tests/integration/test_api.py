@@ -424,6 +424,30 @@ def test_long_poll_sleeps_through_its_own_sessions_commits(srv: ServerProc, user
     run(go())
 
 
+def test_another_device_naming_a_session_still_wakes_its_long_poll(
+    srv: ServerProc, user: User
+) -> None:
+    """The session is bound to the token's device: a member who learns another
+    device's session cannot delay its news by naming that session."""
+    other = new_token(srv, user.name, "phone")
+
+    async def go() -> None:
+        ns = user.ns
+        async with Remote(srv.url, user.token) as r, Remote(srv.url, other) as w:
+            cursor = (await r.head(ns)).cursor
+            w.session_id = r.session_id
+            w._polls = 1  # its commits name the session, as during a long-poll
+            started = time.monotonic()
+            task = asyncio.create_task(r.list_changes(ns, cursor, wait=20))
+            await asyncio.sleep(0.4)
+            (jid,) = await ok(w, ns, dir_op("sneaky"))
+            lst = await asyncio.wait_for(task, 10)
+            assert [e.jid for e in lst.entries] == [jid]
+            assert time.monotonic() - started < 3.0
+
+    run(go())
+
+
 def test_a_bad_session_is_refused(srv: ServerProc, user: User) -> None:
     async def go() -> None:
         async with Remote(srv.url, user.token) as r:

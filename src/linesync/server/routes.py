@@ -73,6 +73,13 @@ def _session_param(request: Request) -> str | None:
     return raw
 
 
+def _session_key(device: str, request: Request) -> str | None:
+    """The session, bound to the token's device: another device naming it
+    cannot make this device's long-poll sleep through its commits."""
+    session = _session_param(request)
+    return None if session is None else f"{device}\0{session}"
+
+
 def _ids(text: str, limit: int) -> list[ChunkId]:
     try:
         ids = unpack_ids(text)
@@ -200,12 +207,12 @@ async def _content_for(
 
 
 async def list_changes(ctx: Context, request: Request) -> Response:
-    _, ns = await ctx.namespace(request, write=False)
+    token, ns = await ctx.namespace(request, write=False)
     cfg = ctx.config
     limit = _int_param(request, "limit", cfg.max_list_page, 1, cfg.max_list_page)
     wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait_seconds))
     inline = _int_param(request, "inline", 0, 0, cfg.max_inline_bytes)
-    session = _session_param(request)
+    session = _session_key(token.device, request)
     cur = await _check_cursor(ctx, ns, request.query_params.get("cursor"))
     deadline = time.monotonic() + wait
     own: list[range] = []  # JIDs this session committed while it waited
@@ -313,7 +320,7 @@ async def commit(ctx: Context, request: Request) -> Response:
         ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
     if any(r.status == "ok" for r in outcome.results):
         jids = range(outcome.head_before + 1, outcome.head + 1)
-        ctx.notifier.publish(ns.id, _session_param(request), jids)
+        ctx.notifier.publish(ns.id, _session_key(token.device, request), jids)
     changes = None
     if since is not None:
         # The list the client would ask for next, in the same answer, less the
