@@ -6,9 +6,9 @@ Every trial proves that its kill landed where it says. The killed client is a
 real ``linesync sync FOLDER`` process whose methods are wrapped to print markers
 (see ``_CLIENT``): ``OP begin`` when the operation starts (upload: its first
 commit or chunk request; download: the execution of the plan that downloads the
-tree; write: ``LocalFS.write_file`` of the large file) and ``OP end`` when it is
-done. The test waits for ``begin``, sleeps a random fraction of the operation's
-measured duration and kills; the try counts only if the client was still
+tree; write: the download of the large file, fetched and written in parts) and
+``OP end`` when it is done. The test waits for ``begin``, sleeps a random
+fraction of the operation's measured duration and kills; the try counts only if the client was still
 running, had not said ``end``, and the state shows the operation half done
 (upload: the server holds fewer files than the tree; download: the folder
 does; write: the file is not in place). A try that came too late is repeated on
@@ -23,7 +23,8 @@ folders then hold the source tree and the server holds no temporary path.
 One server process serves the whole module; every try uses fresh folders
 (and, for uploads, a fresh user and namespace). Each operation's duration is
 measured once per module: the upload and the download on a whole, unkilled
-run of the same client, the write as the median of a few ``write_file`` runs.
+run of the same client, the write as the median of a few runs writing the
+file in parts.
 The delays are seeded fractions of it (``random.Random``), so a failing trial
 replays with the same seed.
 """
@@ -59,7 +60,7 @@ UPLOAD_TRIALS = 18
 DOWNLOAD_TRIALS = 18
 WRITE_TRIALS = 14  # 50 trials in all
 TRIES = 4  # per trial at most (see Delays)
-WRITE_SAMPLES = 5  # runs of LocalFS.write_file that measure its duration
+WRITE_SAMPLES = 5  # runs of a write in parts that measure its duration
 SMALL_FILES = 200
 BIG_FILES = 2  # 1-8 MB each
 HUGE = "huge.bin"
@@ -155,15 +156,18 @@ def huge(srv: ServerProc, tmp_path_factory: pytest.TempPathFactory) -> Filled:
 
 @pytest.fixture(scope="module")
 def write_seconds(huge: Filled, tmp_path_factory: pytest.TempPathFactory) -> float:
-    """How long ``LocalFS.write_file`` takes to put ``huge``'s file in place on
-    this disk: the median of a few runs (its fsync varies from run to run)."""
+    """How long writing ``huge``'s file in parts takes on this disk, as a big
+    file's download writes it (without the fetching in between): the median
+    of a few runs (its fsync varies from run to run)."""
     folder = tmp_path_factory.mktemp("w")
     fs = LocalFS(folder)
     data = huge.source.tree[HUGE]
     took = []
     for _ in range(WRITE_SAMPLES):
         start = time.monotonic()
-        fs.write_file(HUGE, [data], mtime_ns=time.time_ns(), exec=False, expect=None)
+        w = fs.create(HUGE, exec=False)
+        w.write(data[i : i + (8 << 20)] for i in range(0, len(data), 8 << 20))
+        w.finish(time.time_ns(), expect=None)
         took.append(time.monotonic() - start)
         (folder / HUGE).unlink()
     return statistics.median(took)
@@ -179,7 +183,8 @@ def write_seconds(huge: Filled, tmp_path_factory: pytest.TempPathFactory) -> flo
 #   to a commit that leaves nothing missing (the tree fits in one commit batch);
 #   "upload last T" when the commit that follows the chunk uploads starts;
 # - download: the execution of the plan that downloads the tree (its first);
-# - write: ``LocalFS.write_file`` of the large file, up to its rename into place.
+# - write: the download of the large file (``Engine._download_big``: fetched and
+#   written in parts), up to its rename into place.
 _CLIENT = f"""\
 import inspect, sys, time
 from linesync.cli.main import main
@@ -242,7 +247,7 @@ if op == "upload":
 elif op == "download":
     around(Engine, "execute")
 elif op == "write":
-    around(LocalFS, "write_file", lambda path, *rest: path == {HUGE!r})
+    around(Engine, "_download_big", lambda path, *rest: path == {HUGE!r})
 else:
     raise SystemExit("unknown operation " + op)
 raise SystemExit(main(["sync", "-q", folder]))

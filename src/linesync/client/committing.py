@@ -4,6 +4,7 @@ the chunks the server lacks, and what each answer means for the index."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
 
 import msgspec
 
@@ -24,6 +25,7 @@ from linesync.client.base import (
     log,
     node_of,
 )
+from linesync.client.bigfiles import STREAM_MIN, FileChunks, cut_file, size_of
 from linesync.client.localfs import Changed
 from linesync.client.model import Node, PathState, Stat, Version
 from linesync.client.tasks import gather_all
@@ -82,7 +84,7 @@ class Committing(EngineBase):
         (past COMMIT_BODY_BYTES of ops) are given back for the next batch."""
         wire: list[CommitOp] = []
         chunks: list[InlineChunk] = []
-        bodies: dict[int, dict[ChunkId, bytes]] = {}
+        bodies: dict[int, Mapping[ChunkId, bytes]] = {}
         kept: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote] = []
         room = InlineRoom(bytes=INLINE_BUDGET)
         # Many new files' bytes: their chunks go up first (those the server
@@ -116,16 +118,17 @@ class Committing(EngineBase):
             rest = []
         if not wire:
             return rest
-        if ahead:
-            await self._upload_ahead([bodies[i] for i, op in enumerate(kept) if _new_file(op)])
-        await self._send_batch(wire, chunks, bodies, kept, result)
+        try:
+            if ahead:
+                await self._upload_ahead([bodies[i] for i, op in enumerate(kept) if _new_file(op)])
+            await self._send_batch(wire, chunks, bodies, kept, result)
+        except Changed as exc:  # a big file, read chunk by chunk while it is sent
+            result.problems.append(f"{exc}; retried next round")
         return rest
 
-    async def _upload_ahead(self, bodies: list[dict[ChunkId, bytes]]) -> None:
+    async def _upload_ahead(self, bodies: list[Mapping[ChunkId, bytes]]) -> None:
         """Upload the chunks of these files that the server lacks."""
-        every: dict[ChunkId, bytes] = {}
-        for body in bodies:
-            every.update(body)
+        every = {cid: body for body in bodies for cid in body}
         ids = list(every)
         absent: list[ChunkId] = []
         for i in range(0, len(ids), MISSING_BATCH):
@@ -137,7 +140,7 @@ class Committing(EngineBase):
         self,
         wire: list[CommitOp],
         chunks: list[InlineChunk],
-        bodies: dict[int, dict[ChunkId, bytes]],
+        bodies: dict[int, Mapping[ChunkId, bytes]],
         kept: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote],
         result: SyncResult,
     ) -> None:
@@ -160,13 +163,13 @@ class Committing(EngineBase):
             if resp.changes is None:
                 self._follow(resp, kept)
             chunks = []
-            missing: dict[ChunkId, bytes] = {}
+            missing: dict[ChunkId, Mapping[ChunkId, bytes]] = {}
             retry: list[int] = []
             with self.index.transaction():
                 for i, r in enumerate(results):
                     if r.status == "missing":
                         for cid in unpack_ids(r.missing or ""):
-                            missing[cid] = bodies[i][cid]
+                            missing[cid] = bodies[i]
                         retry.append(i)
                     else:
                         self._committed(kept[i], wire[i], r, bodies[i], result)
@@ -205,7 +208,7 @@ class Committing(EngineBase):
 
     def _wire_op(
         self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, room: InlineRoom
-    ) -> tuple[CommitOp, list[InlineChunk], dict[ChunkId, bytes], InlineRoom] | None:
+    ) -> tuple[CommitOp, list[InlineChunk], Mapping[ChunkId, bytes], InlineRoom] | None:
         """The op as sent, its inline chunks, its chunks' bytes, and the room
         left inline in this commit."""
         if isinstance(op, pl.DeleteRemote):
@@ -227,25 +230,44 @@ class Committing(EngineBase):
                 {},
                 room,
             )
-        data, stat = self.fs.read(op.path)
         state = self.index.state(op.path)
-        ids, chunks = self._chunks_of(data, stat, state, n)
+        ids, chunks, size = self._body(op.path, state, n)
         base_ver = state.remote if state.remote and state.remote.jid == op.base_jid else None
         base_ids = None
         if base_ver is not None and base_ver.node is not None and base_ver.node.chash:
             base_ids = self.index.blocklist(base_ver.node.chash)
         prep = prepare_file(
-            op.path, ids, chunks, size=len(data), mtime_ns=n.mtime_ns, exec=n.exec,
+            op.path, ids, chunks, size=size, mtime_ns=n.mtime_ns, exec=n.exec,
             base_jid=op.base_jid if base_ids is not None else 0,
             base_ids=base_ids, base_chunks=self.chunks.local, room=room,
         )  # fmt: skip
         commit_op = prep.op
         if base_ids is None:
             commit_op = CommitOp(
-                path=op.path, kind=Kind.FILE, base_jid=op.base_jid, size=len(data),
+                path=op.path, kind=Kind.FILE, base_jid=op.base_jid, size=size,
                 mtime_ns=n.mtime_ns, exec=n.exec, content=prep.op.content,
             )  # fmt: skip
         return commit_op, prep.inline, chunks, room.less(prep)
+
+    def _body(
+        self, path: str, state: PathState, node: Node
+    ) -> tuple[list[ChunkId], Mapping[ChunkId, bytes], int]:
+        """The file's blocklist, its chunks by id and its size. A big file's
+        chunks are read from disk one by one when they are sent."""
+        if node.size < STREAM_MIN:
+            data, stat = self.fs.read(path)
+            ids, chunks = self._chunks_of(data, stat, state, node)
+            return ids, chunks, len(data)
+        assert node.chash is not None
+        known, sizes = self.index.blocklist(node.chash), self.index.chunk_sizes(node.chash)
+        found = self.fs.lstat(path)
+        if known and sizes and found and state.local and state.local.stat == found[1]:
+            ids = known  # cut as the scan cut it (the server checks each chunk's bytes)
+        else:
+            ids, sizes, _ = cut_file(self.fs, path)
+            if bl.content_hash(ids) != node.chash:
+                raise Changed("changed since it was scanned")
+        return ids, FileChunks(self.fs, path, ids, sizes), sum(sizes)
 
     def _chunks_of(
         self, data: bytes, stat: Stat, state: PathState, node: Node
@@ -269,43 +291,59 @@ class Committing(EngineBase):
             raise Changed("changed since it was scanned")
         return ids, chunks
 
-    async def _upload(self, chunks: dict[ChunkId, bytes]) -> None:
-        """Upload chunks in batches of about UPLOAD_BATCH_BYTES (and at most
-        UPLOAD_BATCH_RAW bytes once decompressed, UPLOAD_BATCH_FRAMES chunks:
-        the server's budget per request), a few at once."""
-        batches: list[list[Frame]] = [[]]
+    async def _upload(self, want: Mapping[ChunkId, Mapping[ChunkId, bytes]]) -> None:
+        """Upload chunks (each id with the body that holds it) in batches of
+        about UPLOAD_BATCH_BYTES (and at most UPLOAD_BATCH_RAW bytes once
+        decompressed, UPLOAD_BATCH_FRAMES chunks: the server's budget per
+        request), a few at once. Batches are read and compressed (in a
+        thread) only as they go: a big file never is in memory whole."""
+        batches = self._batches(want)
+        total = sum(size_of(body, cid) for cid, body in want.items())
+        done = 0
+        turn = asyncio.Lock()  # one reader of the batches at a time
+
+        async def sender() -> None:
+            nonlocal done
+            while True:
+                async with turn:
+                    batch = await asyncio.to_thread(next, batches, None)
+                if batch is None:
+                    return
+                frames, raw = batch
+                await self.remote.upload(self.ns, frames)
+                done += raw
+                self.progress("upload", done, total)
+
+        await gather_all(*(sender() for _ in range(UPLOAD_CONCURRENCY)))
+
+    @staticmethod
+    def _batches(
+        want: Mapping[ChunkId, Mapping[ChunkId, bytes]],
+    ) -> Iterator[tuple[list[Frame], int]]:
+        frames: list[Frame] = []
         size = raw = 0
-        for cid, data in chunks.items():
+        for cid, body in want.items():
+            data = body[cid]
             kind, payload = codec.encode(data)
-            if batches[-1] and (
+            if frames and (
                 size + len(payload) > UPLOAD_BATCH_BYTES
                 or raw + len(data) > UPLOAD_BATCH_RAW
-                or len(batches[-1]) >= UPLOAD_BATCH_FRAMES
+                or len(frames) >= UPLOAD_BATCH_FRAMES
             ):
-                batches.append([])
-                size = raw = 0
-            batches[-1].append(Frame(cid, kind, None, payload))
+                yield frames, raw
+                frames, size, raw = [], 0, 0
+            frames.append(Frame(cid, kind, None, payload))
             size += len(payload)
             raw += len(data)
-        gate = asyncio.Semaphore(UPLOAD_CONCURRENCY)
-        total = sum(len(d) for d in chunks.values())
-        done = 0
-
-        async def one(batch: list[Frame]) -> None:
-            nonlocal done
-            async with gate:
-                await self.remote.upload(self.ns, batch)
-            done += sum(len(chunks[f.chunk_id]) for f in batch)
-            self.progress("upload", done, total)
-
-        await gather_all(*(one(b) for b in batches if b))
+        if frames:
+            yield frames, raw
 
     def _committed(
         self,
         op: pl.Upload | pl.DeleteRemote | pl.MoveRemote,
         wire: CommitOp,
         r: CommitResult,
-        body: dict[ChunkId, bytes],
+        body: Mapping[ChunkId, bytes],
         result: SyncResult,
     ) -> None:
         with self.index.transaction():

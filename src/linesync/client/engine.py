@@ -33,6 +33,7 @@ from linesync.client.base import (  # re-exported: the engine's public names
     is_folder,
     log,
 )
+from linesync.client.bigfiles import STREAM_MIN, WINDOW_BYTES, cut_file
 from linesync.client.chunksource import assemble
 from linesync.client.committing import Committing
 from linesync.client.config import INDEX_FILE, FolderConfig
@@ -355,13 +356,16 @@ class Engine(Committing):
             self.unstable.add(path)
             return None
         try:
-            data, stat2 = self.fs.read(path)
+            if stat.size < STREAM_MIN:
+                data, stat2 = self.fs.read(path)
+                ids, chunks = split(data)
+                sizes = [len(chunks[c]) for c in ids]
+            else:
+                ids, sizes, stat2 = cut_file(self.fs, path)
         except (Changed, OSError):
             self.unstable.add(path)
             return None
-        ids, chunks = split(data)
         chash = bl.content_hash(ids)
-        sizes = [len(chunks[c]) for c in ids]
         self.index.put_blocklist(chash, ids, sizes)
         self.index.set_layout(path, ids, sizes)
         return Local(Node(Kind.FILE, stat2.size, stat2.mtime_ns, node.exec, chash=chash), stat2)
@@ -450,6 +454,8 @@ class Engine(Committing):
             node = op.remote.node
             if node is None or node.kind is not Kind.FILE or node.chash is None:
                 continue
+            if node.size >= STREAM_MIN:
+                continue  # fetched window by window as it is written
             new = self.index.blocklist(node.chash) or []
             ids.extend(new)
             old = op.local.node.chash if op.local is not None else None
@@ -626,9 +632,11 @@ class Engine(Committing):
                 raise Changed(f"{anc} is not a folder")
             self.folders_seen.add(anc)
 
-    async def _file_bytes(
+    def _ids_and_bases(
         self, node: Node, old: Local | None
-    ) -> tuple[list[ChunkId], dict[ChunkId, bytes]]:
+    ) -> tuple[list[ChunkId], dict[ChunkId, ChunkId]]:
+        """A version's blocklist, and for its new chunks the old chunks they
+        replace (to be fetched as deltas against them)."""
         assert node.chash is not None
         ids = self.index.blocklist(node.chash)
         if ids is None:
@@ -640,8 +648,44 @@ class Engine(Committing):
                 for cid, base in inline.replaced_bases(old_ids, bl.diff(old_ids, ids)):
                     if base:
                         bases[cid] = base[0]
+        return ids, bases
+
+    async def _file_bytes(
+        self, node: Node, old: Local | None
+    ) -> tuple[list[ChunkId], dict[ChunkId, bytes]]:
+        ids, bases = self._ids_and_bases(node, old)
         have = await self.chunks.get(ids, bases)
         return ids, have
+
+    async def _download_big(
+        self, path: str, node: Node, old: Local | None, expect: Stat | None, sync_dir: bool
+    ) -> tuple[Stat, list[ChunkId], list[int]]:
+        """A big file, fetched a window of about WINDOW_BYTES at a time (the
+        next while the last is written): never in memory whole."""
+        ids, bases = self._ids_and_bases(node, old)
+        step = max(16, WINDOW_BYTES * len(ids) // max(node.size, 1))
+        windows = [ids[i : i + step] for i in range(0, len(ids), step)]
+        sizes: list[int] = []
+        w = self.fs.create(path, node.exec)
+        ahead: asyncio.Future[dict[ChunkId, bytes]] | None = None
+        try:
+            for n, window in enumerate(windows):
+                have = await (ahead or self.chunks.get(window, bases))
+                ahead = None
+                if n + 1 < len(windows):
+                    ahead = asyncio.ensure_future(self.chunks.get(windows[n + 1], bases))
+                pieces = [have[c] for c in window]
+                del have
+                await asyncio.to_thread(w.write, pieces)
+                sizes += map(len, pieces)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+            w.abort()
+            raise
+        stat = await asyncio.to_thread(w.finish, node.mtime_ns, expect, sync_dir)
+        return stat, ids, sizes
 
     async def _download(self, op: pl.Download, result: SyncResult, defer: bool = False) -> None:
         """Put the server's version of a file or symlink in place. ``defer``: the
@@ -666,6 +710,10 @@ class Engine(Committing):
         elif old is not None and old.node.kind is Kind.FILE and old.node.chash == node.chash:
             stat = self.fs.touch(op.path, node.mtime_ns, node.exec, expect)  # same bytes
             local_node = Node(Kind.FILE, node.size, node.mtime_ns, node.exec, chash=node.chash)
+        elif node.size >= STREAM_MIN:
+            stat, ids, sizes = await self._download_big(op.path, node, old, expect, not defer)
+            local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
+            layout = (ids, sizes, {})
         else:
             ids, have = await self._file_bytes(node, old)
             pieces = assemble(ids, have)
@@ -684,7 +732,8 @@ class Engine(Committing):
         def record() -> None:
             if layout is not None:
                 self.index.set_layout(op.path, layout[0], layout[1])
-                self._cache_version(layout[0], layout[2], stat.size)
+                if layout[2]:
+                    self._cache_version(layout[0], layout[2], stat.size)
             self.index.set_local(op.path, Local(local_node, stat))
             self.index.set_synced(op.path, op.remote)
 
@@ -723,6 +772,10 @@ class Engine(Committing):
         return b"".join(assemble(ids, have))
 
     async def _merge(self, op: pl.Merge, result: SyncResult) -> None:
+        remote_size = op.remote.node.size if op.remote.node else 0
+        if max(op.local.node.size, remote_size) >= STREAM_MIN:  # too big to merge in memory
+            await self._conflict(pl.Conflict(op.path, op.remote, op.local), result)
+            return
         local_bytes, stat = self.fs.read(op.path)
         if stat != op.local.stat:
             raise Changed("changed while merging")

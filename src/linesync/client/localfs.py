@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from linesync.client.ignore import IgnoreRules
 from linesync.client.model import Node, Stat
@@ -113,6 +114,56 @@ def _name(e: os.DirEntry[str]) -> str:
     except UnicodeEncodeError:
         return ""
     return e.name
+
+
+class Reading:
+    """A file open for reading, and its stat when opened."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+        self.stat = _stat(os.fstat(fd))
+
+    def blocks(self, size: int) -> Iterator[bytes]:
+        """The file's bytes in blocks of ``size``; Changed at the end if it
+        changed meanwhile."""
+        offset = 0
+        while block := os.pread(self.fd, size, offset):
+            offset += len(block)
+            yield block
+        if _stat(os.fstat(self.fd)) != self.stat or offset != self.stat.size:
+            raise Changed(f"{self.path} changed while it was read")
+
+
+class Writing:
+    """A temporary file that replaces its path when finished, atomically and
+    durably (see LocalFS.write_file)."""
+
+    def __init__(self, fs: LocalFS, path: str, tmp: Path, f: BinaryIO, mode: int) -> None:
+        self.fs, self.path, self.tmp, self.f, self.mode = fs, path, tmp, f, mode
+
+    def write(self, pieces: Iterable[bytes]) -> None:
+        for piece in pieces:
+            self.f.write(piece)
+
+    def finish(self, mtime_ns: int, expect: Stat | None, sync_dir: bool = True) -> Stat:
+        try:
+            with self.f:
+                self.f.flush()
+                os.fchmod(self.f.fileno(), self.mode)
+                # The time before the fsync: it must be as durable as the bytes.
+                os.utime(self.f.fileno(), ns=(mtime_ns, mtime_ns))
+                os.fsync(self.f.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        return self.fs._replace(self.tmp, self.path, expect, sync_dir)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
 
 
 class LocalFS:
@@ -299,6 +350,15 @@ class LocalFS:
             raise Changed(f"{path} changed while it was read")
         return data, _stat(after)
 
+    @contextlib.contextmanager
+    def open_read(self, path: str) -> Iterator[Reading]:
+        """The file open for reading in blocks (one too big to read whole)."""
+        fd = os.open(self.disk(path), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            yield Reading(fd, path)
+        finally:
+            os.close(fd)
+
     def read_range(self, path: str, offset: int, length: int) -> bytes | None:
         try:
             with open(self.disk(path), "rb") as f:
@@ -336,24 +396,22 @@ class LocalFS:
         """Replace ``path`` with ``pieces`` atomically and durably. With
         ``sync_dir=False`` the new name is made durable by the caller, with
         :meth:`sync_parents` (one fsync for many files of one folder)."""
+        w = self.create(path, exec)
+        try:
+            w.write(pieces)
+        except BaseException:
+            w.abort()
+            raise
+        return w.finish(mtime_ns, expect, sync_dir)
+
+    def create(self, path: str, exec: bool) -> Writing:
+        """A new temporary file that will replace ``path`` (written in parts,
+        for a file too big to hold in memory)."""
         dest = self.disk(path)
         tmp = dest.parent / (TMP_PREFIX + secrets.token_hex(6))
         mode = file_mode(exec, self.umask)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for piece in pieces:
-                    f.write(piece)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                # The time before the fsync: it must be as durable as the bytes.
-                os.utime(f.fileno(), ns=(mtime_ns, mtime_ns))
-                os.fsync(f.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return self._replace(tmp, path, expect, sync_dir)
+        return Writing(self, path, tmp, os.fdopen(fd, "wb"), mode)
 
     def sync_parents(self, paths_: Iterable[str]) -> None:
         """Make durable the names just written in the folders of ``paths_``:

@@ -103,10 +103,12 @@ def prepare_file(
         if cid in seen:
             continue
         seen.add(cid)
-        data = chunks[cid]
         if len(chosen) >= room.chunks:
             break
-        if inline_budget < 64 or (not bases and len(data) > 8 * inline_budget):
+        if inline_budget < 64:
+            continue  # (nor read it: a big file's chunks come from disk)
+        data = chunks[cid]
+        if not bases and len(data) > 8 * inline_budget:
             continue  # it cannot fit: do not spend the compression on it
         if raw + len(data) > room.raw:
             continue

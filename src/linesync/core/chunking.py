@@ -111,8 +111,12 @@ def _cdc_ends(cdc: FastCDC, view: memoryview, base: int) -> list[int]:
     return [base + c.offset + c.length for c in cdc.cut_buf(view)]
 
 
-def _text_ends(raw: bytes, params: ChunkParams) -> list[int]:
-    """End offsets of the text chunks of ``raw`` (non-empty), in order."""
+def _text_cuts(raw: bytes, params: ChunkParams, last: int = 0) -> tuple[list[int], int, int]:
+    """The cuts of ``raw`` (non-empty) that no later byte can move, and the
+    state after them: the start of the chunk still open and the end of the
+    last candidate line (``last`` on entry: that of the bytes before ``raw``,
+    0 or negative). ``raw`` ending in ``\n`` can be continued from that state;
+    at the end of a file the open chunk is the last one."""
     n = len(raw)
     lines = raw.split(b"\n")
     lens = list(map(len, lines))
@@ -127,7 +131,6 @@ def _text_ends(raw: bytes, params: ChunkParams) -> list[int]:
 
     cuts: list[int] = []
     start = 0  # start of the current chunk
-    last = 0  # end of the previous candidate line (or 0)
     # Lines longer than max_size are always candidates (crc32 < 2**32), so the
     # lines between two candidates all fit in a chunk.
     for i in compress(range(len(lines)), flags):
@@ -151,11 +154,18 @@ def _text_ends(raw: bytes, params: ChunkParams) -> list[int]:
             cuts.append(end)
             start = end
         last = end
+    # Cuts forced before the next candidate line, wherever it begins.
     while n - start > max_size:
         start = ends[bisect_right(ends, start + max_size) - 1]
         cuts.append(start)
-    if start < n:
-        cuts.append(n)
+    return cuts, start, last
+
+
+def _text_ends(raw: bytes, params: ChunkParams) -> list[int]:
+    """End offsets of the text chunks of ``raw`` (non-empty), in order."""
+    cuts, start, _ = _text_cuts(raw, params)
+    if start < len(raw):
+        cuts.append(len(raw))
     return cuts
 
 
@@ -197,3 +207,106 @@ def chunk_ids(data: Buffer) -> list[ChunkId]:
 
 
 blocklist = chunk_ids
+
+
+# -- streams -------------------------------------------------------------------
+# A file too big to hold in memory is read twice in blocks: once by a
+# TextSniffer (is it text?), then through a Chunker, which cuts exactly where
+# ``chunk`` cuts the whole file (property-tested), holding about one block
+# plus one chunk.
+
+
+class TextSniffer:
+    """``is_text`` over a stream of blocks."""
+
+    def __init__(self) -> None:
+        self._decode = codecs.getincrementaldecoder("utf-8")("strict").decode
+        self.text = True
+
+    def feed(self, block: Buffer, final: bool = False) -> bool:
+        """Take the next block (``final`` for the last); False once it is not text."""
+        if self.text:
+            raw = block if isinstance(block, bytes) else bytes(block)
+            if b"\x00" in raw:
+                self.text = False
+            elif not raw.isascii() or final:
+                try:
+                    self._decode(raw, final)
+                except UnicodeDecodeError:
+                    self.text = False
+        return self.text
+
+
+class Chunker:
+    """The chunks of a file fed block by block: ``feed`` gives back the chunks
+    that later bytes cannot change, ``finish`` the rest. ``text`` says which
+    rule cuts (``is_text`` of the whole file, from a TextSniffer)."""
+
+    def __init__(self, text: bool) -> None:
+        self.text = text
+        self._params = TEXT if text else BINARY
+        self._cdc = _fastcdc(self._params)
+        self._buf = b""
+        self._last = 0  # the last candidate line's end, relative to _buf (text)
+        self._long = False  # _buf starts an over-long line (text)
+
+    def feed(self, block: Buffer) -> list[bytes]:
+        self._buf += block
+        if not self.text or self._long:
+            return self._cdc_head()
+        out: list[bytes] = []
+        newline = self._buf.rfind(b"\n")
+        partial = len(self._buf) - newline - 1  # the line in progress
+        if newline >= 0:
+            whole = self._buf[: newline + 1]
+            cuts, start, last = _text_cuts(whole, self._params, self._last)
+            out = _pieces(self._buf, cuts)
+            self._buf, self._last = self._buf[start:], last - start
+        if partial > self._params.max_size:  # the line in progress is over-long
+            head = len(self._buf) - partial
+            if head:  # what is before it is a chunk of its own
+                out.append(self._buf[:head])
+                self._buf = self._buf[head:]
+            self._long = True
+            out += self._cdc_head()
+        return out
+
+    def finish(self) -> list[bytes]:
+        out: list[bytes] = []
+        if self._long:
+            newline = self._buf.find(b"\n")
+            out = self._end_long(newline + 1 if newline >= 0 else len(self._buf))
+        buf, self._buf = self._buf, b""
+        if not buf:
+            return out
+        if not self.text:
+            return out + [buf[c.offset : c.offset + c.length] for c in self._cdc.cut_buf(buf)]
+        cuts, start, _ = _text_cuts(buf, self._params, self._last)
+        if start < len(buf):
+            cuts.append(len(buf))
+        return out + _pieces(buf, cuts)
+
+    def _cdc_head(self) -> list[bytes]:
+        """FastCDC chunks of the buffer, all but the last (the bytes after
+        it may move its end); for text, up to the end of the over-long line."""
+        if self.text:
+            newline = self._buf.find(b"\n")
+            if newline >= 0:
+                out = self._end_long(newline + 1)
+                return out + self.feed(b"")
+        if len(self._buf) <= self._params.max_size:
+            return []
+        chunks = list(self._cdc.cut_buf(self._buf))[:-1]
+        out = [self._buf[c.offset : c.offset + c.length] for c in chunks]
+        self._buf = self._buf[sum(c.length for c in chunks) :]
+        return out
+
+    def _end_long(self, end: int) -> list[bytes]:
+        """The over-long line ends at ``end``: its chunks, then text as at a file's start."""
+        line, self._buf = self._buf[:end], self._buf[end:]
+        self._long, self._last = False, 0
+        return [line[c.offset : c.offset + c.length] for c in self._cdc.cut_buf(line)]
+
+
+def _pieces(buf: bytes, ends: list[int]) -> list[bytes]:
+    return [buf[s:e] for s, e in zip([0, *ends], ends, strict=False)]
