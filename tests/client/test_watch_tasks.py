@@ -29,7 +29,7 @@ class _ShortPolls(Remote):
         path: str,
         params: dict[str, str] | None,
         headers: dict[str, str],
-        body: bytes | None,
+        body: bytes | list[bytes] | None,
         timeout: float | None,
     ) -> tuple[int, bytes]:
         if params and "wait" in params:

@@ -105,9 +105,11 @@ class SimRemote(Remote):
         path: str,
         params: dict[str, str] | None,
         headers: dict[str, str],
-        body: bytes | None,
+        body: bytes | list[bytes] | None,
         timeout: float | None,
     ) -> tuple[int, bytes]:
+        if isinstance(body, list):
+            body = b"".join(body)
         sent = [(b"authorization", self._headers["Authorization"].encode())]
         # No Accept-Encoding: the answer comes back as the application made it.
         sent += [(k.lower().encode(), v.encode()) for k, v in headers.items()

@@ -13,7 +13,7 @@ from linesync.core.chunking import Chunker, TextSniffer
 from linesync.core.ids import ChunkId, chunk_id
 
 STREAM_MIN = 16 * 2**20  # files this big never pass through memory whole
-BLOCK = 4 * 2**20  # bytes read at a time
+BLOCK = 2**20  # bytes read at a time
 WINDOW_BYTES = 8 * 2**20  # of a big file's chunks fetched at a time
 
 

@@ -320,6 +320,7 @@ class Committing(EngineBase):
     def _batches(
         want: Mapping[ChunkId, Mapping[ChunkId, bytes]],
     ) -> Iterator[tuple[list[Frame], int]]:
+        """Batches of framed chunks, and the bytes they decompress to."""
         frames: list[Frame] = []
         size = raw = 0
         for cid, body in want.items():

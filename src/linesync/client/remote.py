@@ -12,7 +12,7 @@ import asyncio
 import io
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,7 +21,7 @@ import msgspec
 from linesync.client.retry import RetriesExhausted, RetryPolicy, parse_retry_after, retryable
 from linesync.core.ids import ChunkId, pack_ids
 from linesync.protocol.errors import Code, LinesyncError
-from linesync.protocol.framing import MEDIA_TYPE, Frame, FrameReader, encode_frames
+from linesync.protocol.framing import MEDIA_TYPE, Frame, FrameReader, frame_pieces
 from linesync.protocol.schemas import (
     CommitOp,
     CommitResponse,
@@ -96,7 +96,7 @@ class Remote:
         kind: type[T] | None,
         *,
         json: Any = None,
-        data: bytes | None = None,
+        data: bytes | list[bytes] | None = None,
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
@@ -134,14 +134,19 @@ class Remote:
         path: str,
         params: dict[str, str] | None,
         headers: dict[str, str],
-        body: bytes | None,
+        body: bytes | list[bytes] | None,
         timeout: float | None,
     ) -> tuple[int, bytes]:
         """One HTTP exchange: the status and the (decompressed) answer body.
-        The transport, and all of it: a test may answer from elsewhere."""
-        data: bytes | io.BytesIO | None = body
-        if body is not None and len(body) > 2**20:  # aiohttp wants big bodies as files
+        The transport, and all of it: a test may answer from elsewhere. A body
+        in pieces is sent piece by piece (never joined in memory)."""
+        data: bytes | io.BytesIO | AsyncIterator[bytes] | None
+        if isinstance(body, list):
+            data = _each(body)
+        elif body is not None and len(body) > 2**20:  # aiohttp wants big bodies as files
             data = io.BytesIO(body)
+        else:
+            data = body
         extra = aiohttp.ClientTimeout(total=timeout) if timeout else None
         try:
             async with self.session.request(
@@ -243,7 +248,7 @@ class Remote:
     async def upload(self, ns: int, frames: Sequence[Frame]) -> UploadResponse:
         return await self._call(  # type: ignore[no-any-return]
             "POST", f"/v1/ns/{ns}/chunks", UploadResponse,
-            data=encode_frames(frames), content_type=MEDIA_TYPE,
+            data=frame_pieces(frames), content_type=MEDIA_TYPE,
         )  # fmt: skip
 
     async def fetch(
@@ -289,3 +294,8 @@ def _error(status: int, raw: bytes, retry_after: float | None = None) -> Linesyn
             err.detail.update(extra)
             return err
         return LinesyncError(Code.BAD_REQUEST, f"unexpected HTTP {status}: {raw[:200]!r}")
+
+
+async def _each(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece

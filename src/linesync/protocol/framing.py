@@ -38,16 +38,30 @@ class Frame(NamedTuple):
     payload: bytes
 
 
-def encode_frame(frame: Frame) -> bytes:
+def _frame_head(frame: Frame) -> bytes:
     head = bytes([_CHUNK]) + frame.chunk_id + bytes([frame.codec])
     if frame.codec == Codec.ZSTD_DICT:
         assert frame.base is not None and 0 < len(frame.base) < 256
         head += bytes([len(frame.base)]) + b"".join(frame.base)
-    return head + _LEN.pack(len(frame.payload)) + frame.payload
+    return head + _LEN.pack(len(frame.payload))
+
+
+def encode_frame(frame: Frame) -> bytes:
+    return _frame_head(frame) + frame.payload
 
 
 def encode_frames(frames: Iterable[Frame]) -> bytes:
-    return MAGIC + b"".join(encode_frame(f) for f in frames) + END
+    """A whole body: the magic, the frames, the end marker."""
+    return b"".join(frame_pieces(frames))
+
+
+def frame_pieces(frames: Iterable[Frame]) -> list[bytes]:
+    """A body's pieces, each payload as it is (sent without joining them)."""
+    parts = [MAGIC]
+    for f in frames:
+        parts += (_frame_head(f), f.payload)
+    parts.append(END)
+    return parts
 
 
 class FrameReader:

@@ -20,7 +20,9 @@ Size = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 MtimeNs = Annotated[int, msgspec.Meta(ge=-(2**62), le=2**62)]
 # Characters, not bytes: the path rules (4096 UTF-8 bytes) answer bad_path past that.
 PathStr = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
-Packed = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]*$", max_length=16 * 2**20)]
+# Packed chunk ids: room for a blocklist of the server's most ids (2**20, 43
+# characters each: a text file of about 2 GiB).
+Packed = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]*$", max_length=43 * 2**20)]
 Target = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 DeltaEdit = tuple[Jid, Jid, Packed]
 
