@@ -17,6 +17,7 @@ from linesync.protocol.errors import Code, LinesyncError
 
 FETCH_BATCH = 512  # chunks per download request
 MAX_CHUNK = 2**20
+PACKED_MAX = 64 * 2**20
 
 
 class ChunkSource:
@@ -27,6 +28,10 @@ class ChunkSource:
         self.ns = ns
         self.fetched_bytes = 0
         self.pool: dict[ChunkId, bytes] = {}  # prefetched for the downloads at hand
+        # Chunks as they came or went, compressed as the cache keeps them
+        # (see Index.cache_put); filled up to PACKED_MAX bytes, cleared with the pool.
+        self.packed: dict[ChunkId, bytes] = {}
+        self.packed_bytes = 0
 
     def local(self, cid: ChunkId) -> bytes | None:
         """A chunk from the prefetch pool, the cache or a local file that still holds it."""
@@ -64,6 +69,17 @@ class ChunkSource:
                     break
         return have
 
+    def keep_packed(self, cid: ChunkId, payload: bytes) -> None:
+        """Keep a plain zstd payload that decodes (in one frame) to chunk ``cid``."""
+        if self.packed_bytes < PACKED_MAX and codec.names_its_size(payload):
+            self.packed[cid] = payload
+            self.packed_bytes += len(payload)
+
+    def clear(self) -> None:
+        self.pool.clear()
+        self.packed.clear()
+        self.packed_bytes = 0
+
     async def prefetch(
         self, ids: Iterable[ChunkId], bases: dict[ChunkId, ChunkId], concurrency: int = 4
     ) -> None:
@@ -99,7 +115,12 @@ class ChunkSource:
                 base = None
                 if f.base is not None:
                     base = b"".join(base_bytes.get(b) or have.get(b) or b"" for b in f.base)
-                data = codec.decode(f.codec, f.payload, base, MAX_CHUNK)
+                data = _decode(f.codec, f.payload, base)
+                if chunk_id(data) == f.chunk_id:
+                    if f.codec == codec.Codec.ZSTD:
+                        self.keep_packed(f.chunk_id, f.payload)
+                else:
+                    data = codec.decode(f.codec, f.payload, base, MAX_CHUNK)  # the strict way
                 if chunk_id(data) != f.chunk_id:
                     raise LinesyncError(Code.CHUNK_MISMATCH, "the server sent a corrupt chunk")
                 self.fetched_bytes += len(f.payload)
@@ -108,6 +129,13 @@ class ChunkSource:
         if missing:
             raise LinesyncError(Code.CHUNK_UNAVAILABLE, f"{len(missing)} chunk(s) did not arrive")
         return have
+
+
+def _decode(kind: int, payload: bytes, base: bytes | None) -> bytes:
+    try:
+        return codec.decode_and_verify(kind, payload, base, MAX_CHUNK)
+    except LinesyncError:
+        return b""  # (then decoded the strict way, for its error)
 
 
 def assemble(ids: Sequence[ChunkId], have: dict[ChunkId, bytes]) -> list[bytes]:

@@ -75,7 +75,10 @@ class Committing(EngineBase):
             if not pending:
                 break
             batch, pending = pending[:COMMIT_BATCH], pending[COMMIT_BATCH:]
-            pending = await self._commit_batch(batch, result) + pending
+            try:
+                pending = await self._commit_batch(batch, result) + pending
+            finally:
+                self.chunks.clear()  # (what the uploads kept for the cache)
 
     async def _commit_batch(
         self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote], result: SyncResult
@@ -316,16 +319,18 @@ class Committing(EngineBase):
 
         await gather_all(*(sender() for _ in range(UPLOAD_CONCURRENCY)))
 
-    @staticmethod
     def _batches(
-        want: Mapping[ChunkId, Mapping[ChunkId, bytes]],
+        self, want: Mapping[ChunkId, Mapping[ChunkId, bytes]]
     ) -> Iterator[tuple[list[Frame], int]]:
-        """Batches of framed chunks, and the bytes they decompress to."""
+        """Batches of framed chunks, and the bytes they decompress to. The
+        compressed chunks of files the cache will keep are kept for it."""
         frames: list[Frame] = []
         size = raw = 0
         for cid, body in want.items():
             data = body[cid]
             kind, payload = codec.encode(data)
+            if kind is codec.Codec.ZSTD and not isinstance(body, FileChunks):
+                self.chunks.keep_packed(cid, payload)
             if frames and (
                 size + len(payload) > UPLOAD_BATCH_BYTES
                 or raw + len(data) > UPLOAD_BATCH_RAW
@@ -396,7 +401,7 @@ class Committing(EngineBase):
             self.index.set_remote(op.path, v)
             self.index.set_synced(op.path, v)
             if op.node.kind is Kind.FILE and body and op.node.size <= CACHE_MAX_FILE:
-                self.index.cache_put(body.items())
+                self.index.cache_put(body.items(), self.chunks.packed)
             if op.node.kind is not Kind.DIRECTORY:  # folders are not counted
                 result.uploaded += 1
 

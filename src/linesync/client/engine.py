@@ -419,7 +419,7 @@ class Engine(Committing):
                 await gather_all(*(one(op) for op in group))
             finally:
                 self._settle(result)
-            self.chunks.pool.clear()
+            self.chunks.clear()
         for op in ops:
             if isinstance(op, pl.Merge):
                 await self._aguard(result, op.path, self._merge(op, result))
@@ -763,7 +763,7 @@ class Engine(Committing):
 
     def _cache_version(self, ids: list[ChunkId], have: dict[ChunkId, bytes], size: int) -> None:
         if size <= CACHE_MAX_FILE:
-            self.index.cache_put((c, have[c]) for c in dict.fromkeys(ids))
+            self.index.cache_put(((c, have[c]) for c in dict.fromkeys(ids)), self.chunks.packed)
 
     async def _remote_bytes(self, v: Version | None) -> bytes | None:
         if v is None or v.node is None or v.node.chash is None:

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -396,12 +396,21 @@ class Index:
                 out[cid] = _zd.decompress(data)
         return out
 
-    def cache_put(self, items: Iterable[tuple[ChunkId, bytes]]) -> None:
+    def cache_put(
+        self, items: Iterable[tuple[ChunkId, bytes]], packed: Mapping[ChunkId, bytes] = {}
+    ) -> None:
+        """Cache chunks; ``packed`` has some of them already compressed as the
+        cache keeps them (one zstd frame that names its size, as they went on
+        the wire), so they are not compressed again."""
         now = time.time()
+        rows = []
+        for cid, data in items:
+            z = packed.get(cid) or _zc.compress(data)
+            rows.append((cid, z, len(z), now))
         self.db.executemany(
             "INSERT INTO cache (id, data, size, used) VALUES (?,?,?,?) ON CONFLICT (id) DO "
             "UPDATE SET used=excluded.used",
-            [(cid, z, len(z), now) for cid, data in items for z in (_zc.compress(data),)],
+            rows,
         )
 
     def cache_trim(self, max_bytes: int) -> None:
