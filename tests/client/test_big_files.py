@@ -66,6 +66,7 @@ def test_a_200_mb_file_goes_up_and_down_in_bounded_memory(
     down = sync_process(b)
     served = peak_rss(pid)
     assert digest(b / "video.bin") == digest(a / "video.bin")
+    print(f"peak RSS: up {up / MiB:.0f} MiB, down {down / MiB:.0f} MiB, server {served / MiB:.0f}")
     # The file is 200 MiB; before streaming each side held it two or three times.
     assert up < 150 * MiB, f"uploading client peaked at {up / MiB:.0f} MiB"
     assert down < 150 * MiB, f"downloading client peaked at {down / MiB:.0f} MiB"

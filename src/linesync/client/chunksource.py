@@ -98,10 +98,14 @@ class ChunkSource:
         await gather_all(*(one(b) for b in batches))
 
     async def get(
-        self, ids: Iterable[ChunkId], bases: dict[ChunkId, ChunkId] | None = None
+        self,
+        ids: Iterable[ChunkId],
+        bases: dict[ChunkId, ChunkId] | None = None,
+        for_cache: bool = True,
     ) -> dict[ChunkId, bytes]:
         """Every chunk in ``ids``, verified. ``bases`` names, per chunk, an old
-        chunk the client holds, for a download that costs about what changed."""
+        chunk the client holds, for a download that costs about what changed.
+        ``for_cache``: keep their compressed form for the cache (see ``packed``)."""
         ids = list(dict.fromkeys(ids))
         have = self.local_many(ids)
         want = [c for c in ids if c not in have]
@@ -117,7 +121,7 @@ class ChunkSource:
                     base = b"".join(base_bytes.get(b) or have.get(b) or b"" for b in f.base)
                 data = _decode(f.codec, f.payload, base)
                 if chunk_id(data) == f.chunk_id:
-                    if f.codec == codec.Codec.ZSTD:
+                    if for_cache and f.codec == codec.Codec.ZSTD:
                         self.keep_packed(f.chunk_id, f.payload)
                 else:
                     data = codec.decode(f.codec, f.payload, base, MAX_CHUNK)  # the strict way

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
@@ -304,12 +305,17 @@ class Committing(EngineBase):
         total = sum(size_of(body, cid) for cid, body in want.items())
         done = 0
         turn = asyncio.Lock()  # one reader of the batches at a time
+        loop = asyncio.get_running_loop()
+        # One thread makes every batch: its buffers come from one malloc arena
+        # and are reused there (with a thread each, freed buffers piled up in
+        # several arenas: a 200 MB upload reached 362 MiB under load).
+        maker = ThreadPoolExecutor(1, thread_name_prefix="linesync-upload")
 
         async def sender() -> None:
             nonlocal done
             while True:
                 async with turn:
-                    batch = await asyncio.to_thread(next, batches, None)
+                    batch = await loop.run_in_executor(maker, next, batches, None)
                 if batch is None:
                     return
                 frames, raw = batch
@@ -317,7 +323,10 @@ class Committing(EngineBase):
                 done += raw
                 self.progress("upload", done, total)
 
-        await gather_all(*(sender() for _ in range(UPLOAD_CONCURRENCY)))
+        try:
+            await gather_all(*(sender() for _ in range(UPLOAD_CONCURRENCY)))
+        finally:
+            maker.shutdown(wait=False)
 
     def _batches(
         self, want: Mapping[ChunkId, Mapping[ChunkId, bytes]]

@@ -670,10 +670,12 @@ class Engine(Committing):
         ahead: asyncio.Future[dict[ChunkId, bytes]] | None = None
         try:
             for n, window in enumerate(windows):
-                have = await (ahead or self.chunks.get(window, bases))
+                have = await (ahead or self.chunks.get(window, bases, for_cache=False))
                 ahead = None
                 if n + 1 < len(windows):
-                    ahead = asyncio.ensure_future(self.chunks.get(windows[n + 1], bases))
+                    ahead = asyncio.ensure_future(
+                        self.chunks.get(windows[n + 1], bases, for_cache=False)
+                    )
                 pieces = [have[c] for c in window]
                 del have
                 await asyncio.to_thread(w.write, pieces)
