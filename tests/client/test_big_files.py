@@ -7,7 +7,6 @@ committed half old, half new."""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import subprocess
 import sys
@@ -34,13 +33,25 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
+# ``linesync sync -q FOLDER``, then its peak RSS (VmHWM, of this process's own
+# memory: a child's ru_maxrss also counts the parent it was forked from).
+_SYNC = """
+import sys
+from pathlib import Path
+from linesync.cli.main import main
+code = main(["sync", "-q", sys.argv[1]])
+hwm = [l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")]
+print(int(hwm[0].split()[1]) * 1024)
+raise SystemExit(code)
+"""
+
+
 def sync_process(folder: Path) -> int:
     """``linesync sync`` of the folder in a process of its own: its peak RSS."""
-    proc = subprocess.Popen([sys.executable, "-m", "linesync", "sync", "-q", str(folder)])
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, f"sync of {folder} failed"
-    return usage.ru_maxrss * 1024
+    out = subprocess.run([sys.executable, "-c", _SYNC, str(folder)], capture_output=True,
+                         text=True)  # fmt: skip
+    assert out.returncode == 0, f"sync of {folder} failed: {out.stderr[-2000:]}"
+    return int(out.stdout.split()[-1])
 
 
 def log_lines(size: int, seed: int) -> bytes:
