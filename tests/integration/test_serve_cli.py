@@ -127,3 +127,33 @@ def test_first_start_prints_commands_that_run(tmp_path: Path) -> None:
     assert exe == "linesync" or os.access(exe, os.X_OK), init
     another = next(line for line in text.splitlines() if line.startswith("Another device:"))
     assert f"--data {(tmp_path / 'data').resolve()}" in another
+
+
+def _wakeups(pid: int) -> int:
+    """Times the server's main thread (the event loop) went to sleep and woke."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc")
+
+
+def test_an_idle_server_wakes_about_once_a_second_and_still_stops_at_once(
+    tmp_path: Path,
+) -> None:
+    """uvicorn's loop ticks ten times a second (0.35% of a core here with no
+    client at all); ours ticks once a second, and a signal still stops it at
+    once rather than at the next tick."""
+    srv = ServerProc(tmp_path / "data").start()
+    try:
+        assert srv.proc is not None
+        pid = srv.proc.pid
+        time.sleep(1.0)  # start-up done
+        before = _wakeups(pid)
+        time.sleep(4.0)
+        woke = _wakeups(pid) - before
+        assert woke <= 12, f"the idle server's loop woke {woke} times in 4 s"
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(timeout=20) == 0
+    finally:
+        srv.stop()
