@@ -201,7 +201,7 @@ class EngineBase:
                 self.index.put_version(e.jid, chash)
                 self.index.set_remote(e.path, Version(e.jid, node_of(e, chash), e.moved_from))
             if received:
-                self.index.cache_put(received.items())
+                self.index.cache_put(received)
             self.index.set("cursor", resp.cursor)
             self.index.set("cursor_clean", "0" if resp.more else "1")
             if not resp.more:

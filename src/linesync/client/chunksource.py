@@ -18,6 +18,7 @@ from linesync.protocol.errors import Code, LinesyncError
 FETCH_BATCH = 512  # chunks per download request
 MAX_CHUNK = 2**20
 PACKED_MAX = 64 * 2**20
+MAX_SPAN = 16 * 2**20  # bytes of a local file read at once for its chunks
 
 
 class ChunkSource:
@@ -41,14 +42,16 @@ class ChunkSource:
         data = self.index.cache_get(cid)
         if data is not None:
             return data
-        for path, offset, length in self.index.find_chunk(cid):
+        for path, offset, length in self.index.find_chunks([cid]).get(cid, []):
             piece = self.fs.read_range(path, offset, length)
             if piece is not None and chunk_id(piece) == cid:
                 return piece
         return None
 
     def local_many(self, ids: Iterable[ChunkId]) -> dict[ChunkId, bytes]:
-        """:meth:`local` for many chunks, in a few index queries."""
+        """:meth:`local` for many chunks, in a few index queries: local files
+        first (read once per file, each chunk checked against its id: a file
+        edited since gives the cache its turn), then the cache."""
         have: dict[ChunkId, bytes] = {}
         rest: list[ChunkId] = []
         for cid in dict.fromkeys(ids):
@@ -59,15 +62,47 @@ class ChunkSource:
                 have[cid] = data
         if not rest:
             return have
-        have.update(self.index.cache_get_many(rest))
-        rest = [c for c in rest if c not in have]
-        for cid, places in self.index.find_chunks(rest).items():
-            for path, offset, length in places:
-                piece = self.fs.read_range(path, offset, length)
-                if piece is not None and chunk_id(piece) == cid:
-                    have[cid] = piece
+        places = self.index.find_chunks(rest)
+        by_path: dict[str, list[tuple[ChunkId, int, int]]] = {}
+        for cid, where in places.items():
+            path, offset, length = where[0]
+            by_path.setdefault(path, []).append((cid, offset, length))
+        for path, found in by_path.items():
+            have.update(self._read_chunks(path, found))
+        for cid, more in places.items():  # chunks also found elsewhere
+            for path, offset, length in more[1:] if cid not in have else ():
+                have.update(self._read_chunks(path, [(cid, offset, length)]))
+                if cid in have:
                     break
+        rest = [c for c in rest if c not in have]
+        if rest:
+            have.update(self.index.cache_get_many(rest))
         return have
+
+    def _read_chunks(
+        self, path: str, found: list[tuple[ChunkId, int, int]]
+    ) -> dict[ChunkId, bytes]:
+        """The chunks of one local file that still hold what their ids say: the
+        span they lie in read at once when it is not much more than they are."""
+        start = min(o for _, o, _ in found)
+        end = max(o + n for _, o, n in found)
+        needed = sum(n for _, _, n in found)
+        out: dict[ChunkId, bytes] = {}
+        if end - start <= max(2 * needed, 2**16) and end - start <= MAX_SPAN:
+            span = self.fs.read_range(path, start, end - start)
+            if span is None:
+                return out
+            view = memoryview(span)
+            for cid, o, n in found:
+                piece = view[o - start : o - start + n]
+                if len(piece) == n and chunk_id(piece) == cid:
+                    out[cid] = bytes(piece)
+            return out
+        for cid, o, n in found:
+            data = self.fs.read_range(path, o, n)
+            if data is not None and chunk_id(data) == cid:
+                out[cid] = data
+        return out
 
     def keep_packed(self, cid: ChunkId, payload: bytes) -> None:
         """Keep a plain zstd payload that decodes (in one frame) to chunk ``cid``."""

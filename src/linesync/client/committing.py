@@ -410,7 +410,7 @@ class Committing(EngineBase):
             self.index.set_remote(op.path, v)
             self.index.set_synced(op.path, v)
             if op.node.kind is Kind.FILE and body and op.node.size <= CACHE_MAX_FILE:
-                self.index.cache_put(body.items(), self.chunks.packed)
+                self.index.cache_put(body, self.chunks.packed)
             if op.node.kind is not Kind.DIRECTORY:  # folders are not counted
                 result.uploaded += 1
 

@@ -456,9 +456,11 @@ class Engine(Committing):
                 continue
             if node.size >= STREAM_MIN:
                 continue  # fetched window by window as it is written
+            old = op.local.node.chash if op.local is not None else None
+            if old == node.chash:
+                continue  # the same bytes: only its time or mode changes
             new = self.index.blocklist(node.chash) or []
             ids.extend(new)
-            old = op.local.node.chash if op.local is not None else None
             old_ids = self.index.blocklist(old) if old else None
             if old_ids:
                 for cid, base in inline.replaced_bases(old_ids, bl.diff(old_ids, new)):
@@ -765,7 +767,7 @@ class Engine(Committing):
 
     def _cache_version(self, ids: list[ChunkId], have: dict[ChunkId, bytes], size: int) -> None:
         if size <= CACHE_MAX_FILE:
-            self.index.cache_put(((c, have[c]) for c in dict.fromkeys(ids)), self.chunks.packed)
+            self.index.cache_put({c: have[c] for c in ids}, self.chunks.packed)
 
     async def _remote_bytes(self, v: Version | None) -> bytes | None:
         if v is None or v.node is None or v.node.chash is None:

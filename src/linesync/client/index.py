@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,10 +24,11 @@ import zstandard
 
 from linesync.client.localfs import fsync_dir
 from linesync.client.model import Local, Node, PathState, Stat, Version
+from linesync.core.blocklist import content_hash
 from linesync.core.ids import ChunkId, join_ids, split_ids
 from linesync.protocol.schemas import Kind
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -56,6 +58,19 @@ _MIGRATIONS: list[str] = [
     """
     CREATE INDEX paths_ino ON paths (l_ino) WHERE l_ino IS NOT NULL;
     """,
+    # 3: the cache's sizes and age without its bytes (its total, what to trim
+    # first); a local file's layout as its content hash (offsets from its
+    # blocklist), so that an edit changes a few rows, not one per chunk. The
+    # old rows are only hints: dropped, and made again as files are read.
+    """
+    DROP INDEX cache_used;
+    CREATE INDEX cache_used ON cache (used, size, id);
+    DROP TABLE file_chunks;
+    CREATE TABLE file_chunks (chunk_id BLOB NOT NULL, path TEXT NOT NULL,
+                              PRIMARY KEY (chunk_id, path)) WITHOUT ROWID;
+    CREATE INDEX file_chunks_path ON file_chunks (path);
+    CREATE TABLE layouts (path TEXT PRIMARY KEY, chash BLOB NOT NULL);
+    """,
 ]
 
 _zc = zstandard.ZstdCompressor(level=3)
@@ -81,7 +96,7 @@ def _cols(node: Node | None) -> tuple[Any, ...]:
 
 
 def _sizes(raw: bytes) -> list[int]:
-    return [int.from_bytes(raw[i : i + 4], "big") for i in range(0, len(raw), 4)]
+    return list(struct.unpack(f">{len(raw) // 4}I", raw))
 
 
 def _parts(ids: Sequence[ChunkId], size: int = 500) -> Iterator[Sequence[ChunkId]]:
@@ -94,6 +109,9 @@ def _parts(ids: Sequence[ChunkId], size: int = 500) -> Iterator[Sequence[ChunkId
 class Index:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        # The cache's size in bytes, summed once and then kept as chunks come
+        # and go (over, never under, if a transaction rolls back).
+        self._cache_total: int | None = None
 
     @classmethod
     def open(cls, path: Path) -> Index:
@@ -288,7 +306,7 @@ class Index:
             ),
         )
         if local is None:
-            self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))
+            self._drop_layout(path)
         self._prune(path)
 
     def _prune(self, path: str) -> None:
@@ -345,40 +363,73 @@ class Index:
         return self.blocklist(r[0])
 
     def set_layout(self, path: str, ids: Sequence[ChunkId], sizes: Sequence[int]) -> None:
-        """Where each chunk of the file now at ``path`` lies in it."""
-        self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))
-        offset = 0
-        rows = []
-        seen: set[ChunkId] = set()
-        for cid, size in zip(ids, sizes, strict=True):
-            if cid not in seen:
-                seen.add(cid)
-                rows.append((cid, path, offset, size))
-            offset += size
+        """The file now at ``path`` holds these chunks (for :meth:`find_chunks`).
+        Kept as its content hash and the set of its chunk ids: a file read
+        again unchanged costs one lookup, an edit the rows of what changed."""
+        chash = content_hash(ids)
+        row = self.db.execute("SELECT chash FROM layouts WHERE path=?", (path,)).fetchone()
+        if row is not None and row[0] == chash:
+            return
+        self.put_blocklist(chash, ids, sizes)
+        old = self.blocklist(row[0]) if row is not None else []
+        if old is None:  # (its blocklist is gone: start over)
+            self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))
+            old = []
+        was, now = set(old), set(ids)
         self.db.executemany(
-            "INSERT INTO file_chunks (chunk_id, path, offset, length) VALUES (?,?,?,?)", rows
+            "DELETE FROM file_chunks WHERE chunk_id=? AND path=?", [(c, path) for c in was - now]
+        )
+        self.db.executemany(
+            "INSERT OR IGNORE INTO file_chunks (chunk_id, path) VALUES (?,?)",
+            [(c, path) for c in now - was],
+        )
+        self.db.execute(
+            "INSERT INTO layouts (path, chash) VALUES (?,?) "
+            "ON CONFLICT (path) DO UPDATE SET chash=excluded.chash",
+            (path, chash),
         )
 
-    def find_chunk(self, cid: ChunkId) -> list[tuple[str, int, int]]:
-        return [
-            (r[0], r[1], r[2])
-            for r in self.db.execute(
-                "SELECT path, offset, length FROM file_chunks WHERE chunk_id=? LIMIT 4", (cid,)
-            )
-        ]
+    def _drop_layout(self, path: str) -> None:
+        self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))
+        self.db.execute("DELETE FROM layouts WHERE path=?", (path,))
 
     def find_chunks(self, ids: Sequence[ChunkId]) -> dict[ChunkId, list[tuple[str, int, int]]]:
-        """:meth:`find_chunk` for many chunks at once (those found)."""
-        out: dict[ChunkId, list[tuple[str, int, int]]] = {}
+        """Where local files hold these chunks (up to 4 places each; those
+        found): as the index last read the files, so check what is read there."""
+        found: dict[ChunkId, list[str]] = {}
         for part in _parts(ids):
             q = ",".join("?" * len(part))
-            for cid, path, offset, length in self.db.execute(
-                f"SELECT chunk_id, path, offset, length FROM file_chunks WHERE chunk_id IN ({q})",
-                part,
+            for cid, path in self.db.execute(
+                f"SELECT chunk_id, path FROM file_chunks WHERE chunk_id IN ({q})", part
             ):
-                places = out.setdefault(cid, [])
-                if len(places) < 4:
-                    places.append((path, offset, length))
+                where = found.setdefault(cid, [])
+                if len(where) < 4:
+                    where.append(path)
+        spans: dict[str, dict[ChunkId, tuple[int, int]]] = {}
+        for path in {p for where in found.values() for p in where}:
+            spans[path] = self._spans(path)
+        out: dict[ChunkId, list[tuple[str, int, int]]] = {}
+        for cid, where in found.items():
+            for path in where:
+                span = spans[path].get(cid)
+                if span is not None:
+                    out.setdefault(cid, []).append((path, *span))
+        return out
+
+    def _spans(self, path: str) -> dict[ChunkId, tuple[int, int]]:
+        """Offset and length of each chunk (its first place) in the file at ``path``."""
+        row = self.db.execute(
+            "SELECT b.ids, b.sizes FROM layouts l JOIN blocklists b ON b.chash = l.chash "
+            "WHERE l.path=?",
+            (path,),
+        ).fetchone()
+        if row is None or not row[1]:
+            return {}
+        out: dict[ChunkId, tuple[int, int]] = {}
+        offset = 0
+        for cid, size in zip(split_ids(row[0]), _sizes(row[1]), strict=False):
+            out.setdefault(cid, (offset, size))
+            offset += size
         return out
 
     # -- chunk cache -------------------------------------------------------
@@ -397,24 +448,35 @@ class Index:
         return out
 
     def cache_put(
-        self, items: Iterable[tuple[ChunkId, bytes]], packed: Mapping[ChunkId, bytes] = {}
+        self, chunks: Mapping[ChunkId, bytes], packed: Mapping[ChunkId, bytes] = {}
     ) -> None:
-        """Cache chunks; ``packed`` has some of them already compressed as the
+        """Cache chunks (those already cached are only marked as used now, and
+        not read from ``chunks``); ``packed`` has some of them compressed as the
         cache keeps them (one zstd frame that names its size, as they went on
         the wire), so they are not compressed again."""
         now = time.time()
         rows = []
-        for cid, data in items:
-            z = packed.get(cid) or _zc.compress(data)
-            rows.append((cid, z, len(z), now))
+        for part in _parts(list(chunks)):
+            q = ",".join("?" * len(part))
+            self.db.execute(f"UPDATE cache SET used=? WHERE id IN ({q})", (now, *part))
+            held = {r[0] for r in self.db.execute(f"SELECT id FROM cache WHERE id IN ({q})", part)}
+            for cid in part:
+                if cid not in held:
+                    z = packed.get(cid) or _zc.compress(chunks[cid])
+                    rows.append((cid, z, len(z), now))
         self.db.executemany(
             "INSERT INTO cache (id, data, size, used) VALUES (?,?,?,?) ON CONFLICT (id) DO "
             "UPDATE SET used=excluded.used",
             rows,
         )
+        if self._cache_total is not None:
+            self._cache_total += sum(r[2] for r in rows)
 
     def cache_trim(self, max_bytes: int) -> None:
+        if self._cache_total is not None and self._cache_total <= max_bytes:
+            return
         total = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM cache").fetchone()[0]
+        self._cache_total = total
         if total <= max_bytes:
             return
         drop = []
@@ -424,3 +486,4 @@ class Index:
             if total <= max_bytes * 0.9:
                 break
         self.db.executemany("DELETE FROM cache WHERE id=?", drop)
+        self._cache_total = None  # summed again next time
