@@ -114,3 +114,18 @@ def test_an_index_of_the_previous_release_is_upgraded(tmp_path: Path) -> None:
     assert ix.find_chunks([cid]) == {}  # old layouts were hints: dropped
     ix.set_layout("new.txt", [cid], [5])
     assert ix.find_chunks([cid]) == {cid: [("new.txt", 0, 5)]}
+
+
+def test_read_before_knows_only_the_bytes_it_was_told(tmp_path: Path) -> None:
+    from linesync.core.ids import file_hash
+
+    ix = _index(tmp_path)
+    ids, sizes = _chunks(b"one\n", b"two\n")
+    ix.set_layout("f", ids, sizes, file_hash([b"one\n", b"two\n"]))
+    chash = ix.db.execute("SELECT chash FROM layouts WHERE path='f'").fetchone()[0]
+    assert ix.read_before("f", file_hash([b"one\ntwo\n"])) == chash  # pieces don't matter
+    assert ix.read_before("f", file_hash([b"one\nTWO\n"])) is None
+    assert ix.read_before("g", file_hash([b"one\ntwo\n"])) is None
+    ix.set_layout("f", *_chunks(b"one\n"))  # changed, no hash given: nothing claimed
+    assert ix.read_before("f", file_hash([b"one\ntwo\n"])) is None
+    assert ix.read_before("f", file_hash([b"one\n"])) is None

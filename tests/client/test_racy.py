@@ -111,3 +111,33 @@ def test_a_file_dated_in_the_future_is_trusted(
     assert _sync(a, t0)[0].converged
     r, reads = _sync(a, t0 + SECOND)
     assert r.converged and reads == []
+
+
+def test_a_file_read_again_unchanged_is_not_cut_into_chunks_again(
+    pair: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its time touched (or read again to be safe): one BLAKE3 pass shows the
+    bytes are those the index last read, and the chunking is skipped; an
+    edit is cut as before."""
+    from linesync.client import engine as engine_mod
+
+    a, b = pair
+    f = a.folder / "touched.md"
+    f.write_bytes(b"a line of text\n" * 2000)
+    assert a.sync_once().converged
+    cut: list[int] = []
+    real = engine_mod.split
+    monkeypatch.setattr(engine_mod, "split", lambda data: cut.append(len(data)) or real(data))
+
+    t = os.stat(f).st_mtime_ns + 5 * SECOND
+    os.utime(f, ns=(t, t))
+    assert a.sync_once().converged
+    assert cut == []
+    assert b.sync_once().converged
+    assert os.stat(b.folder / "touched.md").st_mtime_ns == t
+
+    f.write_bytes(b"a line of text\n" * 1999 + b"an edited line\n")
+    assert a.sync_once().converged
+    assert cut == [30_000]
+    assert b.sync_once().converged
+    assert files(b.folder)["touched.md"].endswith(b"an edited line\n")

@@ -154,27 +154,17 @@ class ChunkSource:
                 base = None
                 if f.base is not None:
                     base = b"".join(base_bytes.get(b) or have.get(b) or b"" for b in f.base)
-                data = _decode(f.codec, f.payload, base)
-                if chunk_id(data) == f.chunk_id:
-                    if for_cache and f.codec == codec.Codec.ZSTD:
-                        self.keep_packed(f.chunk_id, f.payload)
-                else:
-                    data = codec.decode(f.codec, f.payload, base, MAX_CHUNK)  # the strict way
+                data = codec.decode(f.codec, f.payload, base, MAX_CHUNK)
                 if chunk_id(data) != f.chunk_id:
                     raise LinesyncError(Code.CHUNK_MISMATCH, "the server sent a corrupt chunk")
+                if for_cache and f.codec == codec.Codec.ZSTD:
+                    self.keep_packed(f.chunk_id, f.payload)
                 self.fetched_bytes += len(f.payload)
                 have[f.chunk_id] = data
         missing = [c for c in want if c not in have]
         if missing:
             raise LinesyncError(Code.CHUNK_UNAVAILABLE, f"{len(missing)} chunk(s) did not arrive")
         return have
-
-
-def _decode(kind: int, payload: bytes, base: bytes | None) -> bytes:
-    try:
-        return codec.decode_and_verify(kind, payload, base, MAX_CHUNK)
-    except LinesyncError:
-        return b""  # (then decoded the strict way, for its error)
 
 
 def assemble(ids: Sequence[ChunkId], have: dict[ChunkId, bytes]) -> list[bytes]:

@@ -47,7 +47,7 @@ from linesync.client.transfer import split
 from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.chunking import is_text
-from linesync.core.ids import ChunkId
+from linesync.core.ids import ChunkId, file_hash
 from linesync.protocol import inline
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import Kind, ListResponse
@@ -355,9 +355,15 @@ class Engine(Committing):
             result.problems.append(f"{path}: emptied without a new modification time; not synced")
             self.unstable.add(path)
             return None
+        fhash = None
         try:
             if stat.size < STREAM_MIN:
                 data, stat2 = self.fs.read(path)
+                fhash = file_hash([data])
+                same = self.index.read_before(path, fhash)
+                if same is not None:  # the bytes the index last read here
+                    return Local(Node(Kind.FILE, stat2.size, stat2.mtime_ns, node.exec,
+                                      chash=same), stat2)  # fmt: skip
                 ids, chunks = split(data)
                 sizes = [len(chunks[c]) for c in ids]
             else:
@@ -367,7 +373,7 @@ class Engine(Committing):
             return None
         chash = bl.content_hash(ids)
         self.index.put_blocklist(chash, ids, sizes)
-        self.index.set_layout(path, ids, sizes)
+        self.index.set_layout(path, ids, sizes, fhash)
         return Local(Node(Kind.FILE, stat2.size, stat2.mtime_ns, node.exec, chash=chash), stat2)
 
     def _load_ignore(self, result: SyncResult) -> IgnoreRules:
@@ -706,7 +712,7 @@ class Engine(Committing):
                 old = None
         self._ensure_parent(op.path)
         expect = old.stat if old is not None else None
-        layout: tuple[list[ChunkId], list[int], dict[ChunkId, bytes]] | None = None
+        layout: tuple[list[ChunkId], list[int], dict[ChunkId, bytes], bytes | None] | None = None
         if node.kind is Kind.SYMLINK:
             assert node.target is not None
             stat = self.fs.symlink(op.path, node.target, expect)
@@ -717,7 +723,7 @@ class Engine(Committing):
         elif node.size >= STREAM_MIN:
             stat, ids, sizes = await self._download_big(op.path, node, old, expect, not defer)
             local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
-            layout = (ids, sizes, {})
+            layout = (ids, sizes, {}, None)
         else:
             ids, have = await self._file_bytes(node, old)
             pieces = assemble(ids, have)
@@ -731,11 +737,11 @@ class Engine(Committing):
                 sync_dir=not defer,
             )
             local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
-            layout = (ids, [len(p) for p in pieces], have)
+            layout = (ids, [len(p) for p in pieces], have, file_hash(pieces))
 
         def record() -> None:
             if layout is not None:
-                self.index.set_layout(op.path, layout[0], layout[1])
+                self.index.set_layout(op.path, layout[0], layout[1], layout[3])
                 if layout[2]:
                     self._cache_version(layout[0], layout[2], stat.size)
             self.index.set_local(op.path, Local(local_node, stat))
@@ -800,7 +806,7 @@ class Engine(Committing):
         chash = bl.content_hash(ids)
         with self.index.transaction():
             self.index.put_blocklist(chash, ids, [len(chunks[c]) for c in ids])
-            self.index.set_layout(op.path, ids, [len(chunks[c]) for c in ids])
+            self.index.set_layout(op.path, ids, [len(chunks[c]) for c in ids], file_hash([merged]))
             self.index.set_local(
                 op.path,
                 Local(Node(Kind.FILE, new_stat.size, new_stat.mtime_ns, op.local.node.exec,

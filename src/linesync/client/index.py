@@ -69,11 +69,11 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE file_chunks (chunk_id BLOB NOT NULL, path TEXT NOT NULL,
                               PRIMARY KEY (chunk_id, path)) WITHOUT ROWID;
     CREATE INDEX file_chunks_path ON file_chunks (path);
-    CREATE TABLE layouts (path TEXT PRIMARY KEY, chash BLOB NOT NULL);
+    CREATE TABLE layouts (path TEXT PRIMARY KEY, chash BLOB NOT NULL, fhash BLOB);
     """,
 ]
 
-_zc = zstandard.ZstdCompressor(level=3)
+_zc = zstandard.ZstdCompressor(level=1)
 _zd = zstandard.ZstdDecompressor()
 
 
@@ -362,13 +362,22 @@ class Index:
             return None
         return self.blocklist(r[0])
 
-    def set_layout(self, path: str, ids: Sequence[ChunkId], sizes: Sequence[int]) -> None:
+    def set_layout(
+        self,
+        path: str,
+        ids: Sequence[ChunkId],
+        sizes: Sequence[int],
+        fhash: bytes | None = None,
+    ) -> None:
         """The file now at ``path`` holds these chunks (for :meth:`find_chunks`).
         Kept as its content hash and the set of its chunk ids: a file read
-        again unchanged costs one lookup, an edit the rows of what changed."""
+        again unchanged costs one lookup, an edit the rows of what changed.
+        ``fhash``: the BLAKE3 of the file's bytes (see :meth:`read_before`)."""
         chash = content_hash(ids)
-        row = self.db.execute("SELECT chash FROM layouts WHERE path=?", (path,)).fetchone()
+        row = self.db.execute("SELECT chash, fhash FROM layouts WHERE path=?", (path,)).fetchone()
         if row is not None and row[0] == chash:
+            if fhash is not None and row[1] != fhash:
+                self.db.execute("UPDATE layouts SET fhash=? WHERE path=?", (fhash, path))
             return
         self.put_blocklist(chash, ids, sizes)
         old = self.blocklist(row[0]) if row is not None else []
@@ -384,10 +393,20 @@ class Index:
             [(c, path) for c in now - was],
         )
         self.db.execute(
-            "INSERT INTO layouts (path, chash) VALUES (?,?) "
-            "ON CONFLICT (path) DO UPDATE SET chash=excluded.chash",
-            (path, chash),
+            "INSERT INTO layouts (path, chash, fhash) VALUES (?,?,?) "
+            "ON CONFLICT (path) DO UPDATE SET chash=excluded.chash, fhash=excluded.fhash",
+            (path, chash, fhash),
         )
+
+    def read_before(self, path: str, fhash: bytes) -> bytes | None:
+        """The content hash of the file at ``path`` if its layout was recorded
+        from exactly these bytes (``fhash``: their BLAKE3): a file read again
+        unchanged (its time touched, or read again to be safe) is not cut
+        into chunks again."""
+        row = self.db.execute(
+            "SELECT chash FROM layouts WHERE path=? AND fhash=?", (path, fhash)
+        ).fetchone()
+        return bytes(row[0]) if row is not None else None
 
     def _drop_layout(self, path: str) -> None:
         self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))

@@ -24,6 +24,15 @@ def chunk_id(data: bytes | memoryview) -> ChunkId:
     return blake3.blake3(data).digest()
 
 
+def file_hash(pieces: Iterable[bytes | memoryview]) -> bytes:
+    """BLAKE3-256 of the bytes of a whole file given in pieces (the client's
+    proof that a file read again holds the bytes it read before)."""
+    h = blake3.blake3()
+    for piece in pieces:
+        h.update(piece)
+    return h.digest()
+
+
 def to_hex(cid: ChunkId) -> str:
     return cid.hex()
 

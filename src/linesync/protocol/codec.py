@@ -23,7 +23,10 @@ class Codec(IntEnum):
 
 
 NAMES = {"raw": Codec.RAW, "zstd": Codec.ZSTD, "zstd-dict": Codec.ZSTD_DICT}
-LEVEL = 3
+LEVEL = 3  # against a base: the bytes of an edit are what linesync is for
+# Without one: level 1 makes line-sized chunks as small as level 3 does (94.46
+# against 94.53 MB for the benchmark corpus) in 70% of the time.
+PLAIN_LEVEL = 1
 
 
 _local = threading.local()  # a compressor and a decompressor per thread, made once
@@ -32,7 +35,10 @@ _local = threading.local()  # a compressor and a decompressor per thread, made o
 def _plain() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
     pair = getattr(_local, "pair", None)
     if pair is None:
-        pair = _local.pair = (zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdDecompressor())
+        pair = _local.pair = (
+            zstandard.ZstdCompressor(level=PLAIN_LEVEL),
+            zstandard.ZstdDecompressor(),
+        )
     return pair
 
 
@@ -69,18 +75,26 @@ def encode(
 
 
 def decode(codec: int, payload: bytes, base: bytes | None, limit: int) -> bytes:
-    """Decode a payload, refusing to produce more than ``limit`` bytes."""
+    """Decode a payload, refusing to produce more than ``limit`` bytes: one
+    pass for one frame that names its size (what linesync sends), a stream
+    across frames for anything else."""
     if codec == Codec.RAW:
         if len(payload) > limit:
             raise LinesyncError(Code.PAYLOAD_TOO_LARGE, "chunk is larger than the limit")
         return payload
     if codec == Codec.ZSTD:
-        dctx = zstandard.ZstdDecompressor()
+        dctx = _plain()[1]
+        out = _one_frame(dctx, payload, limit)
+        if out is not None:
+            return out
     elif codec == Codec.ZSTD_DICT:
         if base is None:
             raise LinesyncError(Code.BAD_REQUEST, "zstd-dict chunk without a base")
         d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
         dctx = zstandard.ZstdDecompressor(dict_data=d)
+        out = _one_frame(dctx, payload, limit)
+        if out is not None:
+            return out
     else:
         raise LinesyncError(Code.BAD_REQUEST, f"unknown chunk codec {codec}")
     if not payload:
@@ -96,25 +110,19 @@ def decode(codec: int, payload: bytes, base: bytes | None, limit: int) -> bytes:
     return bytes(out)
 
 
-def decode_and_verify(codec: int, payload: bytes, base: bytes | None, limit: int) -> bytes:
-    """:func:`decode` for a caller that checks the result against the chunk's
-    id (a cut or altered payload then fails that check) and falls back to
-    :func:`decode` when it does not match (a payload of several zstd frames
-    yields its first one here): one decompression instead of two, still
-    never past ``limit`` bytes."""
-    if codec == Codec.RAW:
-        return decode(codec, payload, base, limit)
-    if codec == Codec.ZSTD:
-        dctx = _plain()[1]
-    elif codec == Codec.ZSTD_DICT and base is not None:
-        d = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        dctx = zstandard.ZstdDecompressor(dict_data=d)
-    else:
-        return decode(codec, payload, base, limit)  # (its errors)
+def _one_frame(dctx: zstandard.ZstdDecompressor, payload: bytes, limit: int) -> bytes | None:
+    """A payload of exactly one whole frame that names its size, at most
+    ``limit`` (what linesync sends), decoded in one pass; None for anything
+    else, which the general path then decodes or refuses. (The size is
+    checked first: zstd would otherwise make a buffer of whatever size a
+    frame claims, ``max_output_size`` notwithstanding.)"""
     try:
-        return dctx.decompress(payload, max_output_size=limit)
-    except zstandard.ZstdError as exc:
-        raise LinesyncError(Code.BAD_REQUEST, f"chunk does not decompress: {exc}") from exc
+        size = zstandard.frame_content_size(payload)
+        if not 0 <= size <= limit:
+            return None
+        return dctx.decompress(payload, allow_extra_data=False)
+    except zstandard.ZstdError:
+        return None
 
 
 def names_its_size(payload: bytes) -> bool:
