@@ -27,9 +27,9 @@ class CountingFS(LocalFS):
     visited = 0
 
     def _visit(self, prefix: str, disk_prefix: str, item: os.DirEntry[str],
-               ignore: IgnoreRules, out: Walk) -> None:  # fmt: skip
+               ignore: IgnoreRules, out: Walk, taken: set[str]) -> None:  # fmt: skip
         self.visited += 1
-        super()._visit(prefix, disk_prefix, item, ignore, out)
+        super()._visit(prefix, disk_prefix, item, ignore, out, taken)
 
 
 def _sync(client: Client, touched: set[str] | None, fs: LocalFS | None = None) -> SyncResult:

@@ -40,6 +40,7 @@ from linesync.client.config import INDEX_FILE, FolderConfig
 from linesync.client.engine import Engine, MassDelete, SyncResult
 from linesync.client.index import Index
 from linesync.client.localfs import STATE_DIR, TMP_PREFIX
+from linesync.client.model import PathState
 from linesync.client.transfer import split
 from linesync.core import blocklist as bl
 from linesync.protocol.errors import Code, LinesyncError
@@ -190,6 +191,25 @@ class SimEngine(Engine):
             await super()._merge(op, result)
         finally:
             self.fs.merging = None
+
+    def _visible_states(self) -> tuple[dict[str, PathState], bool]:
+        """As the engine's, and a check that the plan made from only the paths
+        whose views disagree is the plan every path's states make."""
+        states, partial = super()._visible_states()
+        if partial:
+            every = {
+                p: s
+                for p, s in self.index.states().items()
+                if not self.ignore.ignored(p, self._is_dir(s)) and p not in self.unstable
+            }
+            how = {"read_only": self.config.read_only, "avoid": frozenset(self.refused_moves)}
+            some, whole = pl.plan(states, **how), pl.plan(every, **how)
+            if some.ops != whole.ops or some.kept_locally != whole.kept_locally:
+                raise SimFailure(
+                    f"the plan of the paths that disagree ({some.ops}, kept {some.kept_locally}) "
+                    f"is not the whole plan ({whole.ops}, kept {whole.kept_locally})"
+                )
+        return states, partial
 
     async def _conflict(self, op: pl.Conflict, result: SyncResult) -> None:
         merging, self.fs.merging = self.fs.merging, None  # a conflict copy merges nothing

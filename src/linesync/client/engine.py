@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
@@ -102,12 +103,11 @@ class Engine(Committing):
             result.rounds = rnd
             focus = None if touched is None else touched | set(self.index.dirty())
             self.scan(result, focus)
-            partial = focus is not None
-            plan, verdict, _ = self._plan(partial)
+            plan, verdict, _ = self._plan()
             if self.need_pull and (must_pull or not (rnd == 1 and self._pushes(plan))):
                 await self.pull()
                 self.need_pull = must_pull = False
-                plan, verdict, _ = self._plan(partial)
+                plan, verdict, _ = self._plan()
             self._keep_verdict(verdict, result)
             result.kept_locally = plan.kept_locally
             if not plan.ops:
@@ -137,21 +137,27 @@ class Engine(Committing):
             isinstance(op, (pl.Upload, pl.DeleteRemote, pl.MoveRemote)) for op in plan.ops
         )
 
-    def _visible_states(self, partial: bool = False) -> dict[str, PathState]:
-        """The states to plan: every path's, or (``partial``) those of the paths
-        whose views disagree, with what lies below them and their folders."""
+    def _visible_states(self) -> tuple[dict[str, PathState], bool]:
+        """The states to plan, and whether they are only some paths' (partial):
+        those of the paths whose views disagree (and of the entries this folder
+        could not hold), with what lies below them and their folders; every
+        path's when more than ``FOCUS_MAX`` disagree (one read of the whole
+        index then costs less than a query per path). The planner decides
+        nothing for a path whose views agree, so both plans are the same."""
+        dirty = [*self.index.dirty(), *self.skipped]
+        partial = len(dirty) <= FOCUS_MAX
         if partial:
-            dirty = self.index.dirty()
             states = self.index.states_at(dirty)
             folders = {a for p in dirty for a in paths.ancestors(p)} - states.keys()
             states.update(self.index.states_at(folders, below=False))
         else:
             states = self.index.states()
-        return {
+        visible = {
             p: s
             for p, s in states.items()
             if not self.ignore.ignored(p, self._is_dir(s)) and p not in self.unstable
         }
+        return visible, partial
 
     @staticmethod
     def _is_dir(s: PathState) -> bool:
@@ -171,13 +177,12 @@ class Engine(Committing):
         result.skipped = {p: why for p, (_, why) in self.skipped.items()}
         return plan, held, verdict.hold if held else None, result
 
-    def _plan(self, partial: bool = False) -> tuple[pl.Plan, rail.Verdict, list[pl.Op]]:
+    def _plan(self) -> tuple[pl.Plan, rail.Verdict, list[pl.Op]]:
         """The plan for the views as they are, without what this folder cannot
         hold and what the rail holds back; the rail's verdict on its deletions;
-        and the ops it holds back. ``partial``: only the paths that disagree
-        are planned (see :meth:`_visible_states`)."""
-        states = self._visible_states(partial)
-        self._prune_skipped(states, partial)
+        and the ops it holds back."""
+        states, partial = self._visible_states()
+        self._prune_skipped(states)
         plan = pl.plan(states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves))
         if partial:
             plan.synced_files = self.index.synced_files()  # the rail weighs the whole folder
@@ -253,10 +258,18 @@ class Engine(Committing):
         """Bring the local view up to the disk: the whole folder, or only the
         paths in ``focus`` and below them."""
         self.ignore = self._load_ignore(result)
-        walk = (
-            self.fs.walk(self.ignore) if focus is None else self.fs.walk_paths(focus, self.ignore)
-        )
-        states = self.index.states() if focus is None else self.index.states_at(focus)
+        now = self.clock()
+        # A file the last scan read in the same tick of the file system's clock
+        # as its last change may have changed again since with the same size
+        # and times ("racy", as git says): its stat proves nothing; read it.
+        last = self.index.get("scanned_ns")
+        self.racy = (int(last) - RACY_NS if last else 0, now)
+        if focus is None:
+            walk, look = self._walk_changed()
+            states = self.index.states_of(look)
+        else:
+            walk = self.fs.walk_paths(focus, self.ignore)
+            states = self.index.states_at(focus)
         if focus is not None and (came := self._moved_here_from(focus, walk, states)):
             # Events named where something moved to, not where from (a watch is
             # added too late to pair them): that source is looked at too, so the
@@ -277,12 +290,6 @@ class Engine(Committing):
             except OSError as exc:
                 result.problems.append(f"{dup.disk}: {exc}")
         self.unstable = set()
-        now = self.clock()
-        # A file the last scan read in the same tick of the file system's clock
-        # as its last change may have changed again since with the same size
-        # and times ("racy", as git says): its stat proves nothing; read it.
-        last = self.index.get("scanned_ns")
-        self.racy = (int(last) - RACY_NS if last else 0, now)
         with self.index.transaction():
             for path, entry in walk.entries.items():
                 prev = states.get(path)
@@ -294,6 +301,22 @@ class Engine(Committing):
                     self.index.set_local(path, None)
             if focus is None:  # (a partial scan leaves the racy window wider: safe)
                 self.index.set("scanned_ns", str(now))
+
+    def _walk_changed(self) -> tuple[Walk, set[str]]:
+        """A walk of the whole folder without the files whose stat and
+        executable bit are as the index last saw them, outside the racy window
+        (:meth:`_local_of` would keep those as they are); and the paths to look
+        at: those it found, and those the index saw that it did not find. An
+        unchanged folder costs a walk and one query, not a state per path."""
+        seen = self.index.file_stats()
+        lo, hi = self.racy
+
+        def unchanged(path: str, s: os.stat_result) -> bool:
+            key = (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, bool(s.st_mode & 0o100))
+            return not lo <= s.st_mtime_ns <= hi and seen.pop(path, None) == key
+
+        walk = self.fs.walk(self.ignore, unchanged)
+        return walk, {*walk.entries, *seen, *self.index.local_others()}
 
     def _moved_here_from(
         self, focus: set[str], walk: Walk, states: dict[str, PathState]
@@ -540,14 +563,13 @@ class Engine(Committing):
         data = {p: [j, why] for p, (j, why) in sorted(self.skipped.items())}
         self.index.set("unwritable", json.dumps(data) if data else None)
 
-    def _prune_skipped(self, states: dict[str, PathState], partial: bool = False) -> None:
+    def _prune_skipped(self, states: dict[str, PathState]) -> None:
         """An entry changed on the server (or is gone, or now ignored): try again.
-        (``partial``: ``states`` holds only some paths; the others are as they were.)"""
+        (``states`` holds every skipped path's that is still there and visible.)"""
         gone = [
             p
             for p, (jid, _) in self.skipped.items()
-            if ((s := states.get(p)) is None and not partial)
-            or (s is not None and (s.remote is None or s.remote.jid != jid))
+            if (s := states.get(p)) is None or s.remote is None or s.remote.jid != jid
         ]
         if gone:
             for p in gone:

@@ -224,6 +224,12 @@ class IgnoreRules:
             return self._dir_ignored(whole)
         return self._match(whole, False)
 
+    def ignored_here(self, path: str, is_dir: bool) -> bool:
+        """:meth:`ignored` for a path whose parent folders are known not to be
+        (a walk goes only into folders that are not): one match, not one per
+        parent."""
+        return self._dir_ignored(path) if is_dir else self._match(path, False)
+
     def _dir_ignored(self, path: str) -> bool:
         cached = self._dir_cache.get(path)
         if cached is None:

@@ -18,7 +18,7 @@ import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import zstandard
 
@@ -99,7 +99,10 @@ def _sizes(raw: bytes) -> list[int]:
     return list(struct.unpack(f">{len(raw) // 4}I", raw))
 
 
-def _parts(ids: Sequence[ChunkId], size: int = 500) -> Iterator[Sequence[ChunkId]]:
+_T = TypeVar("_T")
+
+
+def _parts(ids: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
     """``ids`` in slices that fit one statement's parameters."""
     uniq = list(dict.fromkeys(ids))
     for i in range(0, len(uniq), size):
@@ -207,6 +210,35 @@ class Index:
             ):
                 out[r[0]] = self._state(r)
         return out
+
+    def states_of(self, wanted: Iterable[str]) -> dict[str, PathState]:
+        """The states of these paths (those that have one), a few queries for many."""
+        out: dict[str, PathState] = {}
+        for part in _parts(list(wanted)):
+            q = ",".join("?" * len(part))
+            for r in self.db.execute(f"SELECT * FROM paths WHERE path IN ({q})", part):
+                out[r[0]] = self._state(r)
+        return out
+
+    def file_stats(self) -> dict[str, tuple[int, int, int, int, bool]]:
+        """Each local file's stat as last seen (size, mtime_ns, ctime_ns, inode)
+        and its executable bit, without building a state per path."""
+        return {
+            r[0]: (r[1], r[2], r[3], r[4], bool(r[5]))
+            for r in self.db.execute(
+                "SELECT path, l_size, l_mtime, l_ctime, l_ino, l_exec FROM paths WHERE l_kind=?",
+                (Kind.FILE.value,),
+            )
+        }
+
+    def local_others(self) -> list[str]:
+        """The paths whose local view is a folder or a symlink."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT path FROM paths WHERE l_kind IS NOT NULL AND l_kind<>?", (Kind.FILE.value,)
+            )
+        ]
 
     def paths_of_inodes(self, inos: Iterable[int]) -> list[str]:
         """The paths whose local view has one of these inode numbers."""

@@ -14,7 +14,7 @@ import os
 import secrets
 import stat as st
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -59,6 +59,10 @@ class Walk:
     stale: list[str] = field(default_factory=list)
     # Ignored .git folders (paths): the engine says once what happens to them.
     repositories: list[str] = field(default_factory=list)
+
+
+Unchanged = Callable[[str, os.stat_result], bool]
+"""Says whether a regular file (path, stat) is as last seen."""
 
 
 def _stat(s: os.stat_result) -> Stat:
@@ -171,6 +175,7 @@ class LocalFS:
         self.root = root
         self.umask = current_umask()  # files we write honour it (see file_mode)
         self._disk: dict[str, str] = {}  # linesync path -> disk path, where they differ
+        self._unchanged: Unchanged | None = None  # during a walk: see walk()
 
     # -- checks ------------------------------------------------------------
 
@@ -219,11 +224,19 @@ class LocalFS:
 
     # -- walking -----------------------------------------------------------
 
-    def walk(self, ignore: IgnoreRules) -> Walk:
+    def walk(self, ignore: IgnoreRules, unchanged: Unchanged | None = None) -> Walk:
+        """Every entry below the root that is not ignored. ``unchanged``: a
+        regular file it says True for (given its path and stat) is left out
+        of the entries; such a file is as its caller last saw it, so a scan
+        of an unchanged folder keeps nothing per file."""
         self.check()
         out = Walk()
         self._disk = {}
-        self._walk_dir("", "", ignore, out)
+        self._unchanged = unchanged
+        try:
+            self._walk_dir("", "", ignore, out)
+        finally:
+            self._unchanged = None
         return out
 
     def walk_paths(self, focus: Iterable[str], ignore: IgnoreRules) -> Walk:
@@ -259,8 +272,9 @@ class LocalFS:
                     (e for e in it if unicodedata.normalize("NFC", _name(e)) in names),
                     key=lambda e: e.name,
                 )
+            taken: set[str] = set()
             for item in items:
-                self._visit(parent, disk_parent, item, ignore, out)
+                self._visit(parent, disk_parent, item, ignore, out, taken)
         return out
 
     def _walk_dir(self, prefix: str, disk_prefix: str, ignore: IgnoreRules, out: Walk) -> None:
@@ -271,20 +285,30 @@ class LocalFS:
             return
         with it:
             items = sorted(it, key=lambda e: e.name)
+        taken: set[str] = set()  # the names found here, NFC: a twin's is taken
         for item in items:
-            self._visit(prefix, disk_prefix, item, ignore, out)
+            self._visit(prefix, disk_prefix, item, ignore, out, taken)
 
     def _visit(
-        self, prefix: str, disk_prefix: str, item: os.DirEntry[str], ignore: IgnoreRules, out: Walk
+        self,
+        prefix: str,
+        disk_prefix: str,
+        item: os.DirEntry[str],
+        ignore: IgnoreRules,
+        out: Walk,
+        taken: set[str],
     ) -> None:
-        """One entry of a folder being walked (and, for a folder, all below it)."""
+        """One entry of a folder being walked (and, for a folder, all below it);
+        its folder is not ignored."""
         if not prefix and item.name == STATE_DIR:
             return
         name = item.name
         try:
             name.encode("utf-8")
-        except UnicodeEncodeError:
-            out.skipped.append(f"{disk_prefix}/{name!r}: name is not valid UTF-8")
+            paths.check_marks(name)  # before normalizing: a long run takes long
+        except (UnicodeEncodeError, paths.PathError) as exc:
+            why = "name is not valid UTF-8" if isinstance(exc, UnicodeEncodeError) else str(exc)
+            out.skipped.append(f"{disk_prefix}/{name!r}: {why}")
             return
         nfc = unicodedata.normalize("NFC", name)
         path = f"{prefix}/{nfc}" if prefix else nfc
@@ -293,18 +317,25 @@ class LocalFS:
             s = item.stat(follow_symlinks=False)
         except OSError:
             return  # vanished meanwhile: the next scan sees it as it is
-        if name.startswith(TMP_PREFIX) and st.S_ISREG(s.st_mode):
+        regular = st.S_ISREG(s.st_mode)
+        if regular and name.startswith(TMP_PREFIX):
             out.stale.append(disk)
             return
         is_dir = st.S_ISDIR(s.st_mode)
-        if ignore.ignored(path, is_dir):
+        if ignore.ignored_here(path, is_dir):
             if is_dir and nfc == ".git":
                 out.repositories.append(path)
             return
         try:
-            paths.normalize(path)
+            paths.check_child(path, nfc)
         except paths.PathError as exc:
             out.skipped.append(f"{disk}: {exc}")
+            return
+        twin = nfc in taken
+        taken.add(nfc)
+        if disk != path and not twin:
+            self._disk[path] = disk
+        if regular and not twin and self._unchanged is not None and self._unchanged(path, s):
             return
         target = None
         if st.S_ISLNK(s.st_mode):
@@ -317,12 +348,10 @@ class LocalFS:
             out.skipped.append(f"{disk}: not a file, folder or symlink")
             return
         entry = DiskEntry(path, disk, node, _stat(s))
-        if path in out.entries:
+        if twin:
             out.duplicates.append(entry)
             return
         out.entries[path] = entry
-        if disk != path:
-            self._disk[path] = disk
         if is_dir:
             self._walk_dir(path, disk, ignore, out)
 

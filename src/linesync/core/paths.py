@@ -39,7 +39,7 @@ def normalize(path: str) -> str:
         raise PathError("path must be a string")
     if path == "":
         raise PathError("path is empty")
-    _check_marks(path)
+    check_marks(path)
     nfc = unicodedata.normalize("NFC", path)
     if len(nfc.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise PathError(f"path is longer than {MAX_PATH_BYTES} bytes")
@@ -52,7 +52,20 @@ def normalize(path: str) -> str:
     return nfc
 
 
-def _check_marks(path: str) -> None:
+def check_child(path: str, name: str) -> None:
+    """Raise PathError where :func:`normalize` would for ``path``, the path of
+    the entry ``name`` (NFC, its marks checked) in a folder whose own path is
+    valid: only what the new segment can break is checked."""
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise PathError(f"path is longer than {MAX_PATH_BYTES} bytes")
+    if "\\" in name:
+        raise PathError("path contains a backslash")
+    if "/" in name:
+        raise PathError("path has a '/' in a name")
+    _check_segment(name)
+
+
+def check_marks(path: str) -> None:
     """Refuse a run of more than MAX_MARKS combining marks, before normalizing."""
     for stretch in _NON_ASCII.findall(path):  # an ASCII character is no mark
         run = 0
