@@ -152,6 +152,36 @@ def _either(regexes: list[re.Pattern[str]]) -> re.Pattern[str] | None:
         return _EVERY
 
 
+def _name_only(regex: re.Pattern[str]) -> re.Pattern[str] | None:
+    """For a pattern without a slash (``*.swp``: it matches a path whose last
+    segment matches), the pattern to match that segment with; else None."""
+    m = _ANY_DEPTH.fullmatch(regex.pattern)
+    if m is None or "/" in m[1].replace("[^/]", ""):
+        return None
+    try:
+        return re.compile(f"(?:{m[1]})\\Z", regex.flags)
+    except (re.error, OverflowError, RecursionError):
+        return None
+
+
+class _Prefilter:
+    """Whether any line can match a path, most often in one search of its last
+    segment: lines without a slash are matched against that, the others
+    against the whole path."""
+
+    def __init__(self, regexes: list[re.Pattern[str]]) -> None:
+        names = [_name_only(r) for r in regexes]
+        self.names = _either([n for n in names if n is not None])
+        self.paths = _either([r for r, n in zip(regexes, names, strict=True) if n is None])
+
+    def can_match(self, path: str) -> bool:
+        if self.names is not None and self.names.match(path, path.rfind("/") + 1):
+            return True
+        return self.paths is not None and self.paths.search(path) is not None
+
+
+# pathspec's form of a pattern without a slash: any folders, then the pattern.
+_ANY_DEPTH = re.compile(r"\(\?:\^\(\?:\.\+/\)\?(.*)\(\?:\(\?P<ps_d>/\)\|\$\)\)\\Z")
 _NAMED = re.compile(r"\(\?P<[^>]+>")
 _EVERY = re.compile("")
 
@@ -198,7 +228,7 @@ class IgnoreRules:
         # once says so (per kind: a directory-only line never matches a file).
         every = self._protected + self._rules
         self._any = {
-            is_dir: _either([r.regex for r in every if is_dir or not r.dir_only])
+            is_dir: _Prefilter([r.regex for r in every if is_dir or not r.dir_only])
             for is_dir in (False, True)
         }
 
@@ -241,8 +271,7 @@ class IgnoreRules:
 
     def _match(self, path: str, is_dir: bool) -> bool:
         """Whether the patterns exclude ``path`` itself (parents aside)."""
-        either = self._any[is_dir]
-        if either is None or either.search(path) is None:
+        if not self._any[is_dir].can_match(path):
             return False
         for rule in self._protected:
             if rule.matches(path, is_dir):
