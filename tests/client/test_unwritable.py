@@ -142,6 +142,12 @@ class _RefusingFS(LocalFS):
             path, pieces, mtime_ns=mtime_ns, exec=exec, expect=expect, sync_dir=sync_dir
         )
 
+    def put_in_place(self, tmp: Path, path: str, expect: Stat | None) -> Stat:
+        if ":" in path:  # the temporary name was fine; the name it goes to is not
+            self.discard(tmp)
+            raise OSError(self.refuse, os.strerror(self.refuse), path)
+        return super().put_in_place(tmp, path, expect)
+
     def symlink(self, path: str, target: str, expect: Stat | None) -> Stat:
         raise OSError(errno.EPERM, os.strerror(errno.EPERM), path)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import Iterable
+from pathlib import Path
 
 from linesync.client.api import Client
 from linesync.client.engine import Engine, SyncResult
@@ -44,6 +45,16 @@ class FullDisk(LocalFS):
             expect=expect,
             sync_dir=sync_dir,
         )
+
+    def write_temp(self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool) -> Path:
+        if not self.full:
+            return super().write_temp(path, pieces, mtime_ns=mtime_ns, exec=exec)
+
+        def some_then_enospc() -> Iterable[bytes]:
+            yield b"partial bytes"
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return super().write_temp(path, some_then_enospc(), mtime_ns=mtime_ns, exec=exec)
 
 
 def _sync(client: Client, fs: LocalFS) -> SyncResult:

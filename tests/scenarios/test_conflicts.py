@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,17 +222,17 @@ def test_edit_while_the_other_side_is_downloading_that_file(
     write(a.folder / "plan.md", remote_edit)
     a.sync_once()
 
-    original = LocalFS.write_file
+    original = LocalFS.put_in_place
     fired: list[str] = []
 
-    def write_file(self: LocalFS, path: str, *args: Any, **kw: Any) -> Any:
+    def put_in_place(self: LocalFS, tmp: Path, path: str, *args: Any, **kw: Any) -> Any:
         if self.root == b.folder and path == "plan.md" and not fired:
             fired.append(path)  # the user saves just as the download lands
             time.sleep(0.002)
             write(b.folder / "plan.md", local_edit)
-        return original(self, path, *args, **kw)
+        return original(self, tmp, path, *args, **kw)
 
-    monkeypatch.setattr(LocalFS, "write_file", write_file)
+    monkeypatch.setattr(LocalFS, "put_in_place", put_in_place)
     b.sync_once()
     monkeypatch.undo()
     assert fired, "the download never reached the disk"

@@ -5,8 +5,9 @@ the user changes the file under the engine's feet."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from linesync.client.localfs import TMP_PREFIX, LocalFS
 from linesync.client.model import Stat
@@ -14,6 +15,8 @@ from tests.sim.net import SimCrash
 
 if TYPE_CHECKING:
     from tests.sim.world import ClientLife, World
+
+_T = TypeVar("_T")
 
 # Calls that change the disk, and calls that only look at it.
 _CHANGING = (
@@ -26,6 +29,8 @@ _CHANGING = (
     "rename_disk",
     "unlink_plain",
     "sync_parents",
+    "sync_files",
+    "put_in_place",
 )
 _LOOKING = ("walk", "lstat", "list_names", "exists", "read_range")
 
@@ -53,6 +58,28 @@ class SimFS(LocalFS):
         self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool,
         expect: Stat | None, sync_dir: bool = True,
     ) -> Stat:  # fmt: skip
+        def write(data: Iterable[bytes]) -> Stat:
+            return super(SimFS, self).write_file(
+                path, data, mtime_ns=mtime_ns, exec=exec, expect=expect, sync_dir=sync_dir
+            )
+
+        stat = self._faulty_write(path, pieces, write)
+        self.world.fs_hook(self.life, "wrote", path)  # killed before the index heard of it
+        return stat
+
+    def write_temp(self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool) -> Path:
+        def write(data: Iterable[bytes]) -> Path:
+            return super(SimFS, self).write_temp(path, data, mtime_ns=mtime_ns, exec=exec)
+
+        tmp = self._faulty_write(path, pieces, write)
+        self.world.fs_hook(self.life, "wrote-temp", path)
+        return tmp
+
+    def _faulty_write(
+        self, path: str, pieces: Iterable[bytes], write: Callable[[Iterable[bytes]], _T]
+    ) -> _T:
+        """A write of ``pieces`` for ``path``, unless the world kills the process
+        mid-write (a partial temporary file stays behind) or fills the disk."""
         self._alive()
         data = list(pieces)
         whole = b"".join(data)
@@ -70,26 +97,14 @@ class SimFS(LocalFS):
                 yield whole[: len(whole) // 3]
                 raise OSError(errno.ENOSPC, "No space left on device")
 
-            return super().write_file(
-                path,
-                some_then_full(),
-                mtime_ns=mtime_ns,
-                exec=exec,
-                expect=expect,
-                sync_dir=sync_dir,
-            )
+            return write(some_then_full())
         self.world.produced(whole, merged_from=self.merging)
-        stat = super().write_file(
-            path, data, mtime_ns=mtime_ns, exec=exec, expect=expect, sync_dir=sync_dir
-        )
-        self.world.fs_hook(self.life, "wrote", path)  # killed before the index heard of it
-        return stat
+        return write(data)
 
 
 def _wrap(name: str, changing: bool) -> Any:
-    base = getattr(LocalFS, name)
-
     def method(self: SimFS, *args: Any, **kwargs: Any) -> Any:
+        base = getattr(LocalFS, name)  # looked up now: a test may have patched it
         self._alive()
         path = args[0] if args and isinstance(args[0], str) else ""
         if changing:

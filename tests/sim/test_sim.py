@@ -113,6 +113,13 @@ class _TornWrites(LocalFS):
         assert found is not None
         return found[1]
 
+    def write_temp(self, path: str, pieces: object, *, mtime_ns: int, exec: bool) -> Path:
+        """A group's download: half its bytes, as if that were all of them."""
+        data = b"".join(pieces)  # type: ignore[call-overload]
+        w = self.create(path, exec)
+        w.write([data[: len(data) // 2]])
+        return w.close(mtime_ns, durable=True)
+
 
 def test_the_simulation_catches_a_partial_file(
     where: Path, monkeypatch: pytest.MonkeyPatch
@@ -120,6 +127,7 @@ def test_the_simulation_catches_a_partial_file(
     """The invariants can fail: with torn in-place writes the simulation
     reports a partial file within a few seeds."""
     monkeypatch.setattr(LocalFS, "write_file", _TornWrites.write_file)
+    monkeypatch.setattr(LocalFS, "write_temp", _TornWrites.write_temp)
     with pytest.raises(SimFailure, match=r"seed \d+: .*partial"):
         for seed in range(20):
             run_seed(seed, where / str(seed))

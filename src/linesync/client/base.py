@@ -16,7 +16,7 @@ from linesync.client.config import FolderConfig
 from linesync.client.ignore import IgnoreRules
 from linesync.client.index import Index
 from linesync.client.localfs import Changed, LocalFS
-from linesync.client.model import Node, Version
+from linesync.client.model import Node, Stat, Version
 from linesync.client.naming import conflict_name
 from linesync.client.rail import Hold, Rail
 from linesync.client.remote import Remote
@@ -113,6 +113,21 @@ def node_of(e: Entry, chash: bytes | None) -> Node | None:
     return Node(e.kind, e.size, e.mtime_ns, e.exec, e.target, chash)
 
 
+@dataclass(slots=True)
+class Placing:
+    """A download written but not yet durable by name nor recorded: ``tmp``, a
+    temporary file still to make durable and put in place (None: in place
+    already, as ``stat`` says); ``record`` writes the index rows for the stat
+    the file has in place."""
+
+    path: str
+    record: Callable[[Stat], None]
+    remote: Version
+    tmp: Path | None = None
+    expect: Stat | None = None
+    stat: Stat | None = None
+
+
 class EngineBase:
     def __init__(
         self,
@@ -152,8 +167,8 @@ class EngineBase:
         # commits carried it there): the next round then skips a list request.
         self.need_pull = True
         self.refused_moves: set[tuple[str, str]] = set()
-        # Downloads written but not yet durable by name nor recorded (Engine._settle).
-        self.settling: list[tuple[str, Callable[[], None]]] = []
+        # Downloads written but not yet durable nor recorded (Engine._settle).
+        self.settling: list[Placing] = []
         # Folders this execute found or made (each looked at once, not per file).
         self.folders_seen: set[str] = set()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import json
 import os
 from collections.abc import Callable, Coroutine
@@ -30,6 +31,7 @@ from linesync.client.base import (  # re-exported: the engine's public names
     MAX_ROUNDS,
     RACY_NS,
     MassDelete,
+    Placing,
     SyncResult,
     is_folder,
     log,
@@ -59,6 +61,7 @@ News = tuple[str | None, ListResponse]
 GIT_TOLD_MAX = 1000  # .git folders remembered as told about
 # A sync told which paths changed looks at those alone, up to so many of them.
 FOCUS_MAX = 4096
+INLINE_WRITE = 256 * 1024  # a group's files up to this size are written on the loop's thread
 
 __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 
@@ -447,7 +450,7 @@ class Engine(Committing):
             try:
                 await gather_all(*(one(op) for op in group))
             finally:
-                self._settle(result)
+                await self._settle(result)
             self.chunks.clear()
         for op in ops:
             if isinstance(op, pl.Merge):
@@ -738,17 +741,24 @@ class Engine(Committing):
         if node.kind is Kind.SYMLINK:
             assert node.target is not None
             stat = self.fs.symlink(op.path, node.target, expect)
-            local_node = node
+            local_node: Node | None = node
         elif old is not None and old.node.kind is Kind.FILE and old.node.chash == node.chash:
             stat = self.fs.touch(op.path, node.mtime_ns, node.exec, expect)  # same bytes
             local_node = Node(Kind.FILE, node.size, node.mtime_ns, node.exec, chash=node.chash)
         elif node.size >= STREAM_MIN:
             stat, ids, sizes = await self._download_big(op.path, node, old, expect, not defer)
-            local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
+            local_node = None  # as written: see _recorder
             layout = (ids, sizes, {}, None)
         else:
             ids, have = await self._file_bytes(node, old)
             pieces = assemble(ids, have)
+            local_node = None
+            layout = (ids, [len(p) for p in pieces], have, file_hash(pieces))
+            if defer:  # durable and in place with the rest of its group
+                tmp = await self._write_temp(op.path, pieces, node)
+                record = self._recorder(op, local_node, layout)
+                self.settling.append(Placing(op.path, record, op.remote, tmp, expect))
+                return
             stat = await asyncio.to_thread(
                 self.fs.write_file,
                 op.path,
@@ -756,42 +766,84 @@ class Engine(Committing):
                 mtime_ns=node.mtime_ns,
                 exec=node.exec,
                 expect=expect,
-                sync_dir=not defer,
             )
-            local_node = Node(Kind.FILE, stat.size, stat.mtime_ns, node.exec, chash=node.chash)
-            layout = (ids, [len(p) for p in pieces], have, file_hash(pieces))
+        record = self._recorder(op, local_node, layout)
+        if defer and layout is not None:
+            self.settling.append(Placing(op.path, record, op.remote, stat=stat))
+            return
+        result.downloaded += 1
+        with self.index.transaction():
+            record(stat)
 
-        def record() -> None:
+    async def _write_temp(self, path: str, pieces: list[bytes], node: Node) -> Path:
+        """A group's file, not yet durable nor in place: a small one written
+        here (a thread's hand-off costs more than the write), others in a thread."""
+        write = functools.partial(
+            self.fs.write_temp, path, pieces, mtime_ns=node.mtime_ns, exec=node.exec
+        )
+        return write() if node.size <= INLINE_WRITE else await asyncio.to_thread(write)
+
+    def _recorder(
+        self,
+        op: pl.Download,
+        local_node: Node | None,
+        layout: tuple[list[ChunkId], list[int], dict[ChunkId, bytes], bytes | None] | None,
+    ) -> Callable[[Stat], None]:
+        """What records a download once it is in place with ``stat``
+        (``local_node`` None: the server's file as written, ``stat`` its size
+        and time)."""
+        remote = op.remote.node
+        assert remote is not None
+
+        def record(stat: Stat) -> None:
+            node = local_node or Node(
+                Kind.FILE, stat.size, stat.mtime_ns, remote.exec, chash=remote.chash
+            )
             if layout is not None:
                 self.index.set_layout(op.path, layout[0], layout[1], layout[3])
                 if layout[2]:
                     self._cache_version(layout[0], layout[2], stat.size)
-            self.index.set_local(op.path, Local(local_node, stat))
+            self.index.set_local(op.path, Local(node, stat))
             self.index.set_synced(op.path, op.remote)
 
-        result.downloaded += 1
-        if defer and layout is not None:
-            self.settling.append((op.path, record))
-            return
-        with self.index.transaction():
-            record()
+        return record
 
-    def _settle(self, result: SyncResult) -> None:
-        """Make the names the deferred downloads wrote durable (each folder
-        once), then record them all in one transaction: a file counts as synced
-        only once it is durable. (Unrecorded, a file the server also has is
-        recognised by its content next round.)"""
+    async def _settle(self, result: SyncResult) -> None:
+        """Make the group's new files durable (their fsyncs together), put each
+        in place if its path is still as the index saw it, make the new names
+        durable (each folder once), then record them all in one transaction: a
+        file counts as synced only once it is durable. (Unrecorded, a file the
+        server also has is recognised by its content next round.)"""
         settling, self.settling = self.settling, []
         if not settling:
             return
+        tmps = [p.tmp for p in settling if p.tmp is not None]
         try:
-            self.fs.sync_parents(path for path, _ in settling)
+            await asyncio.to_thread(self.fs.sync_files, tmps)
+        except OSError as exc:
+            for tmp in tmps:
+                self.fs.discard(tmp)
+            result.problems.append(f"{exc}; written again next round")
+            return
+        placed: list[tuple[Placing, Stat]] = []
+        for p in settling:
+            if p.tmp is None:
+                assert p.stat is not None
+                placed.append((p, p.stat))
+                continue
+            try:
+                placed.append((p, self.fs.put_in_place(p.tmp, p.path, p.expect)))
+            except (Changed, OSError) as exc:
+                self._failed(result, p.path, exc, p.remote)
+        try:
+            self.fs.sync_parents(p.path for p, _ in placed)
         except OSError as exc:
             result.problems.append(f"{exc}; recorded next round")
             return
         with self.index.transaction():
-            for _, record in settling:
-                record()
+            for p, stat in placed:
+                p.record(stat)
+        result.downloaded += len(placed)
 
     def _cache_version(self, ids: list[ChunkId], have: dict[ChunkId, bytes], size: int) -> None:
         if size <= CACHE_MAX_FILE:

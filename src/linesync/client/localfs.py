@@ -14,7 +14,8 @@ import os
 import secrets
 import stat as st
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -60,6 +61,8 @@ class Walk:
     # Ignored .git folders (paths): the engine says once what happens to them.
     repositories: list[str] = field(default_factory=list)
 
+
+SYNC_THREADS = 4  # fsyncs in flight at once for a group of new files
 
 Unchanged = Callable[[str, os.stat_result], bool]
 """Says whether a regular file (path, stat) is as last seen."""
@@ -151,17 +154,24 @@ class Writing:
             self.f.write(piece)
 
     def finish(self, mtime_ns: int, expect: Stat | None, sync_dir: bool = True) -> Stat:
+        self.close(mtime_ns, durable=True)
+        return self.fs._replace(self.tmp, self.path, expect, sync_dir)
+
+    def close(self, mtime_ns: int, durable: bool) -> Path:
+        """Close the temporary file with its mode and time (the time set before
+        the fsync: it must be as durable as the bytes); not durable: see
+        LocalFS.sync_files."""
         try:
             with self.f:
                 self.f.flush()
                 os.fchmod(self.f.fileno(), self.mode)
-                # The time before the fsync: it must be as durable as the bytes.
                 os.utime(self.f.fileno(), ns=(mtime_ns, mtime_ns))
-                os.fsync(self.f.fileno())
+                if durable:
+                    os.fsync(self.f.fileno())
         except BaseException:
             self.abort()
             raise
-        return self.fs._replace(self.tmp, self.path, expect, sync_dir)
+        return self.tmp
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
@@ -432,6 +442,48 @@ class LocalFS:
             w.abort()
             raise
         return w.finish(mtime_ns, expect, sync_dir)
+
+    def write_temp(self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool) -> Path:
+        """``pieces`` in a new temporary file beside ``path``, with its mode and
+        time; neither durable nor in place until :meth:`sync_files` and
+        :meth:`put_in_place` (a group of files: one pass each, so that the file
+        system commits their fsyncs together)."""
+        w = self.create(path, exec)
+        try:
+            w.write(pieces)
+        except BaseException:
+            w.abort()
+            raise
+        return w.close(mtime_ns, durable=False)
+
+    def sync_files(self, tmps: Sequence[Path]) -> None:
+        """Make these files' bytes durable (a few threads at once: the file
+        system commits their fsyncs together)."""
+
+        def one(p: Path) -> None:
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        if len(tmps) < SYNC_THREADS * 2:
+            for p in tmps:
+                one(p)
+            return
+        with ThreadPoolExecutor(SYNC_THREADS) as pool:
+            for _ in pool.map(one, tmps):
+                pass
+
+    def put_in_place(self, tmp: Path, path: str, expect: Stat | None) -> Stat:
+        """Rename a durable temporary file over ``path`` if that is still as
+        the index saw it (the name made durable by :meth:`sync_parents`)."""
+        return self._replace(tmp, path, expect, sync_dir=False)
+
+    @staticmethod
+    def discard(tmp: Path) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
     def create(self, path: str, exec: bool) -> Writing:
         """A new temporary file that will replace ``path`` (written in parts,
