@@ -48,6 +48,7 @@ CACHE_MAX_FILE = 16 * 2**20  # files bigger than this keep no cached chunks
 LIST_INLINE = 256 * 2**10
 CARRIED = -1  # the synced JID of a file our own folder move carried, until listed
 GROUP_BYTES = 64 * 2**20  # file bytes prefetched and written at a time
+GROUP_FILES = 2048  # and files: what a group holds until it settles stays bounded
 DOWNLOAD_CONCURRENCY = 4
 UPLOAD_CONCURRENCY = 3
 # Coarsest file-time tick we allow for (FAT: 2 s): a file changed this close

@@ -27,6 +27,7 @@ from linesync.client.base import (  # re-exported: the engine's public names
     CARRIED,
     DOWNLOAD_CONCURRENCY,
     GROUP_BYTES,
+    GROUP_FILES,
     LIST_INLINE,
     MAX_ROUNDS,
     RACY_NS,
@@ -466,12 +467,13 @@ class Engine(Committing):
 
     @staticmethod
     def _groups(downloads: list[pl.Download]) -> list[list[pl.Download]]:
-        """Downloads in groups of at most GROUP_BYTES of file content."""
+        """Downloads in groups of at most GROUP_BYTES of file content and
+        GROUP_FILES files."""
         groups: list[list[pl.Download]] = [[]]
         size = 0
         for op in downloads:
             n = op.remote.node.size if op.remote.node else 0
-            if groups[-1] and size + n > GROUP_BYTES:
+            if groups[-1] and (size + n > GROUP_BYTES or len(groups[-1]) >= GROUP_FILES):
                 groups.append([])
                 size = 0
             groups[-1].append(op)
