@@ -109,9 +109,11 @@ class Engine(Committing):
             self.scan(result, focus)
             plan, verdict, _ = self._plan()
             if self.need_pull and (must_pull or not (rnd == 1 and self._pushes(plan))):
-                await self.pull()
+                got = await self.pull()
                 self.need_pull = must_pull = False
-                plan, verdict, _ = self._plan()
+                if got:  # (else the views, and so the plan, are as they were)
+                    del plan, verdict  # a big folder's plan: not two at once
+                    plan, verdict, _ = self._plan()
             self._keep_verdict(verdict, result)
             result.kept_locally = plan.kept_locally
             if not plan.ops:
@@ -249,6 +251,7 @@ class Engine(Committing):
                 self.report("the server's journal was reset or restored: re-syncing from scratch")
                 with self.index.transaction():
                     self.index.forget_remote()
+                got = True
                 continue
             wait = 0
             await self._apply_page(resp)

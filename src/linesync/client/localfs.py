@@ -322,7 +322,10 @@ class LocalFS:
             return
         nfc = unicodedata.normalize("NFC", name)
         path = f"{prefix}/{nfc}" if prefix else nfc
-        disk = f"{disk_prefix}/{name}" if disk_prefix else name
+        if nfc == name and disk_prefix == prefix:
+            disk = path  # (one string, not two equal ones, for each entry kept)
+        else:
+            disk = f"{disk_prefix}/{name}" if disk_prefix else name
         try:
             s = item.stat(follow_symlinks=False)
         except OSError:
