@@ -141,3 +141,46 @@ def test_a_file_read_again_unchanged_is_not_cut_into_chunks_again(
     assert cut == [30_000]
     assert b.sync_once().converged
     assert files(b.folder)["touched.md"].endswith(b"an edited line\n")
+
+
+def test_a_moved_file_is_not_cut_into_chunks_again_and_its_new_path_serves_chunks(
+    pair: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename keeps the inode: the bytes at the new path are those the index
+    read at the old one (one BLAKE3 pass says so), so they are not chunked
+    again, and the new path's layout is recorded: its chunks rebuild the next
+    version without a fetch. A copy (a new inode) is chunked as before."""
+    from linesync.client import engine as engine_mod
+
+    a, b = pair
+    old = a.folder / "old name.md"
+    old.write_bytes(b"".join(b"line %d of the note\n" % i for i in range(3000)))
+    assert a.sync_once().converged
+    assert b.sync_once().converged
+    cut: list[int] = []
+    real = engine_mod.split
+    monkeypatch.setattr(engine_mod, "split", lambda data: cut.append(len(data)) or real(data))
+
+    os.makedirs(a.folder / "moved")
+    os.rename(old, a.folder / "moved/new name.md")
+    r = a.sync_once()
+    assert r.converged and r.moved == 1, r
+    assert cut == []
+    index = Index.open(a.folder / ".linesync" / "index.sqlite3")
+    try:
+        ids = index.blocklist(index.state("moved/new name.md").local.node.chash)  # type: ignore[union-attr]
+        assert ids is not None
+        assert set(index.find_chunks(ids)) == set(ids)  # found at the new path
+        assert {p for where in index.find_chunks(ids).values() for p, _, _ in where} == {
+            "moved/new name.md"
+        }
+    finally:
+        index.close()
+    assert b.sync_once().converged  # B renames its copy, and does not cut it either
+    assert files(b.folder)["moved/new name.md"] == files(a.folder)["moved/new name.md"]
+    assert cut == []
+
+    data = (a.folder / "moved/new name.md").read_bytes()
+    (a.folder / "copy.md").write_bytes(data)
+    assert a.sync_once().converged
+    assert cut == [len(data)]

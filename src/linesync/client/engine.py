@@ -391,6 +391,8 @@ class Engine(Committing):
                 data, stat2 = self.fs.read(path)
                 fhash = file_hash([data])
                 same = self.index.read_before(path, fhash)
+                if same is None and old is None:
+                    same = self._moved_bytes(path, stat2.ino, fhash)
                 if same is not None:  # the bytes the index last read here
                     return Local(Node(Kind.FILE, stat2.size, stat2.mtime_ns, node.exec,
                                       chash=same), stat2)  # fmt: skip
@@ -405,6 +407,20 @@ class Engine(Committing):
         self.index.put_blocklist(chash, ids, sizes)
         self.index.set_layout(path, ids, sizes, fhash)
         return Local(Node(Kind.FILE, stat2.size, stat2.mtime_ns, node.exec, chash=chash), stat2)
+
+    def _moved_bytes(self, path: str, ino: int, fhash: bytes) -> bytes | None:
+        """The content hash of a file new at ``path`` whose bytes (``fhash``) are
+        those the index last read at another path with its inode (a rename
+        keeps it), recorded here too: a moved file is not cut into chunks again."""
+        for src in self.index.paths_of_inodes([ino]):
+            same = self.index.read_before(src, fhash) if src != path else None
+            if same is None:
+                continue
+            ids, sizes = self.index.blocklist(same), self.index.chunk_sizes(same)
+            if ids is not None and sizes is not None and len(sizes) == len(ids):
+                self.index.set_layout(path, ids, sizes, fhash)
+                return same
+        return None
 
     def _load_ignore(self, result: SyncResult) -> IgnoreRules:
         try:
@@ -613,6 +629,7 @@ class Engine(Committing):
     def _move_local(self, op: pl.MoveLocal, result: SyncResult) -> None:
         self._ensure_parent(op.dst)
         stat = self.fs.rename(op.src, op.dst, op.local.stat, None)
+        fhash = self.index.file_hash_at(op.src)  # the same bytes, renamed
         node = op.remote.node
         assert node is not None
         local_node = op.local.node
@@ -629,7 +646,7 @@ class Engine(Committing):
         ids = self.index.blocklist(node.chash) if node.chash else None
         sizes = self.index.chunk_sizes(node.chash) if node.chash else None
         if ids is not None and sizes is not None:
-            self.index.set_layout(op.dst, ids, sizes)
+            self.index.set_layout(op.dst, ids, sizes, fhash)
         result.moved += 1
 
     def _delete_local(self, op: pl.DeleteLocal, result: SyncResult) -> None:

@@ -440,6 +440,11 @@ class Index:
         ).fetchone()
         return bytes(row[0]) if row is not None else None
 
+    def file_hash_at(self, path: str) -> bytes | None:
+        """The BLAKE3 of the bytes the layout of ``path`` was recorded from."""
+        row = self.db.execute("SELECT fhash FROM layouts WHERE path=?", (path,)).fetchone()
+        return bytes(row[0]) if row is not None and row[0] is not None else None
+
     def _drop_layout(self, path: str) -> None:
         self.db.execute("DELETE FROM file_chunks WHERE path=?", (path,))
         self.db.execute("DELETE FROM layouts WHERE path=?", (path,))
