@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from linesync.client.index import _MIGRATIONS, SCHEMA_VERSION, Index
+from linesync.client.index import _DIRTY, _MIGRATIONS, SCHEMA_VERSION, Index
 from linesync.core.ids import ChunkId, chunk_id
 
 
@@ -94,14 +94,20 @@ def test_cache_trim_keeps_the_cache_under_its_bound(tmp_path: Path) -> None:
     assert not ix.cache_get_many([chunk_id(blobs[0])])  # oldest dropped
 
 
-def test_an_index_of_the_previous_release_is_upgraded(tmp_path: Path) -> None:
-    path = tmp_path / "index.sqlite3"
+def _made_by(path: Path, version: int) -> sqlite3.Connection:
+    """An index as the release with schema ``version`` made it."""
     db = sqlite3.connect(path, isolation_level=None)
-    for v in range(SCHEMA_VERSION - 1):
+    for v in range(version):
         for stmt in _MIGRATIONS[v].split(";"):
             if stmt.strip():
                 db.execute(stmt)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
+    db.execute(f"PRAGMA user_version={version}")
+    return db
+
+
+def test_an_index_of_schema_2_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite3"
+    db = _made_by(path, 2)
     cid = chunk_id(b"kept\n")
     db.execute("INSERT INTO cache (id, data, size, used) VALUES (?, ?, 5, 1.0)",
                (cid, b"\x28\xb5\x2f\xfd\x20\x05\x29\x00\x00kept\n"))  # fmt: skip
@@ -114,6 +120,38 @@ def test_an_index_of_the_previous_release_is_upgraded(tmp_path: Path) -> None:
     assert ix.find_chunks([cid]) == {}  # old layouts were hints: dropped
     ix.set_layout("new.txt", [cid], [5])
     assert ix.find_chunks([cid]) == {cid: [("new.txt", 0, 5)]}
+
+
+def test_an_index_of_the_previous_release_is_upgraded_and_finds_what_disagrees(
+    tmp_path: Path,
+) -> None:
+    """Schema 3 to 4: the paths whose views disagree, and the synced files,
+    come from partial indexes; the answers are those of the rows."""
+    path = tmp_path / "index.sqlite3"
+    db = _made_by(path, SCHEMA_VERSION - 1)
+    rows = [  # path, s_kind, s_jid, r_kind, r_jid, l_kind, l_chash, s_chash
+        ("same.md", "file", 1, "file", 1, "file", b"h", b"h"),
+        ("edited.md", "file", 2, "file", 2, "file", b"new", b"old"),
+        ("theirs.md", "file", 3, "file", 9, "file", b"h", b"h"),
+        ("gone.md", "file", 4, "file", 4, None, None, b"h"),
+        ("folder", "directory", 5, "directory", 5, "directory", None, None),
+    ]
+    db.executemany(
+        "INSERT INTO paths (path, s_kind, s_jid, r_kind, r_jid, l_kind, l_chash, s_chash) "
+        "VALUES (?,?,?,?,?,?,?,?)",
+        rows,
+    )
+    db.close()
+    ix = Index.open(path)
+    assert ix.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert sorted(ix.dirty()) == ["edited.md", "gone.md", "theirs.md"]
+    assert ix.synced_files() == 4
+    plan = " ".join(
+        str(r) for r in ix.db.execute(f"EXPLAIN QUERY PLAN SELECT path FROM paths WHERE {_DIRTY}")
+    )
+    assert "paths_dirty" in plan
+    ix.set_local("same.md", None)  # kept up to date as rows change
+    assert "same.md" in ix.dirty()
 
 
 def test_read_before_knows_only_the_bytes_it_was_told(tmp_path: Path) -> None:
