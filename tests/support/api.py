@@ -97,7 +97,7 @@ class Remote(remote.Remote):
         self._session = aiohttp.ClientSession(
             headers=self._headers,
             timeout=self._timeout,
-            skip_auto_headers=("Accept-Encoding",),
+            skip_auto_headers=remote.SKIP_HEADERS,
             connector=_connector(),
         )
         return self

@@ -43,6 +43,10 @@ T = TypeVar("T")
 _enc = msgspec.json.Encoder()
 
 
+# Every header byte is paid on every request: aiohttp adds none of these.
+SKIP_HEADERS = ("Accept-Encoding", "Accept", "User-Agent", "Content-Type")
+
+
 class RemoteUnavailable(LinesyncError):
     def __init__(self, message: str) -> None:
         super().__init__(Code.UNAVAILABLE, message)
@@ -70,8 +74,7 @@ class Remote:
         self._session = aiohttp.ClientSession(
             headers=self._headers,
             timeout=self._timeout,
-            # Every header byte is paid on every request: send only what counts.
-            skip_auto_headers=("Accept-Encoding", "Accept", "User-Agent"),
+            skip_auto_headers=SKIP_HEADERS,
             connector=aiohttp.TCPConnector(limit=16),
         )
         return self
@@ -98,12 +101,13 @@ class Remote:
         json: Any = None,
         data: bytes | list[bytes] | None = None,
         params: dict[str, str] | None = None,
-        content_type: str = "application/json",
+        content_type: str | None = None,
         timeout: float | None = None,
         gzip: bool = False,
     ) -> Any:
         body = _enc.encode(json) if json is not None else data
-        headers = {"Content-Type": content_type} if body is not None else {}
+        # A body without a Content-Type is read as JSON: 32 bytes saved a commit.
+        headers = {"Content-Type": content_type} if content_type is not None else {}
         if gzip:  # only where answers can be big: small ones do not pay the header
             headers["Accept-Encoding"] = "gzip"
         started = self.retry.clock()
