@@ -260,9 +260,7 @@ class Index:
     def paths_of_inodes(self, inos: Iterable[int]) -> list[str]:
         """The paths whose local view has one of these inode numbers."""
         out: list[str] = []
-        uniq = list(dict.fromkeys(inos))
-        for i in range(0, len(uniq), 500):
-            part = uniq[i : i + 500]
+        for part in _parts(list(inos)):
             marks = ",".join("?" * len(part))
             sql = f"SELECT path FROM paths WHERE l_ino IN ({marks}) AND l_ino IS NOT NULL"
             out.extend(r[0] for r in self.db.execute(sql, part))

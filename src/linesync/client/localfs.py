@@ -105,13 +105,18 @@ def file_mode(exec: bool, umask: int) -> int:
     return (base & ~umask) | (0o700 if exec else 0o600)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the names in a folder durable (a create, rename or unlink in it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_path(path: Path, flags: int = 0) -> None:
+    """Make what the file at ``path`` holds durable."""
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names in a folder durable (a create, rename or unlink in it)."""
+    fsync_path(path, os.O_DIRECTORY)
 
 
 def _name(e: os.DirEntry[str]) -> str:
@@ -438,44 +443,35 @@ class LocalFS:
         """Replace ``path`` with ``pieces`` atomically and durably. With
         ``sync_dir=False`` the new name is made durable by the caller, with
         :meth:`sync_parents` (one fsync for many files of one folder)."""
-        w = self.create(path, exec)
-        try:
-            w.write(pieces)
-        except BaseException:
-            w.abort()
-            raise
-        return w.finish(mtime_ns, expect, sync_dir)
+        return self._written(path, pieces, exec).finish(mtime_ns, expect, sync_dir)
 
     def write_temp(self, path: str, pieces: Iterable[bytes], *, mtime_ns: int, exec: bool) -> Path:
         """``pieces`` in a new temporary file beside ``path``, with its mode and
         time; neither durable nor in place until :meth:`sync_files` and
         :meth:`put_in_place` (a group of files: one pass each, so that the file
         system commits their fsyncs together)."""
+        return self._written(path, pieces, exec).close(mtime_ns, durable=False)
+
+    def _written(self, path: str, pieces: Iterable[bytes], exec: bool) -> Writing:
+        """A temporary file for ``path`` holding ``pieces`` (gone if that fails)."""
         w = self.create(path, exec)
         try:
             w.write(pieces)
         except BaseException:
             w.abort()
             raise
-        return w.close(mtime_ns, durable=False)
+        return w
 
     def sync_files(self, tmps: Sequence[Path]) -> None:
         """Make these files' bytes durable (a few threads at once: the file
         system commits their fsyncs together)."""
 
-        def one(p: Path) -> None:
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
         if len(tmps) < SYNC_THREADS * 2:
             for p in tmps:
-                one(p)
+                fsync_path(p)
             return
         with ThreadPoolExecutor(SYNC_THREADS) as pool:
-            for _ in pool.map(one, tmps):
+            for _ in pool.map(fsync_path, tmps):
                 pass
 
     def put_in_place(self, tmp: Path, path: str, expect: Stat | None) -> Stat:
