@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
     )
     classes, missing = tool_classes(tools)
+    for label, why in missing.items():
+        log(f"not run: {label} ({why})")
+    if any(label.startswith("linesync") for label in missing):
+        raise SystemExit("linesync itself cannot run here: " + "; ".join(missing.values()))
     tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -75,6 +75,7 @@ class _Spy(Remote):
     commits: list[tuple[int, int]] = []  # (inline chunks, their bytes decompressed)
     uploads: list[tuple[int, int, int]] = []  # (frames, payload bytes, decompressed)
     ops: list[int] = []  # ops per commit request
+    sizes: list[int] = []  # bytes of the files each commit request writes
 
     async def commit_full(
         self,
@@ -87,6 +88,7 @@ class _Spy(Remote):
     ) -> CommitResponse:
         _Spy.commits.append((len(chunks), _raw(chunks)))
         _Spy.ops.append(len(ops))
+        _Spy.sizes.append(sum(op.size for op in ops))
         return await super().commit_full(ns, ops, chunks, journal=journal, since=since)
 
     async def upload(self, ns: int, frames: Sequence[Frame]) -> UploadResponse:
@@ -171,11 +173,36 @@ def test_many_new_files_go_up_before_one_commit(server: ServerProc, tmp_path: Pa
     a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
     for i in range(40):
         (a.folder / f"f{i:02d}.txt").write_bytes(_compressible_text(300 + i))
-    _Spy.commits, _Spy.uploads = [], []
+    _Spy.commits, _Spy.uploads, _Spy.ops = [], [], []
     r = _SpyClient(a.folder).sync_once()
     assert r.converged and r.uploaded == 40, r
     assert _Spy.uploads and all(n == 0 for n, _ in _Spy.commits), _Spy.commits
-    assert len(_Spy.commits) == 1, _Spy.commits  # one commit, not refused and sent again
+    # 37 MiB of files: two commits (the content cap, 32 MiB), each file in
+    # one of them, none refused and sent again.
+    assert len(_Spy.commits) == 2 and sum(_Spy.ops) == 40, _Spy.ops
     for frames, payload, raw in _Spy.uploads:
         assert raw <= 32 * MiB and payload <= engine_base.UPLOAD_BATCH_BYTES + MiB
         assert frames <= engine_base.UPLOAD_BATCH_FRAMES
+
+
+def test_a_commit_holds_a_bounded_amount_of_file_content(
+    server: ServerProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files a commit uploads are held in memory until the server answers:
+    a first sync of many medium files commits them a few MiB at a time (past
+    COMMIT_CONTENT_BYTES), not all at once."""
+    monkeypatch.setattr(committing, "COMMIT_CONTENT_BYTES", MiB)
+    a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
+    size = 0
+    for i in range(8):
+        data = _compressible_text(130 + i)  # about 400 KB each
+        (a.folder / f"f{i}.txt").write_bytes(data)
+        size = max(size, len(data))
+    _Spy.ops, _Spy.sizes = [], []
+    r = _SpyClient(a.folder).sync_once()
+    assert r.converged and r.uploaded == 8, r
+    assert len(_Spy.sizes) >= 3 and sum(_Spy.ops) == 8, (_Spy.ops, _Spy.sizes)
+    assert max(_Spy.sizes) < MiB + size, _Spy.sizes  # past the cap by one file at most
+    b = Client.init(tmp_path / "B", server=server.url, token=server.new_token("admin", "b"))
+    assert b.sync_once().converged
+    assert files(b.folder) == files(a.folder)

@@ -13,6 +13,7 @@ from pathlib import Path
 from linesync.client import rail
 from linesync.client.chunksource import ChunkSource
 from linesync.client.config import FolderConfig
+from linesync.client.filesystem import FileSystem
 from linesync.client.ignore import IgnoreRules
 from linesync.client.index import Index
 from linesync.client.localfs import Changed, LocalFS
@@ -37,6 +38,9 @@ COMMIT_BATCH = 500
 # One commit's ops stop growing past this many bytes of JSON (the server takes
 # bodies of up to 48 MiB: a batch of big new files' blocklists must fit).
 COMMIT_BODY_BYTES = 16 * 2**20
+# ... and past this many bytes of the files it uploads, which it holds in
+# memory until the server answers (a big file is read as it is sent, not held).
+COMMIT_CONTENT_BYTES = 32 * 2**20
 # One upload request: about this many bytes of payload, and within the
 # server's budget per request: 32 MiB once decompressed, and so many chunks.
 UPLOAD_BATCH_BYTES = 8 * 2**20
@@ -139,7 +143,7 @@ class EngineBase:
         *,
         allow_mass_delete: bool = False,
         report: Callable[[str], None] | None = None,
-        fs: LocalFS | None = None,
+        fs: FileSystem | None = None,
         clock: Callable[[], int] = time.time_ns,
         rail: Rail | None = None,
     ) -> None:
@@ -151,7 +155,7 @@ class EngineBase:
         self.config = config
         self.remote = remote
         self.index = index
-        self.fs = fs or LocalFS(folder)
+        self.fs: FileSystem = fs or LocalFS(folder)
         self.clock = clock
         self.chunks = ChunkSource(index, self.fs, remote, config.namespace)
         self.allow_mass_delete = allow_mass_delete

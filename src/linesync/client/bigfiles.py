@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from linesync.client.localfs import Changed, LocalFS
+from linesync.client.filesystem import FileSystem
+from linesync.client.localfs import Changed
 from linesync.client.model import Stat
 from linesync.core.chunking import Chunker, TextSniffer
 from linesync.core.ids import ChunkId, chunk_id
@@ -17,7 +18,7 @@ BLOCK = 2**20  # bytes read at a time
 WINDOW_BYTES = 8 * 2**20  # of a big file's chunks fetched at a time
 
 
-def cut_file(fs: LocalFS, path: str) -> tuple[list[ChunkId], list[int], Stat]:
+def cut_file(fs: FileSystem, path: str) -> tuple[list[ChunkId], list[int], Stat]:
     """The blocklist of a file on disk, its chunks' sizes, and the stat they
     go with; Changed if the file changed while it was read."""
     with fs.open_read(path) as r:
@@ -44,7 +45,7 @@ class FileChunks(Mapping[ChunkId, bytes]):
     """A file's chunks by id, each read from disk when asked for and checked
     against its id (Changed when the file no longer holds it)."""
 
-    def __init__(self, fs: LocalFS, path: str, ids: list[ChunkId], sizes: list[int]) -> None:
+    def __init__(self, fs: FileSystem, path: str, ids: list[ChunkId], sizes: list[int]) -> None:
         self.fs, self.path = fs, path
         self.where: dict[ChunkId, tuple[int, int]] = {}
         offset = 0

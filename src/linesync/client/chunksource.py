@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 
+from linesync.client.filesystem import FileSystem
 from linesync.client.index import Index
-from linesync.client.localfs import LocalFS
 from linesync.client.remote import Remote
 from linesync.client.tasks import gather_all
 from linesync.core.ids import ChunkId, chunk_id
@@ -22,7 +22,7 @@ MAX_SPAN = 16 * 2**20  # bytes of a local file read at once for its chunks
 
 
 class ChunkSource:
-    def __init__(self, index: Index, fs: LocalFS, remote: Remote, ns: int) -> None:
+    def __init__(self, index: Index, fs: FileSystem, remote: Remote, ns: int) -> None:
         self.index = index
         self.fs = fs
         self.remote = remote

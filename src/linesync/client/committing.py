@@ -15,6 +15,7 @@ from linesync.client.base import (
     CARRIED,
     COMMIT_BATCH,
     COMMIT_BODY_BYTES,
+    COMMIT_CONTENT_BYTES,
     INLINE_BUDGET,
     UPLOAD_BATCH_BYTES,
     UPLOAD_BATCH_FRAMES,
@@ -85,7 +86,8 @@ class Committing(EngineBase):
         self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote], result: SyncResult
     ) -> list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]:
         """Commit ``ops``, as many as one request's body may hold; the rest
-        (past COMMIT_BODY_BYTES of ops) are given back for the next batch."""
+        (past COMMIT_BODY_BYTES of ops, or COMMIT_CONTENT_BYTES of the files
+        they upload) are given back for the next batch."""
         wire: list[CommitOp] = []
         chunks: list[InlineChunk] = []
         bodies: dict[int, Mapping[ChunkId, bytes]] = {}
@@ -97,7 +99,7 @@ class Committing(EngineBase):
         ahead = sum(op.node.size for op in ops if isinstance(op, pl.Upload) and _new_file(op)) > (
             UPLOAD_AHEAD_BYTES
         )
-        size = 0
+        size = held = 0
         for n, op in enumerate(ops):
             own_room = InlineRoom(bytes=0) if ahead and _new_file(op) else room
             try:
@@ -115,7 +117,9 @@ class Committing(EngineBase):
             bodies[len(wire)] = body
             wire.append(commit_op)
             kept.append(op)
-            if size >= COMMIT_BODY_BYTES and n + 1 < len(ops):
+            if isinstance(op, pl.Upload) and op.node.size < STREAM_MIN:
+                held += op.node.size
+            if (size >= COMMIT_BODY_BYTES or held >= COMMIT_CONTENT_BYTES) and n + 1 < len(ops):
                 rest = ops[n + 1 :]
                 break
         else:
