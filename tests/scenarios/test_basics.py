@@ -290,6 +290,82 @@ def test_case_only_rename(world: World) -> None:
     assert sorted(os.listdir(b.folder)) == [".linesync", "recipe.cook"]
 
 
+def test_files_moved_and_edited_at_once_send_only_what_changed(world: World) -> None:
+    """Files moved into a new folder and edited before the next sync: the
+    planner sees a delete and a new file (the bytes differ, so not a move),
+    yet only the edited lines and the blocklists travel, not the files again
+    (200 KB of text each): the mover knows the server holds the deleted
+    version's chunks, and the server knows the receiver does."""
+    user = world.user()
+    pa, pb = world.proxy(), world.proxy()
+    a = world.client(user, "laptop", via=pa)
+    b = world.client(user, "desktop", via=pb)
+    notes = {f"n{i}.md": text(256 * KIB // 60, tag=f"n{i}").encode() for i in range(3)}
+    for name, data in notes.items():
+        write(a.folder / name, data)
+    settle(a, b)
+    pa.reset()
+    pb.reset()
+
+    f = a.folder
+    (f / "docs").mkdir()
+    for name, data in notes.items():
+        (f / name).rename(f / "docs" / name)
+        lines = data.split(b"\n")
+        lines[len(lines) // 2] = b"edited while moving"
+        write(f / "docs" / name, b"\n".join(lines))
+    ra = a.sync_once()
+    up = pa.reset()
+    rb = b.sync_once()
+    down = pb.reset()
+
+    assert ra.converged and rb.converged, (ra, rb)
+    # Each file's blocklist (about 80 ids, 3.4 KB) goes up and comes down; its
+    # chunks did too before (64 KiB inline up, 256 KiB offered down).
+    assert up.total < 6 * KIB * len(notes), f"the mover sent {up}"
+    assert down.total < 6 * KIB * len(notes), f"the receiver took {down}"
+    settle(a, b)
+    t = assert_same_trees(a, b)
+    for name in notes:
+        assert b"edited while moving" in t[f"docs/{name}"][1] and name not in t
+
+
+def test_three_files_rotated_send_no_content(world: World) -> None:
+    """a -> b, b -> c, c -> a (through a spare name) in one sync: each path
+    changes content, so the planner commits three new versions, but neither
+    side sends the 768 KiB again: the mover knows the server holds the
+    replaced versions' chunks, and the server knows the receiver does."""
+    user = world.user()
+    pa, pb = world.proxy(), world.proxy()
+    a = world.client(user, "laptop", via=pa)
+    b = world.client(user, "desktop", via=pb)
+    rnd = random.Random(33)
+    blobs = {name: rnd.randbytes(256 * KIB) for name in ("a.bin", "b.bin", "c.bin")}
+    for name, data in blobs.items():
+        write(a.folder / name, data)
+    settle(a, b)
+    pa.reset()
+    pb.reset()
+
+    f = a.folder
+    (f / "a.bin").rename(f / "spare.bin")
+    (f / "c.bin").rename(f / "a.bin")
+    (f / "b.bin").rename(f / "c.bin")
+    (f / "spare.bin").rename(f / "b.bin")
+    ra = a.sync_once()
+    up = pa.reset()
+    rb = b.sync_once()
+    down = pb.reset()
+
+    assert ra.converged and rb.converged, (ra, rb)
+    assert up.total < 4 * KIB, f"the mover sent {up}"  # was 83 KB: chunks inline
+    assert down.total < 4 * KIB, f"the receiver took {down}"  # was 266 KB
+    settle(a, b)
+    t = assert_same_trees(a, b)
+    assert t["a.bin"][1] == blobs["c.bin"] and t["b.bin"][1] == blobs["a.bin"]
+    assert t["c.bin"][1] == blobs["b.bin"]
+
+
 # -- names ------------------------------------------------------------------------------
 
 NAMES = [

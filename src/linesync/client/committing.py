@@ -4,7 +4,7 @@ the chunks the server lacks, and what each answer means for the index."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
@@ -100,10 +100,11 @@ class Committing(EngineBase):
             UPLOAD_AHEAD_BYTES
         )
         size = held = 0
+        on_server = self._held_chunks(ops)
         for n, op in enumerate(ops):
             own_room = InlineRoom(bytes=0) if ahead and _new_file(op) else room
             try:
-                built = self._wire_op(op, own_room)
+                built = self._wire_op(op, own_room, on_server)
             except (Changed, OSError) as exc:
                 result.problems.append(f"{getattr(op, 'path', '')}: {exc}; retried next round")
                 continue
@@ -128,15 +129,20 @@ class Committing(EngineBase):
             return rest
         try:
             if ahead:
-                await self._upload_ahead([bodies[i] for i, op in enumerate(kept) if _new_file(op)])
+                await self._upload_ahead(
+                    [bodies[i] for i, op in enumerate(kept) if _new_file(op)], on_server
+                )
             await self._send_batch(wire, chunks, bodies, kept, result)
         except Changed as exc:  # a big file, read chunk by chunk while it is sent
             result.problems.append(f"{exc}; retried next round")
         return rest
 
-    async def _upload_ahead(self, bodies: list[Mapping[ChunkId, bytes]]) -> None:
-        """Upload the chunks of these files that the server lacks."""
-        every = {cid: body for body in bodies for cid in body}
+    async def _upload_ahead(
+        self, bodies: list[Mapping[ChunkId, bytes]], on_server: Collection[ChunkId]
+    ) -> None:
+        """Upload the chunks of these files that the server lacks (it holds
+        ``on_server``: not asked about)."""
+        every = {cid: body for body in bodies for cid in body if cid not in on_server}
         ids = list(every)
         absent: list[ChunkId] = []
         for i in range(0, len(ids), MISSING_BATCH):
@@ -214,11 +220,27 @@ class Committing(EngineBase):
         else:
             self.need_pull = True
 
+    def _held_chunks(self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]) -> set[ChunkId]:
+        """The chunks of the versions these ops delete or replace: the server
+        holds them, so a file made of them (moved and edited at once, or files
+        swapped) does not send them inline again. New paths cost no query."""
+        held: set[ChunkId] = set()
+        for op in ops:
+            if isinstance(op, pl.MoveRemote) or not op.base_jid:
+                continue
+            remote = self.index.state(op.path).remote
+            if remote is not None and remote.node is not None and remote.node.chash:
+                held.update(self.index.blocklist(remote.node.chash) or ())
+        return held
+
     def _wire_op(
-        self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, room: InlineRoom
+        self,
+        op: pl.Upload | pl.DeleteRemote | pl.MoveRemote,
+        room: InlineRoom,
+        held: Collection[ChunkId] = frozenset(),
     ) -> tuple[CommitOp, list[InlineChunk], Mapping[ChunkId, bytes], InlineRoom] | None:
-        """The op as sent, its inline chunks, its chunks' bytes, and the room
-        left inline in this commit."""
+        """The op as sent, its inline chunks (none of ``held``), its chunks'
+        bytes, and the room left inline in this commit."""
         if isinstance(op, pl.DeleteRemote):
             return CommitOp(path=op.path, kind=Kind.TOMBSTONE, base_jid=op.base_jid), [], {}, room
         if isinstance(op, pl.MoveRemote):
@@ -247,7 +269,7 @@ class Committing(EngineBase):
         prep = prepare_file(
             op.path, ids, chunks, size=size, mtime_ns=n.mtime_ns, exec=n.exec,
             base_jid=op.base_jid if base_ids is not None else 0,
-            base_ids=base_ids, base_chunks=self.chunks.local, room=room,
+            base_ids=base_ids, base_chunks=self.chunks.local, room=room, held=held,
         )  # fmt: skip
         commit_op = prep.op
         if base_ids is None:

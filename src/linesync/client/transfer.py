@@ -8,7 +8,7 @@ commit when small: a one-line edit is one small request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from linesync.core import blocklist as bl
@@ -80,10 +80,12 @@ def prepare_file(
     base_chunks: Callable[[ChunkId], bytes | None] = lambda _: None,
     inline_budget: int = INLINE_BUDGET,
     room: InlineRoom | None = None,
+    held: Collection[ChunkId] = frozenset(),
 ) -> PreparedFile:
     """A commit op for a file version, as a delta against ``base_ids`` when given.
     Its new chunks go inline within ``room`` (or ``inline_budget`` bytes and the
-    server's limits); the others are left for an upload."""
+    server's limits), but for those in ``held`` (the server has them); the
+    others are left for an upload."""
     room = room or InlineRoom(bytes=inline_budget)
     inline_budget = room.bytes
     content: Content | None
@@ -100,7 +102,7 @@ def prepare_file(
     seen: set[ChunkId] = set()
     raw = base_bytes = 0
     for cid, bases in pairs:
-        if cid in seen:
+        if cid in seen or cid in held:
             continue
         seen.add(cid)
         if len(chosen) >= room.chunks:

@@ -160,6 +160,8 @@ _DIFF_INLINE_IDS = 20_000
 # A list page reads its files' blocklists a slice at a time: so many files, or
 # so many bytes of them (a blocklist has an id per chunk), whichever comes first.
 SOURCES_SLICE = 128
+# Deleted versions a page looks at for chunks the client holds (not sent inline).
+HELD_TOMBSTONES = 64
 # A page's inline chunks are chosen among about this many times the budget.
 INLINE_CANDIDATES = 4
 SOURCES_SLICE_BYTES = 64 * 2**20
@@ -262,17 +264,23 @@ async def _page(
     more = len(rows) == limit
     last = rows[-1].jid if rows else head_jid
     sources: dict[int, Sources] = {}
+    client_holds: set[ChunkId] = set()  # the chunks of the versions the client holds
+    listed = 0  # rows this page took
     for i, row in enumerate(rows):
         if page_bytes > cfg.max_list_bytes or page_work > LIST_WORK_IDS:
             more = True  # the rest comes on the next page
             break
         last = row.jid
+        listed = i + 1
         if row.jid in skip:
             continue
         if row.jid not in sources and row.kind is Kind.FILE:
             # A slice at a time: the bounds above are checked between slices.
             sources = await ctx.meta.sources(ns.id, _slice(rows, i, skip), cur.jid)
-        content, pairs, cost = await _content_for(row, sources.get(row.jid))
+        src = sources.get(row.jid)
+        if src is not None and src.base_ids is not None:
+            client_holds.update(src.base_ids)
+        content, pairs, cost = await _content_for(row, src)
         page_work += cost
         entries.append(entry_out(row, content))
         page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)
@@ -280,6 +288,18 @@ async def _page(
             candidates.extend(pairs)
             # About what they weigh (a delta's chunks: a few lines each).
             want += row.size if content is not None and content.ids else len(pairs) * 8192
+    if candidates:
+        # Not inline: what the client holds already, in a file this page changes
+        # or deletes (files swapped, a file moved and edited at once: a new file
+        # and a tombstone), as it finds them there. A few deletions looked at.
+        gone = [
+            r.base_jid
+            for r in rows[:listed]
+            if r.kind is Kind.TOMBSTONE and 0 < r.base_jid <= cur.jid
+        ]
+        for jid in gone[:HELD_TOMBSTONES]:
+            client_holds.update(await ctx.meta.blocklist(ns.id, jid) or ())
+        candidates = [p for p in candidates if p[0] not in client_holds]
     if candidates:  # in page order, loaded a group at a time, until the budget is spent
         inline_chunks = await ctx.chunks.inline_out(ns.id, candidates, inline, work)
     if not more:
