@@ -127,13 +127,13 @@ def test_a_big_file_that_changes_while_it_is_sent_is_not_committed(
     upload_ahead = Committing._upload_ahead
     edits: list[int] = []
 
-    async def edited_meanwhile(self: Committing, bodies: list[object], held: object) -> None:
+    async def edited_meanwhile(self: Committing, bodies: list[object], on_server: object) -> None:
         if not edits:  # an editor writes in place, during the first upload
             with open(big, "r+b") as f:
                 f.seek(12 * MiB)
                 f.write(b"\xff" * 4096)
             edits.append(1)
-        await upload_ahead(self, bodies, held)  # type: ignore[arg-type]
+        await upload_ahead(self, bodies, on_server)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Committing, "_upload_ahead", edited_meanwhile)
     first = a.sync_once()

@@ -99,8 +99,8 @@ class Committing(EngineBase):
         ahead = sum(op.node.size for op in ops if isinstance(op, pl.Upload) and _new_file(op)) > (
             UPLOAD_AHEAD_BYTES
         )
-        size = held = 0
-        on_server = self._held_chunks(ops)
+        size = content_bytes = 0
+        on_server = self._on_server(ops)
         for n, op in enumerate(ops):
             own_room = InlineRoom(bytes=0) if ahead and _new_file(op) else room
             try:
@@ -119,8 +119,9 @@ class Committing(EngineBase):
             wire.append(commit_op)
             kept.append(op)
             if isinstance(op, pl.Upload) and op.node.size < STREAM_MIN:
-                held += op.node.size
-            if (size >= COMMIT_BODY_BYTES or held >= COMMIT_CONTENT_BYTES) and n + 1 < len(ops):
+                content_bytes += op.node.size
+            full = size >= COMMIT_BODY_BYTES or content_bytes >= COMMIT_CONTENT_BYTES
+            if full and n + 1 < len(ops):
                 rest = ops[n + 1 :]
                 break
         else:
@@ -220,27 +221,27 @@ class Committing(EngineBase):
         else:
             self.need_pull = True
 
-    def _held_chunks(self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]) -> set[ChunkId]:
+    def _on_server(self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]) -> set[ChunkId]:
         """The chunks of the versions these ops delete or replace: the server
         holds them, so a file made of them (moved and edited at once, or files
         swapped) does not send them inline again. New paths cost no query."""
-        held: set[ChunkId] = set()
+        out: set[ChunkId] = set()
         for op in ops:
             if isinstance(op, pl.MoveRemote) or not op.base_jid:
                 continue
             remote = self.index.state(op.path).remote
             if remote is not None and remote.node is not None and remote.node.chash:
-                held.update(self.index.blocklist(remote.node.chash) or ())
-        return held
+                out.update(self.index.blocklist(remote.node.chash) or ())
+        return out
 
     def _wire_op(
         self,
         op: pl.Upload | pl.DeleteRemote | pl.MoveRemote,
         room: InlineRoom,
-        held: Collection[ChunkId] = frozenset(),
+        on_server: Collection[ChunkId] = frozenset(),
     ) -> tuple[CommitOp, list[InlineChunk], Mapping[ChunkId, bytes], InlineRoom] | None:
-        """The op as sent, its inline chunks (none of ``held``), its chunks'
-        bytes, and the room left inline in this commit."""
+        """The op as sent, its inline chunks (none of ``on_server``), its
+        chunks' bytes, and the room left inline in this commit."""
         if isinstance(op, pl.DeleteRemote):
             return CommitOp(path=op.path, kind=Kind.TOMBSTONE, base_jid=op.base_jid), [], {}, room
         if isinstance(op, pl.MoveRemote):
@@ -269,7 +270,7 @@ class Committing(EngineBase):
         prep = prepare_file(
             op.path, ids, chunks, size=size, mtime_ns=n.mtime_ns, exec=n.exec,
             base_jid=op.base_jid if base_ids is not None else 0,
-            base_ids=base_ids, base_chunks=self.chunks.local, room=room, held=held,
+            base_ids=base_ids, base_chunks=self.chunks.local, room=room, on_server=on_server,
         )  # fmt: skip
         commit_op = prep.op
         if base_ids is None:

@@ -80,11 +80,11 @@ def prepare_file(
     base_chunks: Callable[[ChunkId], bytes | None] = lambda _: None,
     inline_budget: int = INLINE_BUDGET,
     room: InlineRoom | None = None,
-    held: Collection[ChunkId] = frozenset(),
+    on_server: Collection[ChunkId] = frozenset(),
 ) -> PreparedFile:
     """A commit op for a file version, as a delta against ``base_ids`` when given.
     Its new chunks go inline within ``room`` (or ``inline_budget`` bytes and the
-    server's limits), but for those in ``held`` (the server has them); the
+    server's limits), but for those ``on_server`` (the server has them); the
     others are left for an upload."""
     room = room or InlineRoom(bytes=inline_budget)
     inline_budget = room.bytes
@@ -102,7 +102,7 @@ def prepare_file(
     seen: set[ChunkId] = set()
     raw = base_bytes = 0
     for cid, bases in pairs:
-        if cid in seen or cid in held:
+        if cid in seen or cid in on_server:
             continue
         seen.add(cid)
         if len(chosen) >= room.chunks:

@@ -160,7 +160,9 @@ _DIFF_INLINE_IDS = 20_000
 # A list page reads its files' blocklists a slice at a time: so many files, or
 # so many bytes of them (a blocklist has an id per chunk), whichever comes first.
 SOURCES_SLICE = 128
-# Deleted versions a page looks at for chunks the client holds (not sent inline).
+# Chunks a page notes the client holds, to leave them out of its inline chunks
+# (best effort: past it, no more are noted), and deleted versions it looks at.
+HOLDS_MAX = 2**18
 HELD_TOMBSTONES = 64
 # A page's inline chunks are chosen among about this many times the budget.
 INLINE_CANDIDATES = 4
@@ -278,7 +280,7 @@ async def _page(
             # A slice at a time: the bounds above are checked between slices.
             sources = await ctx.meta.sources(ns.id, _slice(rows, i, skip), cur.jid)
         src = sources.get(row.jid)
-        if src is not None and src.base_ids is not None:
+        if src is not None and src.base_ids is not None and len(client_holds) < HOLDS_MAX:
             client_holds.update(src.base_ids)
         content, pairs, cost = await _content_for(row, src)
         page_work += cost
@@ -298,6 +300,8 @@ async def _page(
             if r.kind is Kind.TOMBSTONE and 0 < r.base_jid <= cur.jid
         ]
         for jid in gone[:HELD_TOMBSTONES]:
+            if len(client_holds) >= HOLDS_MAX:
+                break
             client_holds.update(await ctx.meta.blocklist(ns.id, jid) or ())
         candidates = [p for p in candidates if p[0] not in client_holds]
     if candidates:  # in page order, loaded a group at a time, until the budget is spent
