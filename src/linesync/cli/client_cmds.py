@@ -92,6 +92,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         f"to slow down (429) for this long, with backoff (default {DEFAULT_RETRY_FOR:.0f}; "
         "0: no retries). --watch retries for as long as it runs",
     )
+    p.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="with --watch: wait for a big file (16 MiB and up) another device is "
+        "uploading to be committed before fetching it (default: fetch its chunks "
+        "while they go up)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
     p = sub.add_parser("status", help="what a sync would do now, without doing it")
@@ -281,7 +289,9 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
             unfinished = not r.converged and r.held is None
             _print_result(r, args.quiet or not (did or unfinished))
 
-        await client.watch(stop, on_result=on_result, allow_mass_delete=args.confirm_deletes)
+        await client.watch(
+            stop, on_result=on_result, allow_mass_delete=args.confirm_deletes, stream=args.stream
+        )
         print("stopped", flush=True)
 
     asyncio.run(go())

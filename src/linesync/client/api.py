@@ -26,6 +26,7 @@ from linesync.client.localfs import STATE_DIR, FolderBusy, fsync_dir
 from linesync.client.rail import WATCH_SETTLE_NS, Rail, describe
 from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetryPolicy, retry_after
+from linesync.client.streaming import Streams
 from linesync.memory import give_back
 from linesync.protocol.errors import LinesyncError
 from linesync.protocol.schemas import ListResponse
@@ -184,12 +185,14 @@ class Client:
         on_result: Callable[[SyncResult], None] | None = None,
         allow_mass_delete: bool = False,
         settle: float = WATCH_SETTLE,
+        stream: bool = True,
     ) -> None:
         """Sync whenever the folder or the server changes, until ``stop`` is set.
         Network errors are retried with backoff; they never delete anything.
         Deletions wait until no new one came for ``settle`` seconds, and are
         then judged whole by the mass-delete rail; one it refuses is held (and
-        reported) while everything else keeps syncing."""
+        reported) while everything else keeps syncing. ``stream``: fetch a big
+        file's chunks while another device still uploads it."""
         from linesync.client.watcher import FolderWatcher
 
         dirty = asyncio.Event()
@@ -201,14 +204,21 @@ class Client:
             async with self._remote() as remote:
                 rail = Rail(settle_ns=int(settle * 1e9))
                 engine = self._engine(remote, index, allow_mass_delete, rail)
+                streams = None
+                if stream:
+                    streams = Streams(remote, self.config.namespace, self.folder / STATE_DIR,
+                                      engine.wants_streamed)  # fmt: skip
+                    engine.chunks.streams = streams
                 news = _News()
-                poller = asyncio.create_task(self._poll(remote, index, dirty, stop, news))
+                poller = asyncio.create_task(self._poll(remote, index, dirty, stop, news, streams))
                 try:
-                    await self._loop(engine, dirty, stop, on_result, watcher, news)
+                    await self._loop(engine, dirty, stop, on_result, watcher, news, streams)
                 finally:
                     poller.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await poller
+                    if streams is not None:
+                        await streams.close()
         finally:
             watcher.stop()
             index.close()
@@ -221,6 +231,7 @@ class Client:
         on_result: Callable[[SyncResult], None] | None,
         watcher: FolderWatcher | None = None,
         news: _News | None = None,
+        streams: Streams | None = None,
     ) -> None:
         """Sync on each wake-up. A round the watcher's events explain looks only
         at the paths they named (and those whose views disagree); the first
@@ -260,6 +271,8 @@ class Client:
             pull = full or news is None or news.stale
             page = news.take() if news is not None else None
             try:
+                if streams is not None:
+                    streams.round_started()
                 try:
                     result = await engine.sync_once(None if full else touched, page, pull)
                 except MassDelete as exc:
@@ -268,6 +281,8 @@ class Client:
                 finally:
                     if news is not None:
                         news.done.set()
+                    if streams is not None:
+                        streams.round_done()
                 if full:
                     last_full = loop.time()
                 full = False
@@ -328,19 +343,24 @@ class Client:
         dirty: asyncio.Event,
         stop: asyncio.Event,
         news: _News | None = None,
+        streams: Streams | None = None,
     ) -> None:
         """Long-poll the server; when the journal moves on, hand the answer (the
         changes themselves, small chunks inline) to the sync loop and wake it:
-        a small change elsewhere then costs one round trip here."""
+        a small change elsewhere then costs one round trip here. ``streams``
+        hears of the big files other devices are uploading."""
         news = news or _News()
         backoff = 1.0
         while not stop.is_set():
             cursor = index.get("cursor")
             try:
                 resp = await remote.list_changes(
-                    self.config.namespace, cursor, wait=LONG_POLL, inline=LIST_INLINE
-                )
+                    self.config.namespace, cursor, wait=LONG_POLL, inline=LIST_INLINE,
+                    pending=None if streams is None else streams.seen,
+                )  # fmt: skip
                 backoff = 1.0
+                if streams is not None and resp.pending is not None:
+                    streams.heard(resp.pending)
                 if resp.entries and resp.cursor == index.get("cursor"):
                     continue  # our own commit, whose answer brought it already
                 if resp.entries:

@@ -46,7 +46,8 @@ class FileChunks(Mapping[ChunkId, bytes]):
     against its id (Changed when the file no longer holds it)."""
 
     def __init__(self, fs: FileSystem, path: str, ids: list[ChunkId], sizes: list[int]) -> None:
-        self.fs, self.path = fs, path
+        self.fs, self.path, self.ids = fs, path, ids
+        self.total = sum(sizes)
         self.where: dict[ChunkId, tuple[int, int]] = {}
         offset = 0
         for cid, size in zip(ids, sizes, strict=True):

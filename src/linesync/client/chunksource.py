@@ -1,6 +1,7 @@
-"""Where the bytes of a chunk come from when a file is rebuilt: local files
-first, then the chunk cache, and only then the server, in batches, each
-chunk compressed against a chunk the client already has."""
+"""Where the bytes of a chunk come from when a file is rebuilt: what was
+fetched ahead (prefetched, or streamed while it was uploaded), local files,
+the chunk cache, and only then the server, in batches, each chunk compressed
+against a chunk the client already has."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from linesync.client.filesystem import FileSystem
 from linesync.client.index import Index
 from linesync.client.remote import Remote
+from linesync.client.streaming import Streams
 from linesync.client.tasks import gather_all
 from linesync.core.ids import ChunkId, chunk_id
 from linesync.protocol import codec
@@ -33,6 +35,7 @@ class ChunkSource:
         # (see Index.cache_put); filled up to PACKED_MAX bytes, cleared with the pool.
         self.packed: dict[ChunkId, bytes] = {}
         self.packed_bytes = 0
+        self.streams: Streams | None = None  # big files fetched while uploaded elsewhere
 
     def local(self, cid: ChunkId) -> bytes | None:
         """A chunk from the prefetch pool, the cache or a local file that still holds it."""
@@ -60,6 +63,9 @@ class ChunkSource:
                 rest.append(cid)
             else:
                 have[cid] = data
+        if rest and self.streams is not None:
+            have.update(self.streams.read_many(rest))
+            rest = [c for c in rest if c not in have]
         if not rest:
             return have
         places = self.index.find_chunks(rest)

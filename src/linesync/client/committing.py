@@ -51,6 +51,8 @@ _json = msgspec.json.Encoder()
 
 # New files in a commit batch above this many bytes are uploaded before it.
 UPLOAD_AHEAD_BYTES = 256 * 2**10
+# An upload request's payload when other devices stream the file (see _upload_ahead).
+STREAM_BATCH_BYTES = 2 * 2**20
 MISSING_BATCH = 16384  # chunk ids per "which do you lack" request
 
 
@@ -142,14 +144,31 @@ class Committing(EngineBase):
         self, bodies: list[Mapping[ChunkId, bytes]], on_server: Collection[ChunkId]
     ) -> None:
         """Upload the chunks of these files that the server lacks (it holds
-        ``on_server``: not asked about)."""
+        ``on_server``: not asked about). A big file's upload is announced first:
+        other devices fetch its chunks while they go up (streaming sync)."""
         every = {cid: body for body in bodies for cid in body if cid not in on_server}
         ids = list(every)
         absent: list[ChunkId] = []
         for i in range(0, len(ids), MISSING_BATCH):
             resp = await self.remote.missing(self.ns, ids[i : i + MISSING_BATCH])
             absent.extend(unpack_ids(resp.missing))
-        await self._upload({c: every[c] for c in absent})
+        lacking = set(absent)
+        announced = False
+        for body in bodies:
+            if isinstance(body, FileChunks) and any(c in lacking for c in body):
+                announced = await self._announce(body) or announced
+        # Smaller requests for a file others fetch as it goes: the server shows
+        # an upload's chunks when its request ends.
+        batch = STREAM_BATCH_BYTES if announced else UPLOAD_BATCH_BYTES
+        await self._upload({c: every[c] for c in absent}, batch)
+
+    async def _announce(self, body: FileChunks) -> bool:
+        try:
+            await self.remote.announce(self.ns, body.path, body.total, body.ids)
+            return True
+        except LinesyncError as exc:  # a hint for others: the upload goes on without it
+            log.info("%s: upload not announced (%s)", body.path, exc.message)
+            return False
 
     async def _send_batch(
         self,
@@ -322,13 +341,15 @@ class Committing(EngineBase):
             raise Changed("changed since it was scanned")
         return ids, chunks
 
-    async def _upload(self, want: Mapping[ChunkId, Mapping[ChunkId, bytes]]) -> None:
+    async def _upload(
+        self, want: Mapping[ChunkId, Mapping[ChunkId, bytes]], batch_bytes: int = UPLOAD_BATCH_BYTES
+    ) -> None:
         """Upload chunks (each id with the body that holds it) in batches of
-        about UPLOAD_BATCH_BYTES (and at most UPLOAD_BATCH_RAW bytes once
+        about ``batch_bytes`` (and at most UPLOAD_BATCH_RAW bytes once
         decompressed, UPLOAD_BATCH_FRAMES chunks: the server's budget per
         request), a few at once. Batches are read and compressed (in a
         thread) only as they go: a big file never is in memory whole."""
-        batches = self._batches(want)
+        batches = self._batches(want, batch_bytes)
         total = sum(size_of(body, cid) for cid, body in want.items())
         done = 0
         turn = asyncio.Lock()  # one reader of the batches at a time
@@ -356,7 +377,7 @@ class Committing(EngineBase):
             maker.shutdown(wait=False)
 
     def _batches(
-        self, want: Mapping[ChunkId, Mapping[ChunkId, bytes]]
+        self, want: Mapping[ChunkId, Mapping[ChunkId, bytes]], batch_bytes: int
     ) -> Iterator[tuple[list[Frame], int]]:
         """Batches of framed chunks, and the bytes they decompress to. The
         compressed chunks of files the cache will keep are kept for it."""
@@ -368,7 +389,7 @@ class Committing(EngineBase):
             if kind is codec.Codec.ZSTD and not isinstance(body, FileChunks):
                 self.chunks.keep_packed(cid, payload)
             if frames and (
-                size + len(payload) > UPLOAD_BATCH_BYTES
+                size + len(payload) > batch_bytes
                 or raw + len(data) > UPLOAD_BATCH_RAW
                 or len(frames) >= UPLOAD_BATCH_FRAMES
             ):

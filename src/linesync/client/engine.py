@@ -134,6 +134,12 @@ class Engine(Committing):
             )
         return result
 
+    def wants_streamed(self, path: str, size: int) -> bool:
+        """Whether a file another device is uploading is worth fetching while it
+        goes up: a big one this folder does not ignore."""
+        ignore = getattr(self, "ignore", None)
+        return size >= STREAM_MIN and (ignore is None or not ignore.ignored(path, False))
+
     def _pushes(self, plan: pl.Plan) -> bool:
         """Local changes to commit, on a folder that has listed before: the commit
         itself brings the server's news (``since``), so no list is needed first.

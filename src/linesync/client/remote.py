@@ -35,6 +35,8 @@ from linesync.protocol.schemas import (
     ListResponse,
     MeResponse,
     MissingResponse,
+    PendingRequest,
+    PendingResponse,
     RestoreRequest,
     UploadResponse,
 )
@@ -176,8 +178,10 @@ class Remote:
 
     async def list_changes(
         self, ns: int, cursor: str | None = None, *, wait: int = 0, inline: int = 0,
-        limit: int | None = None,
+        limit: int | None = None, pending: int | None = None,
     ) -> ListResponse:  # fmt: skip
+        """``pending``: list the uploads in progress too, and wake for one
+        announced after this seq (streaming sync)."""
         params = {}
         if cursor:
             params["cursor"] = cursor
@@ -188,6 +192,8 @@ class Remote:
             params["inline"] = str(inline)
         if limit:
             params["limit"] = str(limit)
+        if pending is not None:
+            params["pending"] = str(pending)
         self._polls += bool(wait)
         try:
             return await self._call(  # type: ignore[no-any-return]
@@ -255,10 +261,28 @@ class Remote:
             data=frame_pieces(frames), content_type=MEDIA_TYPE,
         )  # fmt: skip
 
+    async def announce(
+        self, ns: int, path: str, size: int, ids: Sequence[ChunkId]
+    ) -> PendingResponse:
+        """Tell the namespace's other devices an upload of this file begins."""
+        req = PendingRequest(path=path, size=size, ids=pack_ids(ids))
+        return await self._call("POST", f"/v1/ns/{ns}/pending", PendingResponse, json=req)  # type: ignore[no-any-return]
+
+    async def pending(self, ns: int, seq: int) -> PendingResponse:
+        """An upload in progress, with its blocklist."""
+        return await self._call("GET", f"/v1/ns/{ns}/pending/{seq}", PendingResponse, gzip=True)  # type: ignore[no-any-return]
+
     async def fetch(
-        self, ns: int, ids: Sequence[ChunkId], bases: Sequence[ChunkId | None] | None = None
+        self,
+        ns: int,
+        ids: Sequence[ChunkId],
+        bases: Sequence[ChunkId | None] | None = None,
+        *,
+        available: bool = False,
     ) -> list[Frame]:
-        req = IdsRequest(ids=pack_ids(ids))
+        """``available``: the chunks the server holds (within its download
+        limit), the others left out rather than an error."""
+        req = IdsRequest(ids=pack_ids(ids), available=available)
         if bases is not None:
             req.bases = pack_ids(b or bytes(32) for b in bases)
         raw = await self._call("POST", f"/v1/ns/{ns}/chunks/get", None, json=req)

@@ -131,11 +131,39 @@ class CommitResponse(msgspec.Struct, omit_defaults=True):
     changes: ListResponse | None = None
 
 
+class PendingFile(msgspec.Struct):
+    """An upload in progress elsewhere (streaming sync): ``seq`` names it."""
+
+    seq: Jid
+    path: str
+    size: Jid
+
+
 class ListResponse(msgspec.Struct, omit_defaults=True):
+    """``pending``: the uploads in progress in the namespace, when asked for."""
+
     entries: list[Entry]
     cursor: str
     more: bool = False
     chunks: list[InlineChunk] = []
+    pending: list[PendingFile] | None = None
+
+
+class PendingRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """An upload about to start: the file's path, size and blocklist (packed)."""
+
+    path: str
+    size: Jid
+    ids: Packed
+
+
+class PendingResponse(msgspec.Struct, omit_defaults=True):
+    """An announcement; ``ids`` (packed) when it is asked for by its ``seq``."""
+
+    seq: Jid
+    path: str
+    size: Jid
+    ids: Packed = ""
 
 
 class HeadResponse(msgspec.Struct):
@@ -149,10 +177,13 @@ class HistoryResponse(msgspec.Struct, omit_defaults=True):
 
 class IdsRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """``ids`` packed; for chunk downloads ``bases`` may name, per id, a chunk the
-    client already holds (all-zero id for none) to receive a zstd-dict delta."""
+    client already holds (all-zero id for none) to receive a zstd-dict delta,
+    and ``available`` asks for those of the chunks the namespace holds, the
+    others left out (an upload in progress) instead of an error."""
 
     ids: Packed
     bases: Packed | None = None
+    available: bool = False
 
 
 class MissingResponse(msgspec.Struct):

@@ -38,6 +38,7 @@ from linesync.server.config import ServerConfig
 from linesync.server.metrics import Metrics
 from linesync.server.model import Namespace, TokenInfo
 from linesync.server.notify import Notifier
+from linesync.server.pending import Pending
 from linesync.server.ratelimit import RateLimiter
 from linesync.server.responses import error_response
 from linesync.server.stores.base import MetadataStore
@@ -65,6 +66,7 @@ class Context:
     chunks: ChunkService
     metrics: Metrics
     notifier: Notifier
+    pending: Pending
     limiter: RateLimiter
     auth_failures: RateLimiter
     budget: ByteBudget
@@ -256,6 +258,7 @@ def create_app(
         chunks=ChunkService(meta, packs, config, metrics),
         metrics=metrics,
         notifier=Notifier(),
+        pending=Pending(config.max_pending_per_ns, config.max_pending_bytes),
         limiter=RateLimiter(config.rate_per_second, config.rate_burst),
         auth_failures=RateLimiter(config.auth_fail_rate, config.auth_fail_burst),
         budget=ByteBudget(config.max_inflight_bytes, config.busy_timeout),

@@ -114,19 +114,27 @@ class ChunkService:
         ids: Sequence[ChunkId],
         bases: Sequence[ChunkId | None],
         max_bytes: int,
+        available: bool = False,
     ) -> AsyncIterator[Frame]:
         """Frames for ``ids``, read from the packs a few MiB at a time; each as a
         delta against its base where that is smaller and the request's work
         budget allows. A chunk the namespace does not hold, or a total past
-        ``max_bytes``, refuses the whole request before anything is sent."""
+        ``max_bytes``, refuses the whole request before anything is sent;
+        ``available``: those it holds are sent (within ``max_bytes``), the
+        others left out (an upload in progress)."""
         found = await self.meta.locate(ns_id, list(dict.fromkeys(ids)))
         absent = [c for c in ids if c not in found]
-        if absent:
+        if absent and available:
+            keep = [i for i, c in enumerate(ids) if c in found]
+            ids, bases = [ids[i] for i in keep], [bases[i] for i in keep]
+        elif absent:
             raise LinesyncError(
                 Code.CHUNK_UNAVAILABLE, f"{len(absent)} chunk(s) not in this namespace"
             )
         locs = [found[c] for c in ids]
         total = sum(loc.length for loc in locs)
+        while available and total > max_bytes:
+            total -= locs.pop().length
         if total > max_bytes:
             raise LinesyncError(
                 Code.PAYLOAD_TOO_LARGE,

@@ -54,6 +54,10 @@ class ServerConfig:
     # Chunk downloads re-compress chunks against the bases a client names; the
     # base and chunk bytes one request may cost so (past it: frames as stored).
     max_recompress_bytes: int = 32 * MiB
+    # Uploads in progress announced for streaming sync: ids held in all (past
+    # it, a new announcement gets 429), and announcements a namespace.
+    max_pending_bytes: int = 64 * MiB
+    max_pending_per_ns: int = 4
     # -- connections -------------------------------------------------------------
     # Seconds a client may take between two pieces of a request body.
     body_idle_timeout: float = 30.0

@@ -38,6 +38,8 @@ _TYPES: list[Any] = [
     schemas.ListResponse,
     schemas.MeResponse,
     schemas.MissingResponse,
+    schemas.PendingRequest,
+    schemas.PendingResponse,
     schemas.RestoreRequest,
     schemas.UploadResponse,
 ]
@@ -266,6 +268,9 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                about="Seconds to wait for a change when there is none (`max_wait_seconds`)."),
         _param("inline", "query", _int(0, cfg.max_inline_bytes, 0),
                about="Bytes of chunks to carry in the answer (`max_inline_bytes`)."),
+        _param("pending", "query", _int(0, JID_MAX),
+               about="List the uploads in progress (`pending`); a long-poll also wakes "
+               "for one announced by another device after this seq."),
         SESSION_PARAM,
     )  # fmt: skip
     history_params = (
@@ -542,6 +547,37 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                 f"chunks add up to at most {cfg.max_download_body} bytes as stored "
                 "(`max_download_body`).",
             )  # fmt: skip
+        },
+        "/v1/ns/{ns}/pending": {
+            "post": _op(
+                "announce",
+                "Announce an upload about to start (streaming sync)",
+                {"content": _json(_ref("PendingResponse"))},
+                write=True,
+                body=_json_body("PendingRequest", cfg.max_json_body),
+                errors=(Code.BAD_PATH, Code.BATCH_TOO_LARGE, Code.FILE_TOO_LARGE),
+                links={
+                    "pending": _link(
+                        "pending",
+                        "The announcement with its ids",
+                        ns=ns,
+                        seq="$response.body#/seq",
+                    ),
+                },
+                about="The other devices' long-polls wake and may fetch the file's chunks "
+                "(`available`) while it uploads. Lasts until a commit writes the path, or 10 "
+                f"minutes; at most {cfg.max_pending_per_ns} a namespace "
+                f"(`max_pending_per_ns`), the oldest dropped first; past "
+                f"{cfg.max_pending_bytes} bytes of ids in all (`max_pending_bytes`): 429.",
+            )  # fmt: skip
+        },
+        "/v1/ns/{ns}/pending/{seq}": {
+            "get": _op(
+                "pending",
+                "An upload in progress, with its blocklist",
+                {"content": _json(_ref("PendingResponse"))},
+                params=(_param("seq", "path", _int(0, JID_MAX)),),
+            )
         },
         "/v1/ns/{ns}/entries/{jid}": {
             "get": _op(

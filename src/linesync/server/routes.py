@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from linesync import __version__
 from linesync.core import blocklist as bl
 from linesync.core import paths
-from linesync.core.ids import ChunkId, pack_ids, unpack_ids
+from linesync.core.ids import ChunkId, b64encode, pack_ids, unpack_ids
 from linesync.protocol import cursor as cursors
 from linesync.protocol import inline
 from linesync.protocol.errors import Code, LinesyncError
@@ -35,6 +35,9 @@ from linesync.protocol.schemas import (
     MeResponse,
     MissingResponse,
     NamespaceInfo,
+    PendingFile,
+    PendingRequest,
+    PendingResponse,
     RestoreRequest,
     UploadResponse,
 )
@@ -216,6 +219,8 @@ async def list_changes(ctx: Context, request: Request) -> Response:
     limit = _int_param(request, "limit", cfg.max_list_page, 1, cfg.max_list_page)
     wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait_seconds))
     inline = _int_param(request, "inline", 0, 0, cfg.max_inline_bytes)
+    # Uploads in progress, for a client that streams: those after this one are news.
+    seen = _int_param(request, "pending", -1, 0, 2**62) if "pending" in request.query_params else -1
     session = _session_key(token.device, request)
     cur = await _check_cursor(ctx, ns, request.query_params.get("cursor"))
     deadline = time.monotonic() + wait
@@ -229,6 +234,8 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         # Rows are the latest entry of each path: one another device wrote is news,
         # one this session wrote last is not (its commit's answer said so).
         news = any(not any(r.jid in jids for jids in own) for r in rows)
+        announced = ctx.pending.current(ns.id) if seen >= 0 else None
+        news = news or any(a.seq > seen and a.device != token.device for a in announced or ())
         if news or remaining <= 0 or ctx.notifier.closing:
             break
         await ctx.notifier.wait(event, remaining)
@@ -240,7 +247,14 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         _, ns = await ctx.namespace(request, write=False, charge=False)
         if ns.journal != cur.journal:
             raise LinesyncError(Code.CURSOR_INVALID, "the journal was reset while waiting")
-    return json_response(await _page(ctx, ns, cur, rows, head_jid, limit, inline))
+    page = await _page(ctx, ns, cur, rows, head_jid, limit, inline)
+    if announced is not None:
+        page.pending = [
+            PendingFile(seq=a.seq, path=a.path, size=a.size)
+            for a in ctx.pending.current(ns.id)
+            if a.device != token.device
+        ]
+    return json_response(page)
 
 
 async def _page(
@@ -343,6 +357,7 @@ async def commit(ctx: Context, request: Request) -> Response:
     for r in outcome.results:
         ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
     if any(r.status == "ok" for r in outcome.results):
+        ctx.pending.settled(ns.id, (r.path for r in outcome.results if r.status == "ok"))
         jids = range(outcome.head_before + 1, outcome.head + 1)
         ctx.notifier.publish(ns.id, _session_key(token.device, request), jids)
     changes = None
@@ -398,6 +413,32 @@ async def restore(ctx: Context, request: Request) -> Response:
     return json_response(outcome.results[0])
 
 
+async def announce(ctx: Context, request: Request) -> Response:
+    """An upload about to start, for the namespace's other devices to stream."""
+    token, ns = await ctx.namespace(request, write=True)
+    req = await ctx.decode(request, PendingRequest)
+    if paths.normalize(req.path) != req.path:
+        raise paths.PathError("path is not NFC-normalized")
+    limits = ctx.config.limits
+    if req.size > limits.max_file_size:
+        raise LinesyncError(Code.FILE_TOO_LARGE, f"a file is at most {limits.max_file_size} bytes")
+    ids = _ids(req.ids, limits.max_blocklist)
+    if not ids:
+        raise LinesyncError(Code.BAD_REQUEST, "an upload in progress has chunks")
+    a = ctx.pending.announce(ns.id, req.path, req.size, b"".join(ids), token.device)
+    ctx.notifier.publish(ns.id)
+    return json_response(PendingResponse(seq=a.seq, path=a.path, size=a.size))
+
+
+async def pending_ids(ctx: Context, request: Request) -> Response:
+    """An upload in progress, with its blocklist."""
+    _, ns = await ctx.namespace(request, write=False)
+    a = ctx.pending.get(ns.id, request.path_params["seq"])
+    if a is None:
+        raise LinesyncError(Code.NOT_FOUND, "no such upload in progress (committed or dropped)")
+    return json_response(PendingResponse(seq=a.seq, path=a.path, size=a.size, ids=b64encode(a.ids)))
+
+
 async def missing(ctx: Context, request: Request) -> Response:
     _, ns = await ctx.namespace(request, write=True)
     req = await ctx.decode(request, IdsRequest)
@@ -440,7 +481,9 @@ async def fetch(ctx: Context, request: Request) -> Response:
         if len(raw_bases) != len(ids):
             raise LinesyncError(Code.BAD_REQUEST, "bases must pair up with ids")
         bases = [None if b == bytes(32) else b for b in raw_bases]
-    frames = await ctx.chunks.fetch(ns.id, ids, bases, ctx.config.max_download_body)
+    frames = await ctx.chunks.fetch(
+        ns.id, ids, bases, ctx.config.max_download_body, available=req.available
+    )
     # What a download holds at once: a group read from the packs, bases and their
     # prepared dictionaries.
     work = ctx.config.max_recompress_bytes if req.bases is not None else 0
@@ -503,6 +546,8 @@ ROUTES = [
     ("GET", NS + "/list", "list", list_changes),
     ("POST", NS + "/commit", "commit", commit),
     ("POST", NS + "/restore", "restore", restore),
+    ("POST", NS + "/pending", "announce", announce),
+    ("GET", NS + "/pending/{seq:id}", "pending", pending_ids),
     ("POST", NS + "/chunks/missing", "missing", missing),
     ("POST", NS + "/chunks", "upload", upload),
     ("POST", NS + "/chunks/get", "fetch", fetch),
