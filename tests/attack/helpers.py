@@ -46,7 +46,7 @@ def route_path(template: str, ns: int | str, jid: int | str = 1) -> str:
     """A route's path template (``/v1/ns/{ns:id}/entries/{jid:id}``, whatever the
     convertor) with values put in."""
     path = re.sub(r"\{ns(:\w+)?\}", str(ns), template)
-    return re.sub(r"\{jid(:\w+)?\}", str(jid), path)
+    return re.sub(r"\{(jid|seq)(:\w+)?\}", str(jid), path)
 
 
 def host_port(srv: ServerProc) -> tuple[str, int]:

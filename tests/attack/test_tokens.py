@@ -63,6 +63,7 @@ def test_every_authenticated_route_is_listed() -> None:
     public = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/v1/openapi.json")}
     tested = {(m, p.replace("/v1/ns/1/", "/v1/ns/NS/")) for m, p, _ in auth_routes(1)}
     tested = {(m, p.replace("entries/1", "entries/JID")) for m, p in tested}
+    tested = {(m, p.replace("pending/1", "pending/JID")) for m, p in tested}
     assert served - public == tested
 
 
@@ -189,13 +190,20 @@ async def _check_roles(srv: ServerProc, token: str, ns: int, writable: bool) -> 
     fresh = b"never stored " + secrets.token_bytes(8).hex().encode() + b"\n"
     async with Api(srv.url, token) as api:
         before = await head(api, ns)
+        seq = None  # of the announcement made (by a writer)
         for method, path, kw in endpoint_requests(
             ns, chunk_id(data), frames_body(raw_frames([fresh]))
         ):
-            resp = await api.req(method, path, **kw)
             name = endpoint_name(path)
+            if name == "pending/seq":
+                path = ns_path(ns, f"pending/{seq or 1}")
+            resp = await api.req(method, path, **kw)
+            if name == "pending" and resp.status == 200:
+                seq = resp.json()["seq"]
             if name in WRITE_ENDPOINTS and not writable:
                 resp.expect(403, "forbidden")
+            elif name == "pending/seq" and not writable:
+                resp.expect(404, "not_found")  # nothing announced: it could not
             else:
                 assert resp.status == 200, (path, resp.status, resp.body[:300])
         if not writable:

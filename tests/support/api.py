@@ -314,6 +314,13 @@ def endpoint_requests(
         # A copy: entry 1 may be a version of another path (refused without "copy").
         ("POST", ns_path(ns, "restore"), {"json_body": {"path": "p", "jid": 1, "copy": True}}),
         ("POST", ns_path(ns, "chunks/missing"), {"json_body": {"ids": pack_ids([cid])}}),
+        (
+            "POST",
+            ns_path(ns, "pending"),
+            {"json_body": {"path": "p", "size": 1, "ids": pack_ids([cid])}},
+        ),
+        # Its seq is what the announcement above answered (tests put it in).
+        ("GET", ns_path(ns, "pending/1"), {}),
         ("POST", ns_path(ns, "chunks"), {"data": frames, "content_type": MEDIA_TYPE}),
         ("POST", ns_path(ns, "chunks/get"), {"json_body": {"ids": pack_ids([cid])}}),
         ("GET", ns_path(ns, "entries/1"), {}),
@@ -321,10 +328,13 @@ def endpoint_requests(
     ]
 
 
-WRITE_ENDPOINTS = ("commit", "restore", "chunks/missing", "chunks")
+WRITE_ENDPOINTS = ("commit", "restore", "chunks/missing", "pending", "chunks")
 
 
 def endpoint_name(path: str) -> str:
-    """``/v1/ns/7/chunks/get`` → ``chunks/get``; ``/v1/ns/7/entries/1`` → ``entries``."""
+    """``/v1/ns/7/chunks/get`` → ``chunks/get``; ``/v1/ns/7/entries/1`` → ``entries``;
+    ``/v1/ns/7/pending/9`` → ``pending/seq``."""
     tail = path.split("/", 4)[4]
+    if tail.startswith("pending/"):
+        return "pending/seq"
     return "entries" if tail.startswith("entries/") else tail

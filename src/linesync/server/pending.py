@@ -52,10 +52,7 @@ class Pending:
             for other in list(self._by_ns):
                 self._expire(other)
         if self._bytes + _cost(path, ids) > self.max_bytes:
-            raise LinesyncError(
-                Code.RATE_LIMITED, "too many uploads announced at once; commit as usual",
-                retry_after=self.ttl,
-            )  # fmt: skip
+            raise _full()
         a = Announced(next(self._seq), path, size, ids, device, self.clock() + self.ttl)
         self._by_ns.setdefault(ns_id, {})[a.seq] = a
         self._bytes += _cost(path, ids)
@@ -79,6 +76,15 @@ class Pending:
         for a in [a for a in mine.values() if a.path in written]:
             self._drop(ns_id, a.seq)
 
+    def check_room(self, body_bytes: int) -> None:
+        """Refuse (before it is read) an announcement whose body, as ids (3/4
+        of its base64), could not fit."""
+        if self._bytes + body_bytes * 3 // 4 > self.max_bytes:
+            for other in list(self._by_ns):
+                self._expire(other)
+        if self._bytes + body_bytes * 3 // 4 > self.max_bytes:
+            raise _full()
+
     @property
     def held_bytes(self) -> int:
         return self._bytes
@@ -94,6 +100,13 @@ class Pending:
         now = self.clock()
         for a in [a for a in self._by_ns.get(ns_id, {}).values() if a.until <= now]:
             self._drop(ns_id, a.seq)
+
+
+def _full() -> LinesyncError:
+    return LinesyncError(
+        Code.RATE_LIMITED, "too many uploads announced at once; commit as usual",
+        retry_after=60,  # (uploads end, or their announcements lapse)
+    )  # fmt: skip
 
 
 def _cost(path: str, ids: bytes) -> int:

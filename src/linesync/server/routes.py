@@ -416,6 +416,8 @@ async def restore(ctx: Context, request: Request) -> Response:
 async def announce(ctx: Context, request: Request) -> Response:
     """An upload about to start, for the namespace's other devices to stream."""
     token, ns = await ctx.namespace(request, write=True)
+    length = request.headers.get("content-length", "")
+    ctx.pending.check_room(int(length) if length.isdigit() and len(length) < 19 else 0)
     req = await ctx.decode(request, PendingRequest)
     if paths.normalize(req.path) != req.path:
         raise paths.PathError("path is not NFC-normalized")
