@@ -359,8 +359,8 @@ class Client:
                     pending=None if streams is None else streams.seen,
                 )  # fmt: skip
                 backoff = 1.0
-                if streams is not None and resp.pending is not None:
-                    streams.heard(resp.pending)
+                if streams is not None:  # (none in progress: left out of the answer)
+                    streams.heard(resp.pending or [])
                 if resp.entries and resp.cursor == index.get("cursor"):
                     continue  # our own commit, whose answer brought it already
                 if resp.entries:

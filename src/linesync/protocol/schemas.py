@@ -140,7 +140,8 @@ class PendingFile(msgspec.Struct):
 
 
 class ListResponse(msgspec.Struct, omit_defaults=True):
-    """``pending``: the uploads in progress in the namespace, when asked for."""
+    """``pending``: the uploads in progress in the namespace, when asked for
+    and there are any."""
 
     entries: list[Entry]
     cursor: str

@@ -248,12 +248,12 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         if ns.journal != cur.journal:
             raise LinesyncError(Code.CURSOR_INVALID, "the journal was reset while waiting")
     page = await _page(ctx, ns, cur, rows, head_jid, limit, inline)
-    if announced is not None:
+    if announced is not None:  # (none: left out, as on every answer to a watcher)
         page.pending = [
             PendingFile(seq=a.seq, path=a.path, size=a.size)
             for a in ctx.pending.current(ns.id)
             if a.device != token.device
-        ]
+        ] or None
     return json_response(page)
 
 
