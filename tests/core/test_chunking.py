@@ -392,6 +392,10 @@ def test_chunk_is_deterministic_and_takes_any_buffer(data: bytes) -> None:
     assert chunking.blocklist(data) == chunk_ids(data)
     expected = chunk_text(data) if is_text(data) else chunk_binary(data)
     assert chunks == expected
+    # What a scan records (in a worker process): the same ids, and each one's size.
+    assert chunking.cut(data) == (chunk_ids(data), [c.length for c in chunks])
+    assert chunking.cut_all([data, b"", data]) == [chunking.cut(data), ([], []),
+                                                   chunking.cut(data)]  # fmt: skip
 
 
 def test_text_chunks_end_with_newline_except_the_last() -> None:

@@ -41,6 +41,7 @@ from linesync.client.bigfiles import STREAM_MIN, WINDOW_BYTES, cut_file
 from linesync.client.chunksource import assemble
 from linesync.client.committing import Committing
 from linesync.client.config import INDEX_FILE, FolderConfig
+from linesync.client.cutting import POOL_MIN_BYTES, Cut, Cutter
 from linesync.client.ignore import IgnoreRules
 from linesync.client.index import Index
 from linesync.client.localfs import STATE_DIR, Changed, Walk
@@ -303,12 +304,33 @@ class Engine(Committing):
             except OSError as exc:
                 result.problems.append(f"{dup.disk}: {exc}")
         self.unstable = set()
+
+        def record(path: str, local: Local | None) -> None:
+            prev = states.get(path)
+            if local is not None and (prev is None or local != prev.local):
+                self.index.set_local(path, local)
+
+        # Much to cut into chunks (a first sync): worker processes do it.
+        todo = sum(
+            e.stat.size
+            for p, e in walk.entries.items()
+            if e.node.kind is Kind.FILE
+            and e.stat.size < STREAM_MIN
+            and ((s := states.get(p)) is None or s.local is None or s.local.stat != e.stat)
+        )
+        cutter = Cutter(lambda c, ids, sizes: record(c.path, self._cut_local(c, ids, sizes)),
+                        parallel=todo >= POOL_MIN_BYTES)  # fmt: skip
         with self.index.transaction():
-            for path, entry in walk.entries.items():
-                prev = states.get(path)
-                local = self._local_of(path, entry.node, entry.stat, prev, result)
-                if local is not None and (prev is None or local != prev.local):
-                    self.index.set_local(path, local)
+            try:
+                for path, entry in walk.entries.items():
+                    local = self._local_of(path, entry.node, entry.stat, states.get(path), result)
+                    if isinstance(local, Cut):
+                        cutter.add(local)
+                    else:
+                        record(path, local)
+                cutter.finish()
+            finally:
+                cutter.close()
             for path, s in states.items():
                 if s.local is not None and path not in walk.entries:
                     self.index.set_local(path, None)
@@ -370,7 +392,10 @@ class Engine(Committing):
 
     def _local_of(
         self, path: str, node: Node, stat: Stat, prev: PathState | None, result: SyncResult
-    ) -> Local | None:
+    ) -> Local | Cut | None:
+        """What the scan records for a path: its local view (as before, when its
+        stat says it did not change), or a file read that is still to be cut
+        into chunks; None: left alone this round."""
         if node.kind is not Kind.FILE:
             return Local(node, stat)
         old = prev.local if prev else None
@@ -391,7 +416,6 @@ class Engine(Committing):
             result.problems.append(f"{path}: emptied without a new modification time; not synced")
             self.unstable.add(path)
             return None
-        fhash = None
         try:
             if stat.size < STREAM_MIN:
                 data, stat2 = self.fs.read(path)
@@ -402,17 +426,20 @@ class Engine(Committing):
                 if same is not None:  # the bytes the index last read here
                     return Local(Node(Kind.FILE, stat2.size, stat2.mtime_ns, node.exec,
                                       chash=same), stat2)  # fmt: skip
-                ids, chunks = split(data)
-                sizes = [len(chunks[c]) for c in ids]
-            else:
-                ids, sizes, stat2 = cut_file(self.fs, path)
+                return Cut(path, data, fhash, stat2, node.exec)
+            ids, sizes, stat2 = cut_file(self.fs, path)
         except (Changed, OSError):
             self.unstable.add(path)
             return None
+        return self._cut_local(Cut(path, b"", b"", stat2, node.exec), ids, sizes)
+
+    def _cut_local(self, c: Cut, ids: list[ChunkId], sizes: list[int]) -> Local:
+        """Record a file's chunks (and the hash of the bytes read, when it was
+        read whole); its local view."""
         chash = bl.content_hash(ids)
         self.index.put_blocklist(chash, ids, sizes)
-        self.index.set_layout(path, ids, sizes, fhash)
-        return Local(Node(Kind.FILE, stat2.size, stat2.mtime_ns, node.exec, chash=chash), stat2)
+        self.index.set_layout(c.path, ids, sizes, c.fhash or None)
+        return Local(Node(Kind.FILE, c.stat.size, c.stat.mtime_ns, c.exec, chash=chash), c.stat)
 
     def _moved_bytes(self, path: str, ino: int, fhash: bytes) -> bytes | None:
         """The content hash of a file new at ``path`` whose bytes (``fhash``) are

@@ -209,6 +209,18 @@ def chunk_ids(data: Buffer) -> list[ChunkId]:
 blocklist = chunk_ids
 
 
+def cut(data: bytes) -> tuple[list[ChunkId], list[int]]:
+    """The blocklist of ``data`` and its chunks' sizes (what a scan records)."""
+    view = memoryview(data)
+    pieces = chunk(data)
+    return [chunk_id(view[o : o + n]) for o, n in pieces], [n for _, n in pieces]
+
+
+def cut_all(datas: list[bytes]) -> list[tuple[list[ChunkId], list[int]]]:
+    """:func:`cut` of each (one task of a scan's worker processes)."""
+    return [cut(d) for d in datas]
+
+
 # -- streams -------------------------------------------------------------------
 # A file too big to hold in memory is read twice in blocks: once by a
 # TextSniffer (is it text?), then through a Chunker, which cuts exactly where
