@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from linesync.client import localfs
+from linesync.client import cutting, localfs
 from linesync.client.api import Client
 from linesync.client.engine import Engine, SyncResult
 from linesync.client.index import Index
@@ -119,15 +119,14 @@ def test_a_file_read_again_unchanged_is_not_cut_into_chunks_again(
     """Its time touched (or read again to be safe): one BLAKE3 pass shows the
     bytes are those the index last read, and the chunking is skipped; an
     edit is cut as before."""
-    from linesync.client import engine as engine_mod
 
     a, b = pair
     f = a.folder / "touched.md"
     f.write_bytes(b"a line of text\n" * 2000)
     assert a.sync_once().converged
     cut: list[int] = []
-    real = engine_mod.split
-    monkeypatch.setattr(engine_mod, "split", lambda data: cut.append(len(data)) or real(data))
+    real = cutting.cut
+    monkeypatch.setattr(cutting, "cut", lambda data: cut.append(len(data)) or real(data))
 
     t = os.stat(f).st_mtime_ns + 5 * SECOND
     os.utime(f, ns=(t, t))
@@ -150,7 +149,6 @@ def test_a_moved_file_is_not_cut_into_chunks_again_and_its_new_path_serves_chunk
     read at the old one (one BLAKE3 pass says so), so they are not chunked
     again, and the new path's layout is recorded: its chunks rebuild the next
     version without a fetch. A copy (a new inode) is chunked as before."""
-    from linesync.client import engine as engine_mod
 
     a, b = pair
     old = a.folder / "old name.md"
@@ -158,8 +156,8 @@ def test_a_moved_file_is_not_cut_into_chunks_again_and_its_new_path_serves_chunk
     assert a.sync_once().converged
     assert b.sync_once().converged
     cut: list[int] = []
-    real = engine_mod.split
-    monkeypatch.setattr(engine_mod, "split", lambda data: cut.append(len(data)) or real(data))
+    real = cutting.cut
+    monkeypatch.setattr(cutting, "cut", lambda data: cut.append(len(data)) or real(data))
 
     os.makedirs(a.folder / "moved")
     os.rename(old, a.folder / "moved/new name.md")
