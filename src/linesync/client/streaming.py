@@ -61,7 +61,6 @@ class Streams:
         self.seen = 0  # the newest announcement looked at
         self.streams: dict[int, Stream] = {}
         self.rounds = 0
-        self.fetched_bytes = 0
         shutil.rmtree(self.dir, ignore_errors=True)  # a killed run's leftovers
 
     def heard(self, pending: list[PendingFile]) -> None:
@@ -171,7 +170,6 @@ class Streams:
                     raise ValueError("the server sent a corrupt chunk")
                 del todo[f.chunk_id]
                 pieces.append((f.chunk_id, data))
-                self.fetched_bytes += len(f.payload)
             await asyncio.to_thread(os.pwrite, fd, b"".join(d for _, d in pieces), offset)
             for cid, data in pieces:  # readable once written
                 s.where[cid] = (offset, len(data))
