@@ -356,7 +356,7 @@ class Client:
             try:
                 resp = await remote.list_changes(
                     self.config.namespace, cursor, wait=LONG_POLL, inline=LIST_INLINE,
-                    pending=None if streams is None else streams.seen,
+                    pending=None if streams is None else streams.seen, fold=True,
                 )  # fmt: skip
                 backoff = 1.0
                 if streams is not None:  # (none in progress: left out of the answer)

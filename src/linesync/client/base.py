@@ -24,7 +24,7 @@ from linesync.client.remote import Remote
 from linesync.client.transfer import resolve_content
 from linesync.core import blocklist as bl
 from linesync.core.ids import ChunkId
-from linesync.protocol import inline
+from linesync.protocol import folding, inline
 from linesync.protocol.schemas import (
     Entry,
     Kind,
@@ -112,6 +112,10 @@ def is_folder(node: Node | None) -> bool:
     return node is not None and node.kind is Kind.DIRECTORY
 
 
+class _Unfoldable(Exception):
+    """a folded folder move whose source the remote view holds otherwise"""
+
+
 def node_of(e: Entry, chash: bytes | None) -> Node | None:
     if e.kind is Kind.TOMBSTONE:
         return None
@@ -186,9 +190,11 @@ class EngineBase:
         cursor = self.index.get("cursor")
         return cursor.split(".")[0] if cursor else None
 
-    async def _apply_page(self, resp: ListResponse) -> None:
+    async def _apply_page(self, resp: ListResponse) -> bool:
         """Take a page of the server's changes into the remote view, and move the
-        cursor past it, in one transaction."""
+        cursor past it, in one transaction. False (nothing taken) when it folds a
+        folder move whose source this view does not hold as the server moved it:
+        list it again without folding."""
         resolved: list[tuple[Entry, list[ChunkId] | None]] = []
         # After a page that said "more", the view may lack versions the server
         # counts us as holding: content left out then cannot be trusted.
@@ -213,19 +219,50 @@ class EngineBase:
                     ids = resolve_content(full.content, self.index.version_blocklist)
             resolved.append((e, ids))
         received = inline.decode(resp.chunks, self.chunks.local) if resp.chunks else {}
-        with self.index.transaction():
-            for e, ids in resolved:
-                chash = bl.content_hash(ids) if ids is not None else None
-                if ids is not None and chash is not None:
-                    self.index.put_blocklist(chash, ids, None)
-                self.index.put_version(e.jid, chash)
-                self.index.set_remote(e.path, Version(e.jid, node_of(e, chash), e.moved_from))
-            if received:
-                self.index.cache_put(received)
-            self.index.set("cursor", resp.cursor)
-            self.index.set("cursor_clean", "0" if resp.more else "1")
-            if not resp.more:
-                self.index.set("must_pull", None)
+        try:
+            with self.index.transaction():
+                for e, ids in resolved:
+                    chash = bl.content_hash(ids) if ids is not None else None
+                    if ids is not None and chash is not None:
+                        self.index.put_blocklist(chash, ids, None)
+                    self.index.put_version(e.jid, chash)
+                    self.index.set_remote(e.path, Version(e.jid, node_of(e, chash), e.moved_from))
+                    if e.implied:
+                        for v in self._unfold(e):
+                            self.index.put_version(v.jid, v.node.chash if v.node else None)
+                            self.index.set_remote(v.path, Version(v.jid, v.node, v.moved_from))
+                if received:
+                    self.index.cache_put(received)
+                self.index.set("cursor", resp.cursor)
+                self.index.set("cursor_clean", "0" if resp.more else "1")
+                if not resp.more:
+                    self.index.set("must_pull", None)
+        except _Unfoldable as exc:
+            log.info("%s: %s; listed again without folding", exc, exc.__doc__)
+            return False
+        return True
+
+    def _unfold(self, e: Entry) -> list[folding.Implied[Node]]:
+        """The entries a folded folder move stands for, from the remote view as
+        the page so far left it (the source folder's and everything below it)."""
+        src = e.moved_from
+        if src is None:
+            raise _Unfoldable(e.path)
+        below = self.index.states_at([src])
+        top = below.pop(src, None)
+        held = sorted(
+            ((p, s.remote.jid, s.remote.node) for p, s in below.items()
+             if s.remote is not None and s.remote.node is not None),
+            key=lambda t: t[0],
+        )  # fmt: skip
+        out = None
+        if top is not None and top.remote is not None and top.remote_node is not None:
+            out = folding.unfold(
+                e.jid, src, e.path, e.implied, e.digest or "", top.remote.jid, held
+            )
+        if out is None:
+            raise _Unfoldable(e.path)
+        return out
 
     def _recent(self) -> list[tuple[int, int]]:
         raw = self.index.get("recent_deletes")

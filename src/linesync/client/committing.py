@@ -35,7 +35,7 @@ from linesync.client.transfer import InlineRoom, prepare_file, resolve_content, 
 from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.ids import ChunkId, unpack_ids
-from linesync.protocol import codec
+from linesync.protocol import codec, folding
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import Frame
 from linesync.protocol.schemas import (
@@ -194,19 +194,34 @@ class Committing(EngineBase):
                 self.need_pull = True  # the journal was reset: the next pull re-syncs
                 return
             results = resp.results
-            if resp.changes is None:
-                self._follow(resp, kept)
             chunks = []
             missing: dict[ChunkId, Mapping[ChunkId, bytes]] = {}
             retry: list[int] = []
+            # Our view is the server's as of the commit's start: what a folder
+            # move writes can be foreseen, and checked by the entries' count.
+            cursor = self.index.get("cursor")
+            foresee = (
+                resp.changes is None
+                and cursor is not None
+                and int(cursor.split(".")[1]) == resp.head_before
+                and self.index.get("cursor_clean", "1") == "1"
+            )
+            written: int | None = 0  # the entries the commit wrote (None: not known)
+            foreseen: list[str] = []  # the paths whose entries a folder move wrote, as foreseen
             with self.index.transaction():
                 for i, r in enumerate(results):
                     if r.status == "missing":
                         for cid in unpack_ids(r.missing or ""):
                             missing[cid] = bodies[i]
                         retry.append(i)
-                    else:
-                        self._committed(kept[i], wire[i], r, bodies[i], result)
+                        continue
+                    n = self._committed(kept[i], wire[i], r, bodies[i], result, foresee, foreseen)
+                    if n is None or written is None:
+                        written = None
+                    elif r.jid is not None and r.jid > resp.head_before:
+                        written += n  # (not a commit the server had already taken)
+                if resp.changes is None:
+                    self._follow(resp, written, foreseen)
             if resp.changes is not None:  # the server's own word on every entry
                 await self._apply_page(resp.changes)
                 self.need_pull = resp.changes.more
@@ -218,27 +233,22 @@ class Committing(EngineBase):
             bodies = {n: bodies[i] for n, i in enumerate(retry)}
         result.problems.append("chunks went missing while committing; retried next round")
 
-    def _follow(
-        self, resp: CommitResponse, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]
-    ) -> None:
+    def _follow(self, resp: CommitResponse, written: int | None, foreseen: list[str]) -> None:
         """Move the cursor past our own commit when nobody else committed in
-        between and every entry it wrote is known here; else list next round."""
+        between and it wrote the entries we took into the view; else list next
+        round, and forget the entries we foresaw a folder move write (the list
+        brings those it did)."""
         cursor = self.index.get("cursor")
         at = int(cursor.split(".")[1]) if cursor else -1
-        written = 0  # entries the commit wrote, when we can tell
-        for r, op in zip(resp.results, ops, strict=True):
-            if r.status == "conflict" or (
-                isinstance(op, pl.MoveRemote) and op.node.kind is Kind.DIRECTORY
-            ):
-                written = -(10**9)  # a folder move writes an entry per descendant
-            elif r.status == "ok" and r.jid and r.jid > resp.head_before:
-                written += 2 if isinstance(op, pl.MoveRemote) else 1  # a move: entry + tombstone
         head = int(resp.cursor.split(".")[1]) if resp.cursor else -1
-        if resp.head_before == at and head == at + written:
-            with self.index.transaction():
-                self.index.set("cursor", resp.cursor)
-        else:
-            self.need_pull = True
+        if written is not None and resp.head_before == at and head == at + written:
+            self.index.set("cursor", resp.cursor)
+            return
+        for path in foreseen:
+            self.index.set_remote(path, None)
+        if foreseen:  # (until then, what the move carried is not known: no plan without it)
+            self.index.set("must_pull", "1")
+        self.need_pull = True
 
     def _on_server(self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]) -> set[ChunkId]:
         """The chunks of the versions these ops delete or replace: the server
@@ -408,11 +418,15 @@ class Committing(EngineBase):
         r: CommitResult,
         body: Mapping[ChunkId, bytes],
         result: SyncResult,
-    ) -> None:
+        foresee: bool = False,
+        foreseen: list[str] | None = None,
+    ) -> int | None:
+        """Take one op's result into the views; the entries the server wrote
+        for it (None: not known here)."""
         with self.index.transaction():
             if r.status == "conflict":
                 self._on_conflict(op, r, result)
-                return
+                return None
             assert r.jid is not None
             if isinstance(op, pl.DeleteRemote):
                 file = not is_folder(self.index.state(op.path).synced_node)
@@ -422,37 +436,19 @@ class Committing(EngineBase):
                 if file:  # folders are not counted, on either side
                     result.deleted_remote += 1
                     self._note_deleted(1)
-                return
+                return 1
             if isinstance(op, pl.MoveRemote):
                 v = Version(r.jid, op.node, op.src)
                 self.index.set_remote(op.dst, v)
                 self.index.set_synced(op.dst, v)
                 if op.node.kind is not Kind.DIRECTORY:
+                    self.index.put_version(r.jid, op.node.chash)
                     gone = Version(r.jid + 1, None)  # the server writes the source's tombstone next
                     self.index.set_remote(op.src, gone)
                     self.index.set_synced(op.src, gone)
                     result.moved += 1
-                    return
-                self.index.set("must_pull", "1")
-                for p, s in self.index.states().items():
-                    if (
-                        paths.is_under(p, op.src)
-                        and s.synced is not None
-                        and not is_folder(s.synced.node)
-                        and s.synced.node is not None
-                    ):
-                        result.moved += 1  # the files it carries, as the other side counts
-                    if p == op.src or paths.is_under(p, op.src):
-                        if p != op.src and s.synced is not None and s.synced.node is not None:
-                            # What we agreed on travels with the file: its next edit
-                            # is then a plain upload, not a conflict with itself.
-                            # Its JID is -1 until a list confirms the server carried
-                            # it; one that did not come was deleted there meanwhile.
-                            dst = paths.rebase(p, op.src, op.dst)
-                            self.index.set_synced(dst, Version(CARRIED, s.synced.node))
-                        self.index.set_synced(p, None)
-                        self.index.set_remote(p, Version(s.remote.jid if s.remote else 0, None))
-                return
+                    return 2
+                return self._moved_folder(op, r.jid, result, foreseen if foresee else None)
             v = Version(r.jid, op.node)
             self.index.put_version(r.jid, op.node.chash)
             self.index.set_remote(op.path, v)
@@ -461,6 +457,54 @@ class Committing(EngineBase):
                 self.index.cache_put(body, self.chunks.packed)
             if op.node.kind is not Kind.DIRECTORY:  # folders are not counted
                 result.uploaded += 1
+            return 1
+
+    def _moved_folder(
+        self, op: pl.MoveRemote, jid: int, result: SyncResult, foreseen: list[str] | None
+    ) -> int | None:
+        """The views after our folder move (its entry at ``jid``); the entries
+        it wrote, when known. With ``foreseen`` (our remote view is the
+        server's as the move began), the remote view takes the entries the
+        server wrote for everything below the folder, as it writes them
+        (``protocol.folding``), and their paths are noted in ``foreseen``;
+        else the source's things are gone from it until the next list."""
+        below = self.index.states_at([op.src])
+        top = below.pop(op.src, None)
+        live = sorted(
+            ((p, s.remote.node) for p, s in below.items() if s.remote and s.remote.node),
+            key=lambda t: t[0],
+        )
+        at: dict[str, int] = {}  # a carried thing's new JID
+        implied: list[folding.Implied[Node]] = []
+        if foreseen is not None:
+            implied = folding.layout(jid, op.src, op.dst, live)
+            for v in implied:
+                self.index.put_version(v.jid, v.node.chash if v.node else None)
+                self.index.set_remote(v.path, Version(v.jid, v.node, v.moved_from))
+                foreseen.append(v.path)
+                if v.moved_from is not None:
+                    at[v.moved_from] = v.jid
+        else:
+            self.index.set("must_pull", "1")
+            for p, s in [*below.items(), (op.src, top)]:
+                if s is not None and s.remote is not None:
+                    self.index.set_remote(p, Version(s.remote.jid, None))
+        self.index.set_synced(op.src, None)
+        for p, s in below.items():
+            if s.synced is None or s.synced.node is None:
+                continue
+            if not is_folder(s.synced.node):
+                result.moved += 1  # the files it carries, as the other side counts
+            # What we agreed on travels with the thing: its next edit is then a
+            # plain upload, not a conflict with itself. Agreed on the JID the
+            # server gave it, when that is foreseen; else CARRIED (-1) until a
+            # list says what the server carried (one it did not was deleted
+            # there meanwhile).
+            agreed = s.remote is not None and s.remote.jid == s.synced.jid and p in at
+            new = Version(at[p] if agreed else CARRIED, s.synced.node)
+            self.index.set_synced(paths.rebase(p, op.src, op.dst), new)
+            self.index.set_synced(p, None)
+        return 1 + len(implied) if foreseen is not None else None
 
     def _on_conflict(
         self, op: pl.Upload | pl.DeleteRemote | pl.MoveRemote, r: CommitResult, result: SyncResult

@@ -97,8 +97,7 @@ class Engine(Committing):
         self.refused_moves: set[tuple[str, str]] = set()
         self.skipped = self._load_skipped()
         if news is not None and news[0] == self.index.get("cursor"):
-            await self._apply_page(news[1])
-            self.need_pull = news[1].more
+            self.need_pull = not await self._apply_page(news[1]) or news[1].more
         elif news is not None:
             self.need_pull = True  # listed from an older cursor: list from ours
         # Our last folder move was not listed yet: its carried files wait for it.
@@ -246,11 +245,12 @@ class Engine(Committing):
     async def pull(self, wait: int = 0) -> bool:
         """Bring the remote view up to the server's head; True if anything came."""
         got = False
+        fold = True
         while True:
             cursor = self.index.get("cursor")
             try:
                 resp = await self.remote.list_changes(
-                    self.ns, cursor, wait=wait, inline=LIST_INLINE
+                    self.ns, cursor, wait=wait, inline=LIST_INLINE, fold=fold
                 )
             except LinesyncError as exc:
                 if exc.code is not Code.CURSOR_INVALID:
@@ -261,7 +261,9 @@ class Engine(Committing):
                 got = True
                 continue
             wait = 0
-            await self._apply_page(resp)
+            if not await self._apply_page(resp):
+                fold = False  # (a folder move this view cannot unfold: the page again)
+                continue
             got = got or bool(resp.entries)
             if not resp.more:
                 return got

@@ -178,10 +178,11 @@ class Remote:
 
     async def list_changes(
         self, ns: int, cursor: str | None = None, *, wait: int = 0, inline: int = 0,
-        limit: int | None = None, pending: int | None = None,
+        limit: int | None = None, pending: int | None = None, fold: bool = False,
     ) -> ListResponse:  # fmt: skip
         """``pending``: list the uploads in progress too, and wake for one
-        announced after this seq (streaming sync)."""
+        announced after this seq (streaming sync). ``fold``: a folder move may
+        come as its own entry only (PROTOCOL §4.16)."""
         params = {}
         if cursor:
             params["cursor"] = cursor
@@ -194,6 +195,8 @@ class Remote:
             params["limit"] = str(limit)
         if pending is not None:
             params["pending"] = str(pending)
+        if fold:
+            params["fold"] = "1"
         self._polls += bool(wait)
         try:
             return await self._call(  # type: ignore[no-any-return]

@@ -105,6 +105,10 @@ class Entry(msgspec.Struct, omit_defaults=True):
     content: Content | None = None
     # When the server wrote the entry (unix seconds); in history answers only.
     committed: float | None = None
+    # A folded folder move (list with ``fold=1``, PROTOCOL §4.16): the entries
+    # after this one it stands for, and a digest of what it moved.
+    implied: int = 0
+    digest: str | None = None
 
 
 class CommitResult(msgspec.Struct, omit_defaults=True):

@@ -43,6 +43,7 @@ from linesync.protocol.schemas import (
 )
 from linesync.server.budget import reservation
 from linesync.server.chunks import FLUSH_BYTES, READ_BYTES, ZERO_ID, Work
+from linesync.server.folds import Fold, fold_of, is_folder_move
 from linesync.server.model import Namespace, Row, Sources
 from linesync.server.responses import json_response
 from linesync.server.wire import delta_content, entry_out, full_content
@@ -170,6 +171,9 @@ HELD_TOMBSTONES = 64
 # A page's inline chunks are chosen among about this many times the budget.
 INLINE_CANDIDATES = 4
 SOURCES_SLICE_BYTES = 64 * 2**20
+# Folded folder moves (``fold=1``): at most so many a page, and journal rows read for them.
+FOLD_MOVES = 16
+FOLD_READ_ROWS = 8192
 
 
 def _slice(rows: list[Row], start: int, skip: range) -> list[Row]:
@@ -247,7 +251,8 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         _, ns = await ctx.namespace(request, write=False, charge=False)
         if ns.journal != cur.journal:
             raise LinesyncError(Code.CURSOR_INVALID, "the journal was reset while waiting")
-    page = await _page(ctx, ns, cur, rows, head_jid, limit, inline)
+    fold = request.query_params.get("fold") == "1"
+    page = await _page(ctx, ns, cur, rows, head_jid, limit, inline, fold=fold)
     if announced is not None:  # (none: left out, as on every answer to a watcher)
         page.pending = [
             PendingFile(seq=a.seq, path=a.path, size=a.size)
@@ -255,6 +260,26 @@ async def list_changes(ctx: Context, request: Request) -> Response:
             if a.device != token.device
         ] or None
     return json_response(page)
+
+
+async def _folds(ctx: Context, ns: Namespace, rows: list[Row], bound: int) -> dict[int, Fold]:
+    """The folder moves among ``rows`` (a list page's, complete up to ``bound``)
+    whose entries are all in the page, by JID. A few journal rows read each,
+    a bounded number in all."""
+    out: dict[int, Fold] = {}
+    budget = FOLD_READ_ROWS
+    moves = [i for i, row in enumerate(rows) if is_folder_move(row)]
+    for i in moves[:FOLD_MOVES]:
+        row = rows[i]
+        # Its last entry: the source folder's tombstone, unless written over since.
+        end = next((r.jid for r in rows[i + 1 :] if r.path == row.moved_from), None)
+        if end is None or end > bound or end - row.jid > budget:
+            continue
+        budget -= end - row.jid
+        f = fold_of(row, await ctx.meta.journal(ns.id, row.jid, end))
+        if f is not None and f.end == end:
+            out[row.jid] = f
+    return out
 
 
 async def _page(
@@ -266,10 +291,16 @@ async def _page(
     limit: int,
     inline: int,
     skip: range = range(0),
+    fold: bool = False,
 ) -> ListResponse:
     """A list answer for ``rows`` (the changes after ``cur``, at most ``limit``),
-    leaving out the entries whose JIDs are in ``skip``."""
+    leaving out the entries whose JIDs are in ``skip``; with ``fold``, leaving
+    out those a folder move in it implies."""
     cfg = ctx.config
+    folds = (
+        await _folds(ctx, ns, rows, head_jid if len(rows) < limit else rows[-1].jid) if fold else {}
+    )
+    folded = 0  # rows up to this JID are implied by a folded move's entry
     entries: list[Entry] = []
     work = Work(cfg.max_recompress_bytes)
     inline_chunks: list[InlineChunk] = []
@@ -283,6 +314,9 @@ async def _page(
     client_holds: set[ChunkId] = set()  # the chunks of the versions the client holds
     listed = 0  # rows this page took
     for i, row in enumerate(rows):
+        if row.jid <= folded:  # (taken with the move's entry, before the page's bounds)
+            last, listed = row.jid, i + 1
+            continue
         if page_bytes > cfg.max_list_bytes or page_work > LIST_WORK_IDS:
             more = True  # the rest comes on the next page
             break
@@ -299,6 +333,8 @@ async def _page(
         content, pairs, cost = await _content_for(row, src)
         page_work += cost
         entries.append(entry_out(row, content))
+        if (f := folds.get(row.jid)) is not None:
+            entries[-1].implied, entries[-1].digest, folded = f.implied, f.digest, f.end
         page_bytes += 200 + len(row.path) + (len(content.ids or "") if content else 0)
         if pairs and want < INLINE_CANDIDATES * inline:
             candidates.extend(pairs)

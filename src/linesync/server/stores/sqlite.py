@@ -270,6 +270,19 @@ class SqliteStore(SqliteAdmin):
     async def entry(self, ns_id: int, jid: int) -> Row | None:
         return await self._run(self._entry, ns_id, jid)
 
+    async def journal(self, ns_id: int, after: int, upto: int) -> list[Row]:
+        def go() -> list[Row]:
+            return [
+                _row(r)
+                for r in self.db.execute(
+                    f"SELECT {_ENTRY_COLS} FROM entries WHERE ns_id=? AND jid>? AND jid<=? "
+                    "ORDER BY jid",
+                    (ns_id, after, upto),
+                )
+            ]
+
+        return await self._run(go)
+
     async def history(self, ns_id: int, path: str, before: int, limit: int) -> list[Row]:
         def go() -> list[Row]:
             return [
