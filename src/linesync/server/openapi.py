@@ -271,6 +271,9 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
         _param("pending", "query", _int(0, JID_MAX),
                about="List the uploads in progress (`pending`); a long-poll also wakes "
                "for one announced by another device after this seq."),
+        _param("fold", "query", {"type": "string"},
+               about="`1`: a folder move may come as its own entry only, with `implied` "
+               "and `digest` (PROTOCOL §4.16); anything else: every entry."),
         SESSION_PARAM,
     )  # fmt: skip
     history_params = (
