@@ -3,15 +3,17 @@
 client's view before it) to exactly the entries a list without folding gives;
 a move whose entries are not all in the page, or whose source was written over
 since, is listed entry by entry; later changes are listed as ever. From the
-outside: pages full of folder moves cost a bounded number of journal reads."""
+outside: pages full of folder moves cost a bounded number of journal reads. A file
+or symlink move folds too: its source's tombstone is the entry after it."""
 
 from __future__ import annotations
 
 import asyncio
 
+from linesync.core.ids import pack_ids
 from linesync.protocol import folding
-from linesync.protocol.schemas import CommitOp, Entry, Kind
-from tests.support.api import Remote, User, dir_op, put_file, text, tomb_op
+from linesync.protocol.schemas import CommitOp, Content, Entry, Kind
+from tests.support.api import Remote, User, dir_op, put_file, text, tomb_op, upload
 from tests.support.resources import Meter, pid_of
 from tests.support.server import ServerProc
 
@@ -116,8 +118,11 @@ def test_moves_that_cannot_fold_are_listed_entry_by_entry(srv: ServerProc, user:
             await _ok(r, ns, _mv("d", "e", top))
             (dir_again,) = await _ok(r, ns, dir_op("d", base_jid=(await r.head(ns)).jid))
             lst = await r.list_changes(ns, cursor, fold=True)
-            assert all(e.implied == 0 for e in lst.entries)
-            assert len(lst.entries) == 14 and lst.entries[-1].jid == dir_again
+            # (The last thing moved is a file move whose source's tombstone
+            # follows it: that one folds, PROTOCOL §4.16.)
+            assert [e.implied for e in lst.entries if e.kind is Kind.DIRECTORY] == [0] * 3
+            assert len(lst.entries) + sum(e.implied for e in lst.entries) == 14
+            assert lst.entries[-1].jid == dir_again
             # A page that ends before the move's last entry.
             top = await _tree(r, ns, "f")
             cursor, _ = await _view(r, ns)
@@ -126,7 +131,8 @@ def test_moves_that_cannot_fold_are_listed_entry_by_entry(srv: ServerProc, user:
             assert lst.more and [e.implied for e in lst.entries] == [0] * 5
             # A cursor in the middle of the move: its entry is not in the page.
             mid = await r.list_changes(ns, lst.cursor, fold=True)
-            assert all(e.implied == 0 for e in mid.entries) and len(mid.entries) == 14 - 5
+            assert [e.implied for e in mid.entries if e.kind is Kind.DIRECTORY] == []
+            assert len(mid.entries) + sum(e.implied for e in mid.entries) == 14 - 5
 
     run(go())
 
@@ -172,5 +178,47 @@ def test_folds_cost_bounded_work(srv: ServerProc, user: User) -> None:
                                 break
                 watch[fold] = m.usage.cpu
             assert watch[True] < 2 * watch[False] + 0.3, watch
+
+    run(go())
+
+
+def test_a_folded_file_move_leaves_out_its_tombstone_and_content(
+    srv: ServerProc, user: User
+) -> None:
+    async def go() -> None:
+        ns = user.ns
+        data = text(30, "moved")
+        async with Remote(srv.url, user.token) as r:
+            src = await put_file(r, ns, "a.md", data)
+            edited = await put_file(r, ns, "c.md", data)
+            cursor = (await r.head(ns)).cursor
+            mv = CommitOp(
+                path="b.md", kind=Kind.FILE, size=len(data), move_from="a.md", move_base=src
+            )
+            (moved,) = await _ok(r, ns, mv)
+            new = data + b"edited while moving\n"  # a move and an edit at once
+            ids = await upload(r, ns, new)
+            edit_mv = CommitOp(path="e.md", kind=Kind.FILE, size=len(new), move_from="c.md",
+                               move_base=edited, content=Content(ids=pack_ids(ids)))  # fmt: skip
+            (both,) = await _ok(r, ns, edit_mv)
+            plain = await r.list_changes(ns, cursor)
+            folded = await r.list_changes(ns, cursor, fold=True)
+            assert [(e.path, e.kind) for e in plain.entries][:2] == [
+                ("b.md", Kind.FILE),
+                ("a.md", Kind.TOMBSTONE),
+            ]
+            assert plain.entries[0].content is not None  # (an empty delta against a.md)
+            first = folded.entries[0]
+            assert (first.jid, first.path, first.implied, first.digest) == (moved, "b.md", 1, None)
+            assert first.content is None  # the bytes of a.md, which the client holds
+            assert "a.md" not in [e.path for e in folded.entries]
+            last = next(e for e in folded.entries if e.path == "e.md")
+            assert last.jid == both and last.implied == 1
+            assert last.content is not None  # not the bytes the client holds
+            assert "c.md" not in [e.path for e in folded.entries]
+            # Folded or not, the same cursor, and every other entry the same.
+            assert folded.cursor == plain.cursor
+            rest = [e for e in plain.entries if e.path not in ("a.md", "c.md")]
+            assert [e.jid for e in folded.entries] == [e.jid for e in rest]
 
     run(go())

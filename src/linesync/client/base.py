@@ -207,10 +207,8 @@ class EngineBase:
                 if e.content is None and not clean:
                     ids = None
                 elif e.content is None:  # the same bytes as the version we hold there
-                    held = self.index.state(e.path).remote
-                    # ...as of our cursor: one of our own commits past it does not count.
-                    node = held.node if held is not None and held.jid <= at else None
-                    ids = self.index.blocklist(node.chash) if node and node.chash else None
+                    chash = self._held_chash(e, at)
+                    ids = self.index.blocklist(chash) if chash else None
                 else:
                     ids = resolve_content(e.content, self.index.version_blocklist)
                 if ids is None:
@@ -242,12 +240,29 @@ class EngineBase:
             return False
         return True
 
+    def _held_chash(self, e: Entry, at: int) -> bytes | None:
+        """The content of the version we hold (as of our cursor, ``at``) that
+        an entry listed without content has the bytes of: the path's file, or
+        else the move source's (PROTOCOL §4.6.3, §4.16). None: not known here."""
+        for path in (e.path, e.moved_from):
+            held = self.index.state(path).remote if path is not None else None
+            if held is not None and held.jid > at:
+                return None  # one of our own commits past the cursor: not what it meant
+            if held is not None and held.node is not None and held.node.kind is Kind.FILE:
+                return held.node.chash
+        return None
+
     def _unfold(self, e: Entry) -> list[folding.Implied[Node]]:
-        """The entries a folded folder move stands for, from the remote view as
-        the page so far left it (the source folder's and everything below it)."""
+        """The entries a folded move stands for: a file's, its source's
+        tombstone; a folder's, from the remote view as the page so far left it
+        (the source folder's and everything below it)."""
         src = e.moved_from
         if src is None:
             raise _Unfoldable(e.path)
+        if e.kind is not Kind.DIRECTORY:
+            if e.implied != folding.implied_count(0):
+                raise _Unfoldable(e.path)
+            return folding.layout(e.jid, src, e.path, [])
         below = self.index.states_at([src])
         top = below.pop(src, None)
         held = sorted(

@@ -15,9 +15,9 @@ from linesync.server.model import Row
 
 @dataclass(frozen=True, slots=True)
 class Fold:
-    end: int  # the JID of the move's last entry (the source folder's tombstone)
+    end: int  # the JID of the move's last entry (the source's tombstone)
     implied: int
-    digest: str
+    digest: str | None  # (a file's move needs none: it implies only its source's tombstone)
 
 
 def is_folder_move(row: Row) -> bool:

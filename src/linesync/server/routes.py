@@ -17,7 +17,7 @@ from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.ids import ChunkId, b64encode, pack_ids, unpack_ids
 from linesync.protocol import cursor as cursors
-from linesync.protocol import inline
+from linesync.protocol import folding, inline
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import END, MAGIC, MEDIA_TYPE, FrameReader, encode_frame
 from linesync.protocol.schemas import (
@@ -196,12 +196,14 @@ async def _diff(old: list[ChunkId], new: list[ChunkId]) -> bl.Delta:
 
 
 async def _content_for(
-    row: Row, src: Sources | None
+    row: Row, src: Sources | None, moved_same: bool = False
 ) -> tuple[Content | None, list[tuple[ChunkId, tuple[ChunkId, ...]]], int]:
     """A file's content as a delta against the version the client holds (``src``:
     the same path's, or a move source's), else in full; the chunks the delta
     adds, each with a base chunk for compact inline transfer; and the number of
-    blocklist ids this took (the work it cost)."""
+    blocklist ids this took (the work it cost). None: the same bytes as the
+    version the client holds at the path, or (``moved_same``, §4.16) at the
+    move's source."""
     if row.kind is not Kind.FILE or src is None:
         return None, [], 0
     ids = src.ids
@@ -209,7 +211,7 @@ async def _content_for(
     if base is not None and base_ids is not None:
         work = len(ids) + len(base_ids)
         delta = await _diff(base_ids, ids)
-        if not delta and base.path == row.path:
+        if not delta and (base.path == row.path or moved_same):
             return None, [], work  # the same bytes as the version the client holds there
         if bl.delta_size(delta) < len(ids):
             pairs = inline.replaced_bases(base_ids, delta)
@@ -263,10 +265,15 @@ async def list_changes(ctx: Context, request: Request) -> Response:
 
 
 async def _folds(ctx: Context, ns: Namespace, rows: list[Row], bound: int) -> dict[int, Fold]:
-    """The folder moves among ``rows`` (a list page's, complete up to ``bound``)
-    whose entries are all in the page, by JID. A few journal rows read each,
-    a bounded number in all."""
+    """The moves among ``rows`` (a list page's, complete up to ``bound``) whose
+    entries are all in the page, by JID. A folder move's costs a few journal
+    rows read, a bounded number in all."""
     out: dict[int, Fold] = {}
+    # A file or symlink move: its source's tombstone is the next entry.
+    for row, nxt in zip(rows, rows[1:], strict=False):
+        source_gone = (nxt.jid, nxt.path, nxt.live) == (row.jid + 1, row.moved_from, False)
+        if source_gone and row.kind is not Kind.DIRECTORY:
+            out[row.jid] = Fold(nxt.jid, folding.implied_count(0), None)
     budget = FOLD_READ_ROWS
     moves = [i for i, row in enumerate(rows) if is_folder_move(row)]
     for i in moves[:FOLD_MOVES]:
@@ -297,9 +304,8 @@ async def _page(
     leaving out the entries whose JIDs are in ``skip``; with ``fold``, leaving
     out those a folder move in it implies."""
     cfg = ctx.config
-    folds = (
-        await _folds(ctx, ns, rows, head_jid if len(rows) < limit else rows[-1].jid) if fold else {}
-    )
+    bound = head_jid if len(rows) < limit else rows[-1].jid  # the page is complete up to here
+    folds = await _folds(ctx, ns, rows, bound) if fold else {}
     folded = 0  # rows up to this JID are implied by a folded move's entry
     entries: list[Entry] = []
     work = Work(cfg.max_recompress_bytes)
@@ -330,7 +336,7 @@ async def _page(
         src = sources.get(row.jid)
         if src is not None and src.base_ids is not None and len(client_holds) < HOLDS_MAX:
             client_holds.update(src.base_ids)
-        content, pairs, cost = await _content_for(row, src)
+        content, pairs, cost = await _content_for(row, src, fold)
         page_work += cost
         entries.append(entry_out(row, content))
         if (f := folds.get(row.jid)) is not None:
