@@ -87,3 +87,29 @@ def test_both_watching_an_edit_costs_a_commit_and_the_long_polls(
     assert got.get("list_changes", 0) == 0, got
     assert got.get("fetch", 0) == 0 and got.get("upload", 0) == 0, got
     assert rounds == 1, rounds  # the edit's round; not one more for A's own news
+
+
+def test_a_watcher_starting_on_an_empty_folder_lists_the_namespace_once(
+    pair: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its long-poll starts after the first round: from the journal's start,
+    it would bring back everything that round lists (and, on the device that
+    uploads, its whole first upload at the poll's deadline)."""
+    a, b = pair
+    for i in range(60):
+        (a.folder / f"n{i:02d}.md").write_bytes(corpus.markdown(2_000, seed=i))
+    assert a.sync_once().converged
+    lists: list[tuple[str | None, int]] = []  # cursor, wait
+    lock = threading.Lock()
+    real = Remote.list_changes
+
+    async def spy(self: Remote, ns: int, cursor: str | None = None, **kw: Any) -> Any:
+        with lock:
+            lists.append((cursor, kw.get("wait", 0)))
+        return await real(self, ns, cursor, **kw)
+
+    monkeypatch.setattr(Remote, "list_changes", spy)
+    with watching(b) as (wb,):
+        assert wait_until(lambda: len(list(b.folder.glob("n*.md"))) == 60, 30)
+        assert wait_until(lambda: any(w for _, w in lists), 10), lists
+    assert [w for c, w in lists if c is None] == [0], lists  # the first round's list only

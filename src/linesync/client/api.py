@@ -349,6 +349,10 @@ class Client:
         changes themselves, small chunks inline) to the sync loop and wake it:
         a small change elsewhere then costs one round trip here. ``streams``
         hears of the big files other devices are uploading."""
+        if news is not None:
+            # Not before the first round ran: a long-poll from the journal's start
+            # would bring what that round lists anyway (a whole first sync, twice).
+            await _wait_either(news.done, stop, None)
         news = news or _News()
         backoff = 1.0
         while not stop.is_set():
@@ -396,7 +400,7 @@ class _News:
         return page
 
 
-async def _wait_either(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
+async def _wait_either(a: asyncio.Event, b: asyncio.Event, timeout: float | None) -> None:
     """Until either event is set or ``timeout`` passes; leaves no task behind."""
     if a.is_set() or b.is_set():
         return

@@ -253,6 +253,12 @@ async def list_changes(ctx: Context, request: Request) -> Response:
         _, ns = await ctx.namespace(request, write=False, charge=False)
         if ns.journal != cur.journal:
             raise LinesyncError(Code.CURSOR_INVALID, "the journal was reset while waiting")
+    if own and not news:
+        # The wait ran out with nothing but this session's own commits past the
+        # cursor: it knows them from their answers, so nothing to send (a poll
+        # from the journal's start, begun as a first upload, would otherwise
+        # bring that whole upload back).
+        return json_response(ListResponse(entries=[], cursor=str(cur)))
     fold = request.query_params.get("fold") == "1"
     page = await _page(ctx, ns, cur, rows, head_jid, limit, inline, fold=fold)
     if announced is not None:  # (none: left out, as on every answer to a watcher)
