@@ -53,8 +53,10 @@ def layout(folder: Path) -> dict[str, tuple[object, ...]]:
 
 @pytest.fixture
 def small_tasks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Workers for any amount, in tasks of a few files, few of them held at
-    once: every path of the Cutter is taken. Counts the tasks sent."""
+    """Workers for any amount and any file, in tasks of a few files, few of
+    them held at once: every path of the Cutter is taken. Counts the tasks sent."""
+    monkeypatch.setattr(cutting, "POOL_FILE_MIN", 0)
+    monkeypatch.setattr("linesync.client.engine.POOL_FILE_MIN", 0)
     monkeypatch.setattr(cutting, "TASK_FILES", 7)
     monkeypatch.setattr(cutting, "HELD_BYTES", 64 * 1024)
     monkeypatch.setattr("linesync.client.engine.POOL_MIN_BYTES", 1)
@@ -106,3 +108,33 @@ def test_a_worker_that_dies_costs_no_file(
 
 def die(datas: list[bytes]) -> list[object]:
     os._exit(3)
+
+
+def test_only_big_files_go_to_workers(
+    server: ServerProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file costs a worker about what cutting it costs here: 100,000
+    notes went 5% faster in workers, and took 73 MiB more here and 60 MiB
+    in the workers. They are cut here; the big ones of the same scan go to
+    the workers."""
+    monkeypatch.setattr("linesync.client.engine.POOL_MIN_BYTES", 1)
+    sizes: list[int] = []
+    submit = cutting.Cutter._submit
+
+    def spy(self: cutting.Cutter) -> None:
+        if self.pool is not None:
+            sizes.extend(len(c.data) for c in self.batch)
+        submit(self)
+
+    monkeypatch.setattr(cutting.Cutter, "_submit", spy)
+    folder = tmp_path / "A"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "big").mkdir()
+    for i in range(200):
+        (folder / f"notes/n{i:03d}.md").write_bytes(b"a small note\n" * (i + 1))
+    for i in range(3):
+        log = b"".join(b"log line %d\n" % k for k in range(20_000 + i))
+        (folder / f"big/b{i}.log").write_bytes(log)
+    client = Client.init(folder, server=server.url, token=server.new_token("admin", "a"))
+    assert client.sync_once().uploaded == 203
+    assert len(sizes) == 3 and min(sizes) >= cutting.POOL_FILE_MIN, sizes

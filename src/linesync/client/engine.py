@@ -41,7 +41,7 @@ from linesync.client.bigfiles import STREAM_MIN, WINDOW_BYTES, cut_file
 from linesync.client.chunksource import assemble
 from linesync.client.committing import Committing
 from linesync.client.config import INDEX_FILE, FolderConfig
-from linesync.client.cutting import POOL_MIN_BYTES, Cut, Cutter
+from linesync.client.cutting import POOL_FILE_MIN, POOL_MIN_BYTES, Cut, Cutter
 from linesync.client.ignore import IgnoreRules
 from linesync.client.index import Index
 from linesync.client.localfs import STATE_DIR, Changed, Walk
@@ -312,12 +312,12 @@ class Engine(Committing):
             if local is not None and (prev is None or local != prev.local):
                 self.index.set_local(path, local)
 
-        # Much to cut into chunks (a first sync): worker processes do it.
+        # Many big files to cut into chunks (a first sync): worker processes do it.
         todo = sum(
             e.stat.size
             for p, e in walk.entries.items()
             if e.node.kind is Kind.FILE
-            and e.stat.size < STREAM_MIN
+            and POOL_FILE_MIN <= e.stat.size < STREAM_MIN
             and ((s := states.get(p)) is None or s.local is None or s.local.stat != e.stat)
         )
         cutter = Cutter(lambda c, ids, sizes: record(c.path, self._cut_local(c, ids, sizes)),
