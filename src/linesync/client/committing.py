@@ -207,7 +207,8 @@ class Committing(EngineBase):
                 and self.index.get("cursor_clean", "1") == "1"
             )
             written: int | None = 0  # the entries the commit wrote (None: not known)
-            foreseen: list[str] = []  # the paths whose entries a folder move wrote, as foreseen
+            # The paths whose entries a folder move wrote, as foreseen (None: not foreseen).
+            foreseen: list[str] | None = [] if foresee else None
             with self.index.transaction():
                 for i, r in enumerate(results):
                     if r.status == "missing":
@@ -215,13 +216,13 @@ class Committing(EngineBase):
                             missing[cid] = bodies[i]
                         retry.append(i)
                         continue
-                    n = self._committed(kept[i], wire[i], r, bodies[i], result, foresee, foreseen)
+                    n = self._committed(kept[i], wire[i], r, bodies[i], result, foreseen)
                     if n is None or written is None:
                         written = None
                     elif r.jid is not None and r.jid > resp.head_before:
                         written += n  # (not a commit the server had already taken)
                 if resp.changes is None:
-                    self._follow(resp, written, foreseen)
+                    self._follow(resp, written, foreseen or [])
             if resp.changes is not None:  # the server's own word on every entry
                 await self._apply_page(resp.changes)
                 self.need_pull = resp.changes.more
@@ -418,11 +419,10 @@ class Committing(EngineBase):
         r: CommitResult,
         body: Mapping[ChunkId, bytes],
         result: SyncResult,
-        foresee: bool = False,
         foreseen: list[str] | None = None,
     ) -> int | None:
         """Take one op's result into the views; the entries the server wrote
-        for it (None: not known here)."""
+        for it (None: not known here). ``foreseen``: see ``_moved_folder``."""
         with self.index.transaction():
             if r.status == "conflict":
                 self._on_conflict(op, r, result)
@@ -448,7 +448,7 @@ class Committing(EngineBase):
                     self.index.set_synced(op.src, gone)
                     result.moved += 1
                     return 2
-                return self._moved_folder(op, r.jid, result, foreseen if foresee else None)
+                return self._moved_folder(op, r.jid, result, foreseen)
             v = Version(r.jid, op.node)
             self.index.put_version(r.jid, op.node.chash)
             self.index.set_remote(op.path, v)
