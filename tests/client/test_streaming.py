@@ -93,5 +93,7 @@ def test_a_big_file_is_fetched_while_it_is_uploaded(
         assert during.down >= SIZE, during
         assert after.down < MiB, after
     else:
+        # Nothing before the commit; the long-poll's answer to it (with up to
+        # 256 KiB of chunks inline) may reach B before A hears its commit's.
         assert during.down < MiB, during
-        assert after.down >= SIZE, after
+        assert during.down + after.down >= SIZE, (during, after)
