@@ -42,3 +42,38 @@ def test_layers_import_only_downwards(package: str) -> None:
             if package == "core" and parts[0] in CORE_FORBIDDEN_EXTERNAL:
                 bad.append(f"{path.relative_to(SRC)} imports {name} (core does no I/O)")
     assert not bad, "\n".join(bad)
+
+
+def test_the_server_modules_import_no_circle() -> None:
+    """Handlers and the collector get their context from ``server.context``,
+    which needs neither; ``app`` wires them up. Imports made for type checking
+    only count too: a circle there is a circle in the design."""
+    modules = {
+        "linesync.server."
+        + p.relative_to(SRC / "server").with_suffix("").as_posix().replace("/", "."): p
+        for p in (SRC / "server").rglob("*.py")
+        if p.name != "__init__.py"
+    }
+
+    def imported(path: Path) -> set[str]:  # ``from pkg import mod`` names pkg.mod too
+        tree = ast.parse(path.read_text(), filename=str(path))
+        out = _imports(path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                out.update(f"{node.module}.{alias.name}" for alias in node.names)
+        return out
+
+    graph = {m: {n for n in imported(p) if n in modules and n != m} for m, p in modules.items()}
+    done: set[str] = set()
+
+    def visit(m: str, path: list[str]) -> None:
+        if m in path:
+            raise AssertionError("import circle: " + " -> ".join([*path[path.index(m) :], m]))
+        if m in done:
+            return
+        for n in sorted(graph[m]):
+            visit(n, [*path, m])
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m, [])

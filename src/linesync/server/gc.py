@@ -15,14 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from linesync.server.context import Context
 from linesync.server.model import ChunkLoc
 from linesync.server.stores.base import GcStats, MetadataStore
 from linesync.server.stores.packs import ChunkStore, Location, Record
-
-if TYPE_CHECKING:
-    from linesync.server.app import Context
 
 log = logging.getLogger("linesync.gc")
 

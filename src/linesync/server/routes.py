@@ -6,7 +6,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.requests import Request
@@ -43,13 +42,11 @@ from linesync.protocol.schemas import (
 )
 from linesync.server.budget import reservation
 from linesync.server.chunks import FLUSH_BYTES, READ_BYTES, ZERO_ID, Work
+from linesync.server.context import Context
 from linesync.server.folds import Fold, fold_of, is_folder_move
 from linesync.server.model import Namespace, Row, Sources
 from linesync.server.responses import json_response
 from linesync.server.wire import delta_content, entry_out, full_content
-
-if TYPE_CHECKING:
-    from linesync.server.app import Context
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
