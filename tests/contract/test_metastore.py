@@ -148,11 +148,11 @@ def test_users_and_tokens(backend: Backend) -> None:
         assert await s.authenticate("") is None
 
         listed = await s.list_tokens("alice")
-        assert [(t["user"], t["device"], t["role"]) for t in listed] == [
+        assert [(t.user, t.device, t.role) for t in listed] == [
             ("alice", "laptop", "rw"),
             ("alice", "phone", "ro"),
         ]
-        assert not any(laptop in str(v) or phone in str(v) for t in listed for v in t.values())
+        assert not any(laptop in repr(t) or phone in repr(t) for t in listed)  # never the secret
 
         assert await s.revoke_tokens("alice", "phone") == 1
         assert await s.authenticate(phone) is None
@@ -186,12 +186,12 @@ def test_token_expiry(backend: Backend) -> None:
         assert info is not None and (info.device, info.role) == ("phone", "ro")
         assert await s.authenticate(default) is not None
 
-        listed = {t["device"]: t for t in await s.list_tokens("alice")}
-        assert listed["old"]["expires"] == pytest.approx(now - 1)
-        assert listed["older"]["expires"] == 0.0
-        assert listed["laptop"]["expires"] == pytest.approx(now + 3600)
-        assert listed["phone"]["expires"] is None and listed["tablet"]["expires"] is None
-        assert all(t["revoked"] is None for t in listed.values())  # expired is not revoked
+        listed = {t.device: t for t in await s.list_tokens("alice")}
+        assert listed["old"].expires == pytest.approx(now - 1)
+        assert listed["older"].expires == 0.0
+        assert listed["laptop"].expires == pytest.approx(now + 3600)
+        assert listed["phone"].expires is None and listed["tablet"].expires is None
+        assert all(t.revoked is None for t in listed.values())  # expired is not revoked
 
         # Revoking still works on a token that has not expired yet.
         assert await s.revoke_tokens("alice", "laptop") == 1
@@ -251,7 +251,7 @@ def test_admin_errors_are_store_errors(
         with pytest.raises(StoreError):
             await action(s)
         assert await s.list_users() == ["alice"]
-        assert [n["name"] for n in await s.list_namespaces()] == ["alice"]
+        assert [n.name for n in await s.list_namespaces()] == ["alice"]
         assert await s.list_tokens() == []
 
     run(backend, body)
@@ -288,9 +288,9 @@ def test_namespaces_and_membership(backend: Backend) -> None:
         await s.share("team", "bob", "rw")
         ns = await s.namespace(team, bob)
         assert ns is not None and ns.role == "rw"
-        listed = {n["name"]: n for n in await s.list_namespaces()}
-        assert listed["team"]["owner"] == "alice"
-        assert listed["team"]["members"] == {"alice": "rw", "bob": "rw"}
+        listed = {n.name: n for n in await s.list_namespaces()}
+        assert listed["team"].owner == "alice"
+        assert listed["team"].members == {"alice": "rw", "bob": "rw"}
 
         await s.share("team", "bob", None)
         assert await s.namespace(team, bob) is None
@@ -858,7 +858,7 @@ def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
             assert (info.user_id, info.user, info.device, info.role) == (1, "alice", "laptop", "rw")
             assert await s.authenticate(V1_PHONE) is None  # still revoked
             listed = await s.list_tokens()
-            assert [(t["device"], t["revoked"], t["expires"]) for t in listed] == [
+            assert [(t.device, t.revoked, t.expires) for t in listed] == [
                 ("laptop", None, None),
                 ("phone", 2.0, None),
             ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -12,9 +13,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from linesync import __version__
+
+if TYPE_CHECKING:  # (the server is imported only by the commands that use it)
+    from linesync.server.model import TokenRecord, TokenRole
+    from linesync.server.stores.base import MetadataStore
+    from linesync.server.stores.packs import ChunkStore
+
+    Stores = tuple[MetadataStore, ChunkStore]
 
 DEFAULT_DATA = os.environ.get("LINESYNC_DATA", "data")
 CLIENT_COMMANDS = {"init", "sync", "status", "log", "restore", "conflicts"}
@@ -221,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_store(data: Path, fn: Callable[[Any], Awaitable[int]]) -> int:
+def _with_store(data: Path, fn: Callable[[Stores], Awaitable[int]]) -> int:
     from linesync.server.config import ServerConfig
     from linesync.server.runner import open_stores
 
@@ -241,18 +249,19 @@ def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-def _token_view(token: dict[str, object], now: float) -> dict[str, object]:
+def _token_view(token: TokenRecord, now: float) -> dict[str, object]:
     """A token as ``token list`` prints it: ``expires`` "never" or unix seconds,
     and its ``state``: "revoked", else "expired" (expiry at or before ``now``,
     as the server decides), else "active"."""
-    expires = token.get("expires")
-    if token.get("revoked") is not None:
+    expires = token.expires
+    if token.revoked is not None:
         state = "revoked"
-    elif isinstance(expires, int | float) and expires <= now:
+    elif expires is not None and expires <= now:
         state = "expired"
     else:
         state = "active"
-    return {**token, "expires": "never" if expires is None else expires, "state": state}
+    view: dict[str, object] = dataclasses.asdict(token)
+    return {**view, "expires": "never" if expires is None else expires, "state": state}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -308,7 +317,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    async def go(stores: Any) -> int:
+    async def go(stores: Stores) -> int:
         meta, packs = stores
         c, a = args.command, getattr(args, "action", None)
         if (c, a) == ("user", "add"):
@@ -318,7 +327,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
             for name in await meta.list_users():
                 print(name)
         elif (c, a) == ("token", "create"):
-            role = "metrics" if args.metrics else "ro" if args.read_only else "rw"
+            role: TokenRole = "metrics" if args.metrics else "ro" if args.read_only else "rw"
             expires = None if args.expires is None else time.time() + args.expires
             print(await meta.create_token(args.user, args.device, role, expires))
             if expires is not None:  # stdout is the token alone, for scripts
@@ -339,7 +348,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
             await meta.share(args.namespace, args.user, None)
             print(f"{args.user!r} no longer has access to {args.namespace!r}")
         elif (c, a) == ("namespace", "list"):
-            _print_json(await meta.list_namespaces())
+            _print_json([dataclasses.asdict(n) for n in await meta.list_namespaces()])
         elif (c, a) == ("namespace", "reset"):
             if not args.yes:
                 print("linesync: this erases the namespace's history; add --yes", file=sys.stderr)

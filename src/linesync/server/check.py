@@ -7,13 +7,13 @@ from __future__ import annotations
 from linesync.core.ids import chunk_id
 from linesync.protocol import codec
 from linesync.protocol.errors import LinesyncError
+from linesync.server.stores.base import MaintenanceStore
 from linesync.server.stores.packs import ChunkStore, ChunkStoreError, Location
-from linesync.server.stores.sqlite import SqliteStore
 
 _BATCH = 512
 
 
-async def check(meta: SqliteStore, packs: ChunkStore) -> list[str]:
+async def check(meta: MaintenanceStore, packs: ChunkStore) -> list[str]:
     problems: list[str] = []
     locs = await meta.all_chunks()
     for i in range(0, len(locs), _BATCH):

@@ -47,6 +47,32 @@ class Sources:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A token as the admin commands list it, never its secret. Times are
+    unix seconds; ``revoked`` None: not revoked; ``expires`` None: never."""
+
+    id: int
+    user: str
+    device: str
+    role: TokenRole
+    created: float
+    revoked: float | None
+    expires: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceRecord:
+    """A namespace as the admin commands list it: its head JID, and the
+    users it is shared with (besides its owner) with their roles."""
+
+    id: int
+    name: str
+    owner: str
+    head: int
+    members: dict[str, Role]
+
+
+@dataclass(frozen=True, slots=True)
 class TokenInfo:
     token_id: int
     user_id: int

@@ -13,7 +13,17 @@ from typing import Protocol
 from linesync.core.ids import ChunkId
 from linesync.protocol.schemas import CommitOp, CommitResult
 from linesync.server.commit import Limits
-from linesync.server.model import ChunkLoc, Namespace, Role, Row, Sources, TokenInfo, TokenRole
+from linesync.server.model import (
+    ChunkLoc,
+    Namespace,
+    NamespaceRecord,
+    Role,
+    Row,
+    Sources,
+    TokenInfo,
+    TokenRecord,
+    TokenRole,
+)
 
 
 class StoreError(Exception):
@@ -42,8 +52,9 @@ class GcStats:
     bytes_freed: int
 
 
-class MetadataStore(Protocol):
-    # -- admin -------------------------------------------------------------
+class AdminStore(Protocol):
+    """Users, tokens, namespaces and who may use them."""
+
     async def create_user(self, name: str) -> int: ...
     async def create_token(
         self, user: str, device: str, role: TokenRole, expires: float | None = None
@@ -54,19 +65,16 @@ class MetadataStore(Protocol):
         ...
 
     async def revoke_tokens(self, user: str, device: str | None = None) -> int: ...
-    async def list_tokens(self, user: str | None = None) -> list[dict[str, object]]:
-        """Every token (of ``user``), oldest first, never its secret: keys ``id``,
-        ``user``, ``device``, ``role``, ``created``, ``revoked`` (unix seconds or
-        None) and ``expires`` (unix seconds or None: never)."""
+    async def list_tokens(self, user: str | None = None) -> list[TokenRecord]:
+        """Every token (of ``user``), oldest first."""
         ...
 
     async def list_users(self) -> list[str]: ...
     async def create_namespace(self, name: str, owner: str) -> int: ...
     async def share(self, namespace: str, user: str, role: Role | None) -> None: ...
-    async def list_namespaces(self) -> list[dict[str, object]]: ...
+    async def list_namespaces(self) -> list[NamespaceRecord]: ...
     async def reset_namespace(self, namespace: str) -> None: ...
 
-    # -- auth --------------------------------------------------------------
     async def authenticate(self, token: str) -> TokenInfo | None:
         """The token's owner, or None for an unknown, revoked or expired token
         (``expires`` at or before the current time)."""
@@ -75,7 +83,10 @@ class MetadataStore(Protocol):
     async def namespace(self, ns_id: int, user_id: int) -> Namespace | None: ...
     async def namespaces_of(self, user_id: int) -> list[Namespace]: ...
 
-    # -- journal -----------------------------------------------------------
+
+class JournalStore(Protocol):
+    """Each namespace's journal: commits, and what list pages read."""
+
     async def commit(
         self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
     ) -> CommitOutcome: ...
@@ -97,7 +108,10 @@ class MetadataStore(Protocol):
 
     async def history(self, ns_id: int, path: str, before: int, limit: int) -> list[Row]: ...
 
-    # -- chunks ------------------------------------------------------------
+
+class ChunkIndex(Protocol):
+    """Where each chunk is stored, and which namespaces hold it."""
+
     async def missing(self, ns_id: int, ids: Sequence[ChunkId]) -> set[ChunkId]: ...
     async def locate(self, ns_id: int, ids: Sequence[ChunkId]) -> dict[ChunkId, ChunkLoc]: ...
     async def locate_stored(self, ids: Sequence[ChunkId]) -> dict[ChunkId, ChunkLoc]: ...
@@ -107,8 +121,22 @@ class MetadataStore(Protocol):
         upload writes every chunk, so that its timing tells nothing)."""
         ...
 
+
+class MaintenanceStore(Protocol):
+    """Garbage collection, pack compaction and the consistency check."""
+
     async def gc(self, grace_seconds: float) -> tuple[GcStats, list[ChunkLoc]]: ...
     async def pack_usage(self) -> dict[str, int]: ...
     async def pack_chunks(self, pack: str) -> list[ChunkLoc]: ...
     async def relocate(self, moves: Sequence[ChunkLoc]) -> None: ...
+    async def all_chunks(self) -> list[ChunkLoc]: ...
+    async def check_entries(self) -> list[str]:
+        """What is wrong with the file entries: chunks not indexed or not held."""
+        ...
+
+
+class MetadataStore(AdminStore, JournalStore, ChunkIndex, MaintenanceStore, Protocol):
+    """Everything the server keeps apart from chunk bytes. A part of the
+    server that needs one concern takes that protocol only."""
+
     async def close(self) -> None: ...

@@ -15,7 +15,14 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from linesync.server.model import Namespace, Role, TokenInfo, TokenRole
+from linesync.server.model import (
+    Namespace,
+    NamespaceRecord,
+    Role,
+    TokenInfo,
+    TokenRecord,
+    TokenRole,
+)
 from linesync.server.stores.base import StoreError
 from linesync.server.stores.packs import fsync_dir
 
@@ -259,8 +266,8 @@ class SqliteAdmin:
 
         return await self._run(self._tx, go)
 
-    async def list_tokens(self, user: str | None = None) -> list[dict[str, object]]:
-        def go() -> list[dict[str, object]]:
+    async def list_tokens(self, user: str | None = None) -> list[TokenRecord]:
+        def go() -> list[TokenRecord]:
             q = (
                 "SELECT t.id, u.name, t.device, t.role, t.created, t.revoked, t.expires "
                 "FROM tokens t JOIN users u ON u.id=t.user_id"
@@ -269,10 +276,7 @@ class SqliteAdmin:
             if user is not None:
                 q += " WHERE u.name=?"
                 args = (user,)
-            keys = ("id", "user", "device", "role", "created", "revoked", "expires")
-            return [
-                dict(zip(keys, r, strict=True)) for r in self.db.execute(q + " ORDER BY t.id", args)
-            ]
+            return [TokenRecord(*r) for r in self.db.execute(q + " ORDER BY t.id", args)]
 
         return await self._run(go)
 
@@ -299,9 +303,9 @@ class SqliteAdmin:
 
         await self._run(self._tx, go)
 
-    async def list_namespaces(self) -> list[dict[str, object]]:
-        def go() -> list[dict[str, object]]:
-            out: list[dict[str, object]] = []
+    async def list_namespaces(self) -> list[NamespaceRecord]:
+        def go() -> list[NamespaceRecord]:
+            out: list[NamespaceRecord] = []
             for ns_id, name, head, owner in self.db.execute(
                 "SELECT n.id, n.name, n.head, u.name FROM namespaces n "
                 "JOIN users u ON u.id=n.owner_id ORDER BY n.id"
@@ -314,9 +318,7 @@ class SqliteAdmin:
                         (ns_id,),
                     )
                 }
-                out.append(
-                    {"id": ns_id, "name": name, "owner": owner, "head": head, "members": members}
-                )
+                out.append(NamespaceRecord(ns_id, name, owner, head, members))
             return out
 
         return await self._run(go)
