@@ -226,9 +226,7 @@ class EngineBase:
                     self.index.put_version(e.jid, chash)
                     self.index.set_remote(e.path, Version(e.jid, node_of(e, chash), e.moved_from))
                     if e.implied:
-                        for v in self._unfold(e):
-                            self.index.put_version(v.jid, v.node.chash if v.node else None)
-                            self.index.set_remote(v.path, Version(v.jid, v.node, v.moved_from))
+                        self._take_implied(self._unfold(e))
                 if received:
                     self.index.cache_put(received)
                 self.index.set("cursor", resp.cursor)
@@ -239,6 +237,12 @@ class EngineBase:
             log.info("%s: %s; listed again without folding", exc, exc.__doc__)
             return False
         return True
+
+    def _take_implied(self, entries: list[folding.Implied[Node]]) -> None:
+        """Entries a move wrote that were not listed, into the remote view."""
+        for v in entries:
+            self.index.put_version(v.jid, v.node.chash if v.node else None)
+            self.index.set_remote(v.path, Version(v.jid, v.node, v.moved_from))
 
     def _held_chash(self, e: Entry, at: int) -> bytes | None:
         """The content of the version we hold (as of our cursor, ``at``) that

@@ -474,22 +474,18 @@ class Committing(EngineBase):
             ((p, s.remote.node) for p, s in below.items() if s.remote and s.remote.node),
             key=lambda t: t[0],
         )
-        at: dict[str, int] = {}  # a carried thing's new JID
         implied: list[folding.Implied[Node]] = []
         if foreseen is not None:
             implied = folding.layout(jid, op.src, op.dst, live)
-            for v in implied:
-                self.index.put_version(v.jid, v.node.chash if v.node else None)
-                self.index.set_remote(v.path, Version(v.jid, v.node, v.moved_from))
-                foreseen.append(v.path)
-                if v.moved_from is not None:
-                    at[v.moved_from] = v.jid
+            self._take_implied(implied)
+            foreseen.extend(v.path for v in implied)
         else:
             self.index.set("must_pull", "1")
             for p, s in [*below.items(), (op.src, top)]:
                 if s is not None and s.remote is not None:
                     self.index.set_remote(p, Version(s.remote.jid, None))
         self.index.set_synced(op.src, None)
+        at = {v.moved_from: v.jid for v in implied if v.moved_from}  # a carried thing's new JID
         for p, s in below.items():
             if s.synced is None or s.synced.node is None:
                 continue
