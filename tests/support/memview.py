@@ -8,7 +8,7 @@ the way ``SqliteStore._commit`` does, so tests can run batches in sequence.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from linesync.core import paths
 from linesync.core.ids import ChunkId
@@ -81,3 +81,36 @@ class MemView:
 
     def live(self) -> dict[str, Row]:
         return {p: r for p, r in self.rows.items() if r.live}
+
+
+class MemReader:
+    """``CommitReader`` over a ``MemView`` (the prefetching planner's reads),
+    counting the fetches it serves."""
+
+    def __init__(self, view: MemView) -> None:
+        self.view = view
+        self.calls = 0
+
+    async def current(self, paths_: Collection[str]) -> list[Row]:
+        self.calls += 1
+        return [r for p in paths_ if (r := self.view.current(p)) is not None]
+
+    async def live_by_fold(self, keys: Collection[str]) -> list[Row]:
+        self.calls += 1
+        return [r for k in keys for r in self.view.live_by_fold(k)]
+
+    async def live_under(self, path: str, limit: int | None) -> list[Row]:
+        self.calls += 1
+        return self.view.live_under(path, limit)
+
+    async def entries(self, jids: Collection[int]) -> list[Row]:
+        self.calls += 1
+        return [r for j in jids if (r := self.view.entry(j)) is not None]
+
+    async def blocklists(self, jids: Collection[int]) -> dict[int, list[ChunkId]]:
+        self.calls += 1
+        return {j: ids for j in jids if (ids := self.view.blocklist(j)) is not None}
+
+    async def chunks(self, ids: Collection[ChunkId]) -> tuple[set[ChunkId], dict[ChunkId, int]]:
+        self.calls += 1
+        return {c for c in ids if c in self.view.chunks}, self.view.chunk_sizes(list(ids))

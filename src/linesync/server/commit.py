@@ -87,7 +87,9 @@ class _Overlay:
         return self.rows[path] if path in self.rows else self.view.current(path)
 
     def live_under(self, path: str, limit: int | None = None) -> list[Row]:
-        lim = None if limit is None else limit + len(self.rows)
+        # Rows planned in this batch may shadow as many of the view's.
+        shadowed = sum(1 for p in self.rows if paths.is_under(p, path))
+        lim = None if limit is None else limit + shadowed
         found = [r for r in self.view.live_under(path, lim) if r.path not in self.rows]
         found += [r for r in self.rows.values() if r.live and paths.is_under(r.path, path)]
         found.sort(key=lambda r: r.path)
