@@ -26,8 +26,11 @@ from linesync.protocol.schemas import CommitOp, Content, Kind
 from linesync.server.commit import Limits
 from linesync.server.model import ChunkLoc
 from linesync.server.stores.base import MetadataStore, StoreError
+from linesync.server.stores.common import hash_token
+from linesync.server.stores.postgres import PostgresStore
 from linesync.server.stores.sqlite import SqliteStore
-from linesync.server.stores.sqlite_admin import _MIGRATIONS, SCHEMA_VERSION, hash_token
+from linesync.server.stores.sqlite_admin import _MIGRATIONS, SCHEMA_VERSION
+from tests.support.pg import pg_url  # noqa: F401  (a fixture)
 
 
 class Backend(Protocol):
@@ -44,15 +47,23 @@ class SqliteBackend:
         return await SqliteStore.open(self.path)
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
-    "sqlite": lambda tmp: SqliteBackend(tmp / "meta.sqlite3"),
-    # "postgres": lambda tmp: PostgresBackend(fresh_database_url()),
+@dataclass
+class PostgresBackend:
+    url: str
+
+    async def open(self) -> MetadataStore:
+        return await PostgresStore.open(self.url, max_size=4)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Backend]] = {
+    "sqlite": lambda req: SqliteBackend(req.getfixturevalue("tmp_path") / "meta.sqlite3"),
+    "postgres": lambda req: PostgresBackend(req.getfixturevalue("pg_url")),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return BACKENDS[request.param](request)
 
 
 def run(backend: Backend, body: Callable[[MetadataStore], Awaitable[None]]) -> None:

@@ -34,7 +34,7 @@ _CRC_PREFIX = RECORD_HEADER.size - 4  # the CRC covers the header bytes before i
 MAX_PAYLOAD = 0xFFFFFFFF
 DEFAULT_PACK_SIZE_LIMIT = 64 * 1024 * 1024
 
-_NAME_RE = re.compile(r"p-([0-9a-f]{8})-([0-9a-f]{8})")  # p-<sequence>-<random>
+PACK_NAME_RE = re.compile(r"p-([0-9a-f]{8})-([0-9a-f]{8})")  # p-<sequence>-<random>
 _SUFFIX = ".pack"
 _WRITE_BUFFER = 1 << 20  # bytes gathered before one pwrite
 _SCAN_BLOCK = 1 << 20  # bytes read at a time by a scan
@@ -239,26 +239,29 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _mkdirs(path: Path) -> None:
+def mkdirs(path: Path) -> None:
     """Create missing directories, making each new one durable in its parent."""
     if not path.is_dir():
-        _mkdirs(path.parent)
+        mkdirs(path.parent)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
             fsync_dir(path.parent)
 
 
-def _plan_reads(locs: Sequence[Location], size: int) -> list[tuple[int, int, list[int]]]:
-    """(start, end, indexes into locs) of the preads that read these records of one pack:
-    records close together share one pread. ChunkStoreError if one lies outside the pack."""
+def plan_reads(
+    locs: Sequence[Location], size: int, gap: int = _COALESCE_GAP, span: int = _COALESCE_MAX
+) -> list[tuple[int, int, list[int]]]:
+    """(start, end, indexes into locs) of the ranged reads that read these records of one
+    pack: records less than `gap` bytes apart share one read of at most `span` bytes (or
+    one record). ChunkStoreError if one lies outside the pack's `size` bytes."""
     spans: list[tuple[int, int, list[int]]] = []
     for i in sorted(range(len(locs)), key=lambda i: locs[i].offset):
         start, end = locs[i].offset - RECORD_HEADER.size, locs[i].offset + locs[i].length
         if locs[i].length < 0 or start < PACK_HEADER.size or end > size:
             raise ChunkStoreError(f"location out of range: {locs[i]}")
-        if spans and start <= spans[-1][1] + _COALESCE_GAP:
+        if spans and start <= spans[-1][1] + gap:
             first, last, idxs = spans[-1]
-            if max(last, end) - first <= _COALESCE_MAX:
+            if max(last, end) - first <= span:
                 idxs.append(i)
                 spans[-1] = (first, max(last, end), idxs)
                 continue
@@ -301,7 +304,7 @@ class DiskPackStore:
         return self._cur.name if self._cur else None
 
     def pack_path(self, pack: str) -> Path:
-        m = _NAME_RE.fullmatch(pack)
+        m = PACK_NAME_RE.fullmatch(pack)
         if m is None:
             raise ChunkStoreError(f"invalid pack name: {pack!r}")
         return self.root / "packs" / m[2][:2] / (pack + _SUFFIX)
@@ -368,7 +371,7 @@ class DiskPackStore:
         while True:
             name = f"p-{self._seq:08x}-{secrets.token_hex(4)}"
             path = self.pack_path(name)
-            _mkdirs(path.parent)
+            mkdirs(path.parent)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 break
@@ -405,7 +408,7 @@ class DiskPackStore:
         out = [b""] * len(locs)
         try:
             with self._fds.borrow(pack, self.pack_path(pack)) as fd:
-                for start, end, idxs in _plan_reads(locs, os.fstat(fd).st_size):
+                for start, end, idxs in plan_reads(locs, os.fstat(fd).st_size):
                     buf = os.pread(fd, end - start, start)
                     if len(buf) != end - start:
                         raise ChunkStoreError(f"short read in pack {pack}")
@@ -427,7 +430,7 @@ class DiskPackStore:
         with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "packs") as shards:
             for shard in shards:
                 for e in os.scandir(shard.path) if shard.is_dir() else ():
-                    m = _NAME_RE.fullmatch(e.name.removesuffix(_SUFFIX))
+                    m = PACK_NAME_RE.fullmatch(e.name.removesuffix(_SUFFIX))
                     if e.name.endswith(_SUFFIX) and m and m[2][:2] == shard.name:
                         with contextlib.suppress(FileNotFoundError):
                             out.append(PackInfo(m[0], e.stat().st_size))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
@@ -25,10 +24,10 @@ from linesync.protocol.schemas import CommitOp, Kind
 from linesync.server.commit import Limits, Write, plan_commit
 from linesync.server.model import ChunkLoc, Row, Sources
 from linesync.server.stores.base import CommitOutcome, GcStats, Head, StoreError
+from linesync.server.stores.common import MAX_DELTA_DEPTH, BlocklistCache
 from linesync.server.stores.sqlite_admin import SqliteAdmin
 
 T = TypeVar("T")
-MAX_DELTA_DEPTH = 32
 _SQL_VARS = 500
 
 _ENTRY_COLS = (
@@ -57,36 +56,12 @@ def _batches(items: Sequence[T], n: int = _SQL_VARS) -> list[Sequence[T]]:
     return [items[i : i + n] for i in range(0, len(items), n)]
 
 
-class _LRU:
-    """Resolved blocklists by (ns, journal, jid), bounded by the number of ids held."""
-
-    def __init__(self, max_ids: int) -> None:
-        self.data: OrderedDict[tuple[int, str, int], list[ChunkId]] = OrderedDict()
-        self.max_ids = max_ids
-        self.size = 0
-
-    def get(self, key: tuple[int, str, int]) -> list[ChunkId] | None:
-        ids = self.data.get(key)
-        if ids is not None:
-            self.data.move_to_end(key)
-        return ids
-
-    def put(self, key: tuple[int, str, int], ids: list[ChunkId]) -> None:
-        if key in self.data or len(ids) > self.max_ids // 4:
-            return
-        self.data[key] = ids
-        self.size += len(ids)
-        while self.size > self.max_ids:
-            _, old = self.data.popitem(last=False)
-            self.size -= len(old)
-
-
 class SqliteStore(SqliteAdmin):
     """MetadataStore on one SQLite file."""
 
     def __init__(self, path: Path, executor: Executor | None = None) -> None:
         super().__init__(path, executor)
-        self._cache = _LRU(max_ids=2_000_000)
+        self._cache = BlocklistCache(max_ids=2_000_000)
 
     # -- journal -----------------------------------------------------------
 

@@ -5,7 +5,6 @@ The journal and the chunk index are in ``sqlite.py``."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import secrets
 import sqlite3
@@ -24,6 +23,7 @@ from linesync.server.model import (
     TokenRole,
 )
 from linesync.server.stores.base import StoreError
+from linesync.server.stores.common import hash_token, new_token
 from linesync.server.stores.packs import fsync_dir
 
 T = TypeVar("T")
@@ -122,14 +122,6 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def hash_token(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
-
-
-def new_token() -> str:
-    return "lst_" + secrets.token_urlsafe(24)  # 192 random bits
 
 
 class SqliteAdmin:
