@@ -1,8 +1,15 @@
 """Contract suite for `ChunkStore`: every implementation must pass all of it.
 
-To add an implementation (e.g. S3), write a `Backend` for it (open a store on
-the same storage again, damage a pack the way a crash or bit rot would, and
-give the source that opens it in a child process) and add it to `BACKENDS`.
+To add an implementation, write a `Backend` for it (open a store on the same
+storage again, damage a pack the way a crash or bit rot would, and give the
+source that opens it in a child process) and add it to `BACKENDS`.
+
+Write-once stores (`ObjectPackStore`, over files and over S3) pass the same
+suite: a crash cannot tear an object (a PUT stores all or nothing), but bit rot
+or a tool can still truncate or damage one, so their backends damage an object
+by rewriting it through the raw storage, and every test applies. The one
+difference: nothing is ever appended to an existing object, so their
+`current_pack` is always None (`Backend.appends_in_place`).
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import obstore
 import pytest
 
 from linesync.core.ids import chunk_id
 from linesync.server.stores import packs
+from linesync.server.stores.objects import LocalObjects
+from linesync.server.stores.objpacks import ObjectPackStore, object_name
 from linesync.server.stores.packs import (
     DEFAULT_PACK_SIZE_LIMIT,
     ChunkStore,
@@ -32,12 +42,15 @@ from linesync.server.stores.packs import (
     Record,
     ScanEntry,
 )
+from tests.support.s3 import S3Server
 
 T = TypeVar("T")
 MiB = 1024 * 1024
 
 
 class Backend(Protocol):
+    appends_in_place: bool  # False: write-once packs, `current_pack` is always None
+
     def open(self, pack_size_limit: int = DEFAULT_PACK_SIZE_LIMIT) -> ChunkStore:
         """A new store instance on this backend's storage (a restart when called again)."""
         ...
@@ -51,6 +64,8 @@ class Backend(Protocol):
 
 
 class DiskBackend:
+    appends_in_place = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -82,12 +97,90 @@ class DiskBackend:
         )
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"disk": DiskBackend}
+def _damage(data: bytes, how: str, arg: Any) -> bytes:
+    if how == "truncate":
+        return data[:arg]
+    if how == "append":
+        return data + arg
+    return data[:arg] + bytes([data[arg] ^ 0x40]) + data[arg + 1 :]  # flip
+
+
+class ObjectFilesBackend:
+    """ObjectPackStore over LocalObjects: damage rewrites the object's file."""
+
+    appends_in_place = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / "objects"
+
+    def open(self, pack_size_limit: int = DEFAULT_PACK_SIZE_LIMIT) -> ChunkStore:
+        return ObjectPackStore(LocalObjects(self.root), pack_size_limit)
+
+    def _rewrite(self, pack: str, how: str, arg: Any) -> None:
+        path = self.root / object_name(pack)
+        path.write_bytes(_damage(path.read_bytes(), how, arg))
+
+    def truncate(self, pack: str, size: int) -> None:
+        self._rewrite(pack, "truncate", size)
+
+    def append_bytes(self, pack: str, data: bytes) -> None:
+        self._rewrite(pack, "append", data)
+
+    def flip_byte(self, pack: str, offset: int) -> None:
+        self._rewrite(pack, "flip", offset)
+
+    def child_source(self, pack_size_limit: int) -> str:
+        return (
+            "from linesync.server.stores.objects import LocalObjects\n"
+            "from linesync.server.stores.objpacks import ObjectPackStore\n"
+            "def open_store():\n"
+            f"    return ObjectPackStore(LocalObjects({str(self.root)!r}), {pack_size_limit})\n"
+        )
+
+
+class ObjectS3Backend:
+    """ObjectPackStore over S3Objects (weed mini), a prefix of its own per test:
+    damage overwrites the object through obstore, behind the store's back."""
+
+    appends_in_place = False
+
+    def __init__(self, server: S3Server) -> None:
+        self.server, self.prefix = server, server.new_prefix()
+
+    def open(self, pack_size_limit: int = DEFAULT_PACK_SIZE_LIMIT) -> ChunkStore:
+        return ObjectPackStore(self.server.objects(self.prefix), pack_size_limit)
+
+    def _rewrite(self, pack: str, how: str, arg: Any) -> None:
+        raw, name = self.server.raw_store(self.prefix), object_name(pack)
+        obstore.put(raw, name, _damage(bytes(obstore.get(raw, name).bytes()), how, arg))
+
+    def truncate(self, pack: str, size: int) -> None:
+        self._rewrite(pack, "truncate", size)
+
+    def append_bytes(self, pack: str, data: bytes) -> None:
+        self._rewrite(pack, "append", data)
+
+    def flip_byte(self, pack: str, offset: int) -> None:
+        self._rewrite(pack, "flip", offset)
+
+    def child_source(self, pack_size_limit: int) -> str:
+        backend = self.server.objects_source(self.prefix)
+        return (
+            "from linesync.server.stores.objpacks import ObjectPackStore\n"
+            f"def open_store():\n    return ObjectPackStore({backend}, {pack_size_limit})\n"
+        )
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
+    "disk": lambda request, tmp: DiskBackend(tmp),
+    "objects-files": lambda request, tmp: ObjectFilesBackend(tmp),
+    "objects-s3": lambda request, tmp: ObjectS3Backend(request.getfixturevalue("s3_server")),
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -113,6 +206,11 @@ async def assert_reads(store: ChunkStore, locs: Sequence[Location], recs: Sequen
     for loc, r in zip(locs, recs, strict=True):
         assert await store.read(loc) == r.payload
     assert await store.read_many(locs) == [r.payload for r in recs]
+
+
+def appending(backend: Backend, pack: str) -> str | None:
+    """What `current_pack` says after an append that ended in `pack`."""
+    return pack if backend.appends_in_place else None
 
 
 def assert_disjoint(locs: Sequence[Location]) -> None:
@@ -177,9 +275,9 @@ def test_small_pack_limit_rolls_to_new_packs(backend: Backend) -> None:
         store = backend.open(pack_size_limit=1024)
         recs = [rec(data(i, 300)) for i in range(12)] + [rec(data(99, 5000)), rec(b"x")]
         locs = await store.append(recs[:5])
-        assert store.current_pack == locs[-1].pack
+        assert store.current_pack == appending(backend, locs[-1].pack)
         locs += await store.append(recs[5:])
-        assert store.current_pack == locs[-1].pack
+        assert store.current_pack == appending(backend, locs[-1].pack)
         assert_disjoint(locs)
         infos = await store.list_packs()
         assert len({loc.pack for loc in locs}) == len(infos) >= 6
@@ -206,7 +304,7 @@ def test_restart_reads_old_records_and_appends_to_a_new_pack(backend: Backend) -
         assert await second.list_packs() == before  # opening writes nothing
         await assert_reads(second, locs, recs)
         new = await second.append([rec(b"after restart")])
-        assert second.current_pack == new[0].pack
+        assert second.current_pack == appending(backend, new[0].pack)
         assert new[0].pack not in {info.name for info in before}
         assert new[0].pack > max(info.name for info in before)  # names sort by sequence
         after = await second.list_packs()
@@ -346,8 +444,8 @@ def test_delete_pack(backend: Backend) -> None:
             loc.pack for loc in locs[1:]
         )
         await store.delete_pack(locs[0].pack)  # deleting again is not an error
-        assert store.current_pack == locs[2].pack
-        await store.delete_pack(locs[2].pack)  # the pack being appended to
+        assert store.current_pack == appending(backend, locs[2].pack)
+        await store.delete_pack(locs[2].pack)  # the pack being appended to, if any
         assert store.current_pack is None
         await assert_reads(store, locs[1:2], recs[1:2])
         new = await store.append([rec(b"z")])
