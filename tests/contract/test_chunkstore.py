@@ -15,12 +15,14 @@ difference: nothing is ever appended to an existing object, so their
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import random
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -42,6 +44,7 @@ from linesync.server.stores.packs import (
     Record,
     ScanEntry,
 )
+from tests.support.resources import peak_rss, reset_peak_rss
 from tests.support.s3 import S3Server
 
 T = TypeVar("T")
@@ -595,5 +598,262 @@ def test_disk_pack_bytes_known_answer(tmp_path: Path) -> None:
         ]
         assert raw == bytes.fromhex("".join(expected))
         assert loc == Location(loc.pack, 16 + 43, 5)
+
+    run(body())
+
+
+# -- ObjectPackStore: the packer, reads, the cache ----------------------------------------
+
+
+class SlowFaultyObjects:
+    """An ObjectBackend around another: each PUT first waits `delay` seconds (an
+    object store's latency), and the PUTs numbered in `fail` (from 1) raise
+    ChunkStoreError without storing anything."""
+
+    def __init__(self, inner: LocalObjects, delay: float = 0.0, fail: Sequence[int] = ()) -> None:
+        self.inner, self.delay, self.fail = inner, delay, set(fail)
+        self.stats = inner.stats
+        self.attempts = 0
+        self.stored: list[tuple[str, int]] = []  # (name, size) of each object stored
+
+    async def put(self, name: str, data: bytes) -> None:
+        self.attempts += 1
+        n = self.attempts
+        await asyncio.sleep(self.delay)
+        if n in self.fail:
+            raise ChunkStoreError(f"injected failure of PUT {n}")
+        await self.inner.put(name, data)
+        self.stored.append((name, len(data)))
+
+    async def get_range(self, name: str, offset: int, length: int) -> bytes:
+        return await self.inner.get_range(name, offset, length)
+
+    async def get_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        return await self.inner.get_ranges(name, ranges)
+
+    async def list(self, prefix: str = "", after: str = "") -> list[tuple[str, int]]:
+        return await self.inner.list(prefix, after)
+
+    async def delete(self, name: str) -> None:
+        await self.inner.delete(name)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def test_object_pack_has_the_disk_pack_bytes_and_a_time_ordered_name(tmp_path: Path) -> None:
+    async def body() -> None:
+        disk = DiskPackStore(tmp_path / "disk")
+        dloc = (await disk.append([rec(b"hello", codec=1)]))[0]
+        await disk.close()
+        before = int(time.time())
+        store = ObjectPackStore(LocalObjects(tmp_path / "obj"))
+        oloc = (await store.append([rec(b"hello", codec=1)]))[0]
+        await store.close()
+        raw = (tmp_path / "obj" / "packs" / f"{oloc.pack}.pack").read_bytes()
+        assert raw == DiskBackend(tmp_path / "disk")._path(dloc.pack).read_bytes()
+        assert oloc[1:] == dloc[1:] == (59, 5)
+        m = packs.PACK_NAME_RE.fullmatch(oloc.pack)
+        assert m is not None and before <= int(m[1], 16) <= time.time() + 1  # Unix seconds
+
+    run(body())
+
+
+def test_concurrent_small_appends_share_few_objects(tmp_path: Path) -> None:
+    async def body() -> None:
+        backend = SlowFaultyObjects(LocalObjects(tmp_path), delay=0.02)
+        store = ObjectPackStore(backend, pack_size_limit=64 * 1024)
+        recs = [rec(data(i, 60)) for i in range(1000)]  # line-sized chunks, one per upload
+        locs = [
+            loc for got in await asyncio.gather(*(store.append([r]) for r in recs)) for loc in got
+        ]
+        # The first PUT holds the first append; the 999 that came meanwhile are
+        # 103 KB: two full objects and the rest, not 999 objects.
+        assert backend.stats.puts == len(backend.stored) <= 4, backend.stored
+        assert store.objects_written == backend.stats.puts and store.records_written == 1000
+        assert_disjoint(locs)
+        assert await store.read_many(locs) == [r.payload for r in recs]
+
+        # One caller at a time cannot be grouped: each append is durable on return.
+        puts = backend.stats.puts
+        for r in recs[:5]:
+            await store.append([r])
+        assert backend.stats.puts == puts + 5
+        await store.close()
+
+    run(body())
+
+
+def test_objects_stay_under_the_limit_and_nearly_full(tmp_path: Path) -> None:
+    async def body() -> None:
+        limit = 64 * 1024
+        backend = SlowFaultyObjects(LocalObjects(tmp_path), delay=0.005)
+        store = ObjectPackStore(backend, pack_size_limit=limit, max_puts=3)
+        rng = random.Random(5)
+        batches = [
+            [rec(data(n * 10 + i, rng.randrange(0, 5000))) for i in range(rng.randrange(1, 5))]
+            for n in range(300)
+        ]
+
+        async def late(n: int, batch: list[Record]) -> list[Location]:
+            await asyncio.sleep(n * 0.0005)  # arrivals spread over the PUTs
+            return await store.append(batch)
+
+        got = await asyncio.gather(*(late(n, b) for n, b in enumerate(batches)))
+        for batch, locs in zip(batches, got, strict=True):
+            assert await store.read_many(locs) == [r.payload for r in batch]
+        sizes = [size for _, size in backend.stored]
+        assert max(sizes) <= limit
+        # Partial objects go out only when no PUT is in flight: few of them.
+        assert len(sizes) <= sum(sizes) // (limit - 5100) + 3, sizes
+        assert sorted(info.size for info in await store.list_packs()) == sorted(sizes)
+        await store.close()
+
+    run(body())
+
+
+def test_a_failed_put_fails_its_whole_group_and_stores_nothing(tmp_path: Path) -> None:
+    async def body() -> None:
+        backend = SlowFaultyObjects(LocalObjects(tmp_path), delay=0.02, fail=[2])
+        store = ObjectPackStore(backend, pack_size_limit=1 << 20)
+        first = asyncio.ensure_future(store.append([rec(b"first")]))  # PUT 1, alone
+        await asyncio.sleep(0.005)
+        group = [rec(data(i, 100)) for i in range(20)]  # PUT 2, together
+        results = await asyncio.gather(*(store.append([r]) for r in group), return_exceptions=True)
+        assert all(isinstance(r, ChunkStoreError) and "injected" in str(r) for r in results)
+        ok = await first
+        assert await store.read(ok[0]) == b"first"
+        assert [info.name for info in await store.list_packs()] == [ok[0].pack]
+        entries, _ = await scan_all(store, ok[0].pack)
+        assert {e.chunk_id for e in entries} == {rec(b"first").chunk_id}
+        later = await store.append(group[:3])  # the store goes on
+        assert await store.read_many(later) == [r.payload for r in group[:3]]
+        await store.close()
+
+    run(body())
+
+
+def test_a_caller_whose_records_span_objects_fails_if_any_put_fails(tmp_path: Path) -> None:
+    async def body() -> None:
+        backend = SlowFaultyObjects(LocalObjects(tmp_path), delay=0.01, fail=[2])
+        store = ObjectPackStore(backend, pack_size_limit=1024)
+        recs = [rec(data(i, 300)) for i in range(8)]  # 2 records an object
+        with pytest.raises(ChunkStoreError, match="injected"):
+            await store.append(recs)
+        await asyncio.sleep(0.05)
+        # Records of it that were stored are in no location anyone got (GC drops such
+        # packs), and what was still queued was not written after the failure.
+        assert len(backend.stored) < 3
+        again = await store.append(recs)
+        assert await store.read_many(again) == [r.payload for r in recs]
+        await store.close()
+
+    run(body())
+
+
+def test_a_cancelled_caller_records_are_not_written_if_still_queued(tmp_path: Path) -> None:
+    async def body() -> None:
+        backend = SlowFaultyObjects(LocalObjects(tmp_path), delay=0.03)
+        store = ObjectPackStore(backend)
+        first = asyncio.ensure_future(store.append([rec(b"a")]))
+        await asyncio.sleep(0.005)
+        gone = asyncio.ensure_future(store.append([rec(b"b")]))
+        await asyncio.sleep(0.005)
+        gone.cancel()
+        await first
+        await asyncio.sleep(0.05)
+        assert backend.attempts == 1
+        await store.close()
+
+    run(body())
+
+
+def test_cache_counts_hits_misses_fills_and_stays_bounded(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = ObjectPackStore(LocalObjects(tmp_path), cache_bytes=256 * 1024)
+        recs = [rec(data(i, 1000)) for i in range(100)]
+        locs = await store.append(recs)
+        stats, req = store.cache_stats, store.request_stats
+        assert await store.read_many(locs) == [r.payload for r in recs]
+        assert (stats.hits, stats.misses, stats.fills, stats.entries) == (0, 100, 100, 100)
+        assert req.gets == 1  # one object, all of it coalesced into one ranged GET
+        assert await store.read_many(locs[:60]) == [r.payload for r in recs[:60]]
+        assert await store.read(locs[99]) == recs[99].payload
+        assert (stats.hits, stats.misses, req.gets) == (61, 100, 1)
+
+        many = [rec(data(1000 + i, 1000)) for i in range(600)]  # 720 KB through 256 KiB
+        more = await store.append(many)
+        assert await store.read_many(more) == [r.payload for r in many]
+        assert stats.evictions > 0 and stats.bytes <= stats.max_bytes == 256 * 1024
+        assert stats.entries < 256
+        big = await store.append([rec(data(7, 40_000))])  # over 1/8 of the bound: not kept
+        await store.read(big[0])
+        assert big[0] not in {loc for loc in store._cache._data}
+
+        await store.delete_pack(more[-1].pack)
+        assert all(loc.pack != more[-1].pack for loc in store._cache._data)
+        with pytest.raises(ChunkStoreError, match="no such pack"):
+            await store.read(more[-1])  # it was cached: deleting it forgot it
+        await store.close()
+
+    run(body())
+
+
+def test_coalesced_reads_need_far_fewer_gets_than_chunks(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = ObjectPackStore(LocalObjects(tmp_path), pack_size_limit=400_000, cache_bytes=0)
+        recs = [rec(data(i, size)) for i, size in enumerate([200, 3000, 40] * 300)]
+        locs = await store.append(recs)
+        objects = len({loc.pack for loc in locs})
+        assert objects == 3
+        picked = locs[::3] + locs[1::7]
+        gets = store.request_stats.gets
+        got = await store.read_many(picked)
+        assert got == [recs[locs.index(loc)].payload for loc in picked]
+        assert store.request_stats.gets - gets == objects  # one GET per object, not per chunk
+        # Far apart (over the 1 MiB gap) is two GETs; over the span limit (8 MiB) too.
+        sparse = ObjectPackStore(LocalObjects(tmp_path / "sparse"), cache_bytes=0)
+        pair = await sparse.append([rec(b"head"), rec(data(1, 3 << 20)), rec(b"tail")])
+        gets = sparse.request_stats.gets
+        assert await sparse.read_many([pair[0], pair[2]]) == [b"head", b"tail"]
+        assert sparse.request_stats.gets - gets == 2
+        await store.close()
+        await sparse.close()
+
+    run(body())
+
+
+def test_hostile_reads_keep_memory_and_cache_bounded(tmp_path: Path) -> None:
+    """Outside view: random locations across many packs, read many times over, with
+    payloads that add up to several times the cache: the process's peak RSS grows
+    by far less than what was read, and the cache by at most its bound."""
+    cache = 4 * MiB
+
+    async def body() -> None:
+        store = ObjectPackStore(
+            LocalObjects(tmp_path), pack_size_limit=512 * 1024, cache_bytes=cache
+        )
+        rng = random.Random(11)
+        locs: list[Location] = []
+        for _ in range(64):  # 64 MiB in 128+ packs, written 1 MiB at a time
+            batch = [rec(rng.randbytes(rng.randrange(100, 20_000))) for _ in range(100)]
+            locs += await store.append(batch)
+            del batch
+        assert len({loc.pack for loc in locs}) >= 100
+        gc.collect()
+        reset_peak_rss(os.getpid())
+        base = peak_rss(os.getpid())
+        read = 0
+        for _ in range(40):
+            picked = [rng.choice(locs) for _ in range(300)]
+            got = await store.read_many(picked)
+            read += sum(map(len, got))
+            del got
+            assert store.cache_stats.bytes <= cache
+        grew = peak_rss(os.getpid()) - base
+        assert read > 100 * MiB  # an unbounded cache would keep ~50 MiB of it (72 MiB RSS)
+        assert store.cache_stats.evictions > 0
+        assert grew < 48 * MiB, f"peak RSS grew {grew / MiB:.0f} MiB reading {read / MiB:.0f} MiB"
+        await store.close()
 
     run(body())
