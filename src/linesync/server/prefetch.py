@@ -98,7 +98,7 @@ class Snapshot:
         self.held: set[ChunkId] = set()
         self.sizes: dict[ChunkId, int] = {}
         self.known_chunks: set[ChunkId] = set()
-        self.misses = 0
+        self.missed: list[Loads] = []  # what the plan read beyond the prefetch
 
     # -- filling -----------------------------------------------------------
 
@@ -226,12 +226,18 @@ def stages(ops: Sequence[CommitOp], snap: Snapshot) -> Iterator[Loads]:
         first.chunks.update(_new_ids(op))
     yield first
 
+    def probe(path: str) -> int:
+        """Rows to read to tell whether ``path`` has a live child: one, plus one
+        for each path of the batch inside it (its own writes may shadow those)."""
+        inside = {p for op in ops for p in (op.path, op.move_from) if p is not None}
+        return 1 + sum(1 for p in inside if paths.is_under(p, path))
+
     second = Loads()
     for op in ops:
         cur = snap.cur.get(op.path)
         if cur is not None:
             if cur.kind is Kind.DIRECTORY:
-                second.subtree(op.path, 1)
+                second.subtree(op.path, probe(op.path))
             elif cur.kind is Kind.FILE:
                 second.jids.add(cur.jid)
         src = snap.cur.get(op.move_from) if op.move_from is not None else None
@@ -239,7 +245,7 @@ def stages(ops: Sequence[CommitOp], snap: Snapshot) -> Iterator[Loads]:
             second.jids.add(src.jid)
             if op.kind is Kind.DIRECTORY:
                 second.subtree(op.move_from, None)  # type: ignore[arg-type]
-                second.subtree(op.path, 1)
+                second.subtree(op.path, probe(op.path))
     second.jids -= snap.blocklists.keys()
     if second:
         yield second
@@ -248,13 +254,15 @@ def stages(ops: Sequence[CommitOp], snap: Snapshot) -> Iterator[Loads]:
     for op in ops:
         src = snap.cur.get(op.move_from) if op.move_from is not None else None
         if src is not None and op.kind is Kind.DIRECTORY and op.move_from in snap.subtrees:
-            for child in snap.subtrees[op.move_from][0]:
-                try:
-                    third.paths.add(paths.rebase(child.path, src.path, op.path))
-                except paths.PathError:
-                    continue
-                if child.kind is Kind.FILE:
-                    third.jids.add(child.jid)
+            children = snap.subtrees[op.move_from][0]
+            third.jids.update(c.jid for c in children if c.kind is Kind.FILE)
+            # where the children land: those there now, and those the batch makes
+            moved = {c.path for c in children} | {
+                p for o in ops for p in (o.path, o.move_from) if p is not None
+            }
+            third.paths.update(
+                paths.rebase(p, src.path, op.path) for p in moved if paths.is_under(p, src.path)
+            )
         c = op.content
         if c is not None and c.base is not None and c.edits is not None:
             base = snap.blocklists.get(c.base)
@@ -279,7 +287,7 @@ async def plan_prefetched(
     limits: Limits,
 ) -> tuple[Plan, Snapshot]:
     """``plan_commit`` on a snapshot read through ``reader``; also returns the
-    snapshot (its ``misses`` counts the reads the prefetch did not foresee)."""
+    snapshot (its ``missed`` lists the reads the prefetch did not foresee)."""
     snap = Snapshot()
     for loads in stages(ops, snap):
         await snap.load(reader, loads)
@@ -287,7 +295,7 @@ async def plan_prefetched(
         try:
             return plan_commit(snap, ops, device, head, limits), snap
         except Miss as miss:
-            snap.misses += 1
-            if snap.misses > MAX_MISSES:
+            snap.missed.append(miss.loads)
+            if len(snap.missed) > MAX_MISSES:
                 raise RuntimeError("commit planning kept reading past its prefetch") from None
             await snap.load(reader, miss.loads)
