@@ -34,7 +34,7 @@ from obstore.store import S3Store
 from linesync.server.stores.packs import ChunkStoreError, fsync_dir, mkdirs
 
 if TYPE_CHECKING:
-    from obstore.store import ClientConfig, RetryConfig
+    from obstore.store import ClientConfig, RetryConfig, S3Config
 
 _T = TypeVar("_T")
 Listing = list[tuple[str, int]]  # (name, size) of objects
@@ -312,16 +312,17 @@ class S3Objects:
         self.conditional_put = conditional_put
         self.stats = RequestStats()
         self._closed = False
-        config: dict[str, str] = {}
-        for key, value in (
-            ("endpoint", endpoint),
-            ("region", region),
-            ("access_key_id", access_key_id),
-            ("secret_access_key", secret_access_key),
-            ("session_token", session_token),
-        ):
-            if value is not None:
-                config[key] = value
+        config: S3Config = {}  # what is left out, obstore takes from AWS_* variables
+        if endpoint is not None:
+            config["endpoint"] = endpoint
+        if region is not None:
+            config["region"] = region
+        if access_key_id is not None:
+            config["access_key_id"] = access_key_id
+        if secret_access_key is not None:
+            config["secret_access_key"] = secret_access_key
+        if session_token is not None:
+            config["session_token"] = session_token
         client: ClientConfig = {
             "allow_http": allow_http,
             "timeout": timeout,
@@ -331,7 +332,7 @@ class S3Objects:
             self._store = S3Store(
                 bucket,
                 prefix=prefix.rstrip("/") or None,
-                config=config,  # type: ignore[arg-type]
+                config=config,
                 client_options=client,
                 retry_config=retry if retry is not None else DEFAULT_RETRY,
             )
