@@ -60,12 +60,14 @@ class Context:
     @classmethod
     def build(cls, config: ServerConfig, meta: MetadataStore, packs: ChunkStore) -> Context:
         metrics = Metrics()
+        notifier = Notifier()
+        meta.subscribe(notifier.publish)
         return cls(
             config=config,
             meta=meta,
             chunks=ChunkService(meta, packs, config, metrics),
             metrics=metrics,
-            notifier=Notifier(),
+            notifier=notifier,
             pending=Pending(config.max_pending_per_ns, config.max_pending_bytes),
             limiter=RateLimiter(config.rate_per_second, config.rate_burst),
             auth_failures=RateLimiter(config.auth_fail_rate, config.auth_fail_burst),

@@ -1,4 +1,7 @@
-"""Wake long-polls when a namespace's journal moves on (in one process)."""
+"""Wake long-polls when a namespace's journal moves on.
+
+The metadata store tells the notifier of every commit (``subscribe``): its own
+process's, and with a shared store (PostgreSQL) every other process's too."""
 
 from __future__ import annotations
 
@@ -28,9 +31,17 @@ class Notifier:
                 ev.set()
         return ev
 
-    def publish(self, ns_id: int, session: str | None = None, jids: range = range(0)) -> None:
-        ev = self._events.pop(ns_id, None)
-        if ev is not None:
+    def publish(
+        self, ns_id: int | None, session: str | None = None, jids: range = range(0)
+    ) -> None:
+        """Wake the namespace's waiters (``None``: every namespace's, after
+        notifications may have been lost)."""
+        if ns_id is None:
+            events, self._events = list(self._events.values()), {}
+        else:
+            ev = self._events.pop(ns_id, None)
+            events = [ev] if ev is not None else []
+        for ev in events:
             ev.commits.append((session, jids))
             ev.set()
 

@@ -398,13 +398,12 @@ async def commit(ctx: Context, request: Request) -> Response:
         intake = ctx.chunks.intake(ns.id, ctx.config.max_inline_decoded)
         await intake.add(ctx.chunks.inline_frames(req.chunks))
         await intake.finish()
-    outcome = await ctx.meta.commit(ns.id, req.ops, token.device, ctx.config.limits)
+    session = _session_key(token.device, request)
+    outcome = await ctx.meta.commit(ns.id, req.ops, token.device, ctx.config.limits, session)
     for r in outcome.results:
         ctx.metrics.inc("linesync_commit_paths_total", status=r.status)
     if any(r.status == "ok" for r in outcome.results):
         ctx.pending.settled(ns.id, (r.path for r in outcome.results if r.status == "ok"))
-        jids = range(outcome.head_before + 1, outcome.head + 1)
-        ctx.notifier.publish(ns.id, _session_key(token.device, request), jids)
     changes = None
     if since is not None:
         # The list the client would ask for next, in the same answer, less the
@@ -453,8 +452,6 @@ async def restore(ctx: Context, request: Request) -> Response:
         content=Content(base=old.jid, edits=[]) if old.kind is Kind.FILE else None,
     )
     outcome = await ctx.meta.commit(ns.id, [op], token.device, ctx.config.limits)
-    if outcome.results[0].status == "ok":
-        ctx.notifier.publish(ns.id)
     return json_response(outcome.results[0])
 
 

@@ -6,7 +6,7 @@ embedded default is SQLite (``sqlite.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +24,11 @@ from linesync.server.model import (
     TokenRecord,
     TokenRole,
 )
+
+# Told of every commit that wrote entries: (namespace, session, the JIDs it
+# wrote). ``None`` for the namespace: commits may have been missed (a lost
+# connection to a shared database); every waiter should read its journal again.
+CommitListener = Callable[[int | None, str | None, range], None]
 
 
 class StoreError(Exception):
@@ -88,8 +93,22 @@ class JournalStore(Protocol):
     """Each namespace's journal: commits, and what list pages read."""
 
     async def commit(
-        self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
-    ) -> CommitOutcome: ...
+        self,
+        ns_id: int,
+        ops: Sequence[CommitOp],
+        device: str,
+        limits: Limits,
+        session: str | None = None,
+    ) -> CommitOutcome:
+        """Plan and write a batch; once it is durable, every listener (of every
+        process sharing the store) is told, with ``session``."""
+        ...
+
+    def subscribe(self, listener: CommitListener) -> None:
+        """Call ``listener`` for each commit from now on, this process's and
+        (for a shared store) every other's."""
+        ...
+
     async def head(self, ns_id: int) -> Head: ...
     async def nonce(self, ns_id: int, jid: int) -> str | None: ...
     async def changes(self, ns_id: int, after: int, limit: int) -> tuple[list[Row], int]: ...

@@ -15,6 +15,10 @@ row lock orders the two.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
 import secrets
 import time
 from collections.abc import Collection, Sequence
@@ -29,7 +33,7 @@ from linesync.protocol.schemas import CommitOp, Kind
 from linesync.server.commit import Limits, Write
 from linesync.server.model import ChunkLoc, Row, Sources
 from linesync.server.prefetch import plan_prefetched
-from linesync.server.stores.base import CommitOutcome, GcStats, Head, StoreError
+from linesync.server.stores.base import CommitListener, CommitOutcome, GcStats, Head, StoreError
 from linesync.server.stores.common import MAX_DELTA_DEPTH, BlocklistCache
 from linesync.server.stores.postgres_admin import PostgresAdmin
 
@@ -44,6 +48,13 @@ _LOC_COLS = "id, pack, pack_offset, length, codec, raw_size"
 
 # How often a commit that met garbage collection mid-way is planned again.
 _COMMIT_TRIES = 5
+# Commits are announced on this channel: [instance, namespace, session, first
+# JID, JID after the last].
+CHANNEL = "linesync_commits"
+# Seconds between checks that the listening connection still works.
+FEED_CHECK_SECONDS = 5.0
+
+log = logging.getLogger("linesync.postgres")
 
 
 def _row(r: asyncpg.Record) -> Row:
@@ -77,20 +88,96 @@ class PostgresStore(PostgresAdmin):
     def __init__(self, url: str, pool: asyncpg.Pool) -> None:
         super().__init__(url, pool)
         self._cache = BlocklistCache(max_ids=2_000_000)
+        self._listeners: list[CommitListener] = []
+        self._me = secrets.token_hex(8)  # tells this instance's notifications apart
+        self._feed: asyncio.Task[None] | None = None
+        self.feed_connected = asyncio.Event()  # (for tests) listening right now
+
+    # -- notifications ---------------------------------------------------------
+
+    def subscribe(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+        self._listen()
+
+    def _tell(self, ns_id: int | None, session: str | None, jids: range) -> None:
+        for listener in self._listeners:
+            listener(ns_id, session, jids)
+
+    def _listen(self) -> None:
+        """Start listening for other processes' commits, once there is a loop
+        to do it on and someone to tell."""
+        if self._feed is not None or not self._listeners:
+            return
+        try:
+            self._feed = asyncio.get_running_loop().create_task(self._feed_loop())
+        except RuntimeError:
+            pass  # no loop yet: the first commit or list starts it
+
+    def _on_note(self, con: Conn, pid: int, channel: str, payload: object) -> None:
+        try:
+            me, ns_id, session, start, stop = json.loads(str(payload))
+        except (ValueError, TypeError):
+            log.warning("ignoring a malformed notification on %s", channel)
+            return
+        if me != self._me:  # this instance told its own listeners already
+            self._tell(int(ns_id), session, range(int(start), int(stop)))
+
+    async def _feed_loop(self) -> None:
+        """One connection LISTENing, checked every few seconds. When it is lost,
+        notifications may have been missed: once listening again, every waiter
+        is told to read its journal (``None``), so nothing stalls silently."""
+        delay = 0.1
+        while True:
+            con: asyncpg.Connection[asyncpg.Record] | None = None
+            try:
+                con = await asyncpg.connect(self.url, timeout=10)
+                await con.add_listener(CHANNEL, self._on_note)
+                self.feed_connected.set()
+                self._tell(None, None, range(0))
+                delay = 0.1
+                while True:
+                    await asyncio.sleep(FEED_CHECK_SECONDS)
+                    await con.fetchval("SELECT 1", timeout=FEED_CHECK_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: connect again
+                log.warning("commit notifications from PostgreSQL lost (%s); reconnecting", exc)
+            finally:
+                self.feed_connected.clear()
+                if con is not None:
+                    con.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        if self._feed is not None:
+            self._feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed
+        await super().close()
 
     # -- journal -----------------------------------------------------------
 
     async def commit(
-        self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
+        self,
+        ns_id: int,
+        ops: Sequence[CommitOp],
+        device: str,
+        limits: Limits,
+        session: str | None = None,
     ) -> CommitOutcome:
+        self._listen()
         for attempt in range(_COMMIT_TRIES):
             try:
                 async with self._tx() as con:
-                    return await self._commit(con, ns_id, ops, device, limits)
+                    out = await self._commit(con, ns_id, ops, device, limits, session)
+                break
             except (_Retry, asyncpg.DeadlockDetectedError):
                 if attempt == _COMMIT_TRIES - 1:
                     raise StoreError("commit kept meeting garbage collection") from None
-        raise AssertionError("unreachable")
+        if out.head > out.head_before:
+            self._tell(ns_id, session, range(out.head_before + 1, out.head + 1))
+        return out
 
     async def _commit(
         self,
@@ -99,6 +186,7 @@ class PostgresStore(PostgresAdmin):
         ops: Sequence[CommitOp],
         device: str,
         limits: Limits,
+        session: str | None,
     ) -> CommitOutcome:
         r = await con.fetchrow("SELECT head, journal FROM namespaces WHERE id=$1 FOR UPDATE", ns_id)
         if r is None:
@@ -111,6 +199,9 @@ class PostgresStore(PostgresAdmin):
             await self._insert(con, ns_id, journal, plan.writes)
             head = plan.writes[-1].row.jid
             await con.execute("UPDATE namespaces SET head=$1 WHERE id=$2", head, ns_id)
+            # Delivered to every listening process when (and only if) this commits.
+            note = [self._me, ns_id, session, head_before + 1, head + 1]
+            await con.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(note))
         nonce = await self._nonce(con, ns_id, head) or "0"
         return CommitOutcome(plan.results, head, head_before, nonce)
 
@@ -262,6 +353,7 @@ class PostgresStore(PostgresAdmin):
     async def changes(self, ns_id: int, after: int, limit: int) -> tuple[list[Row], int]:
         """The current entry of every path changed after ``after``, in JID order,
         and the head as of the same read."""
+        self._listen()
         async with (
             self.pool.acquire() as con,
             con.transaction(isolation="repeatable_read", readonly=True),

@@ -23,7 +23,7 @@ from linesync.core.ids import ChunkId, join_ids, split_ids
 from linesync.protocol.schemas import CommitOp, Kind
 from linesync.server.commit import Limits, Write, plan_commit
 from linesync.server.model import ChunkLoc, Row, Sources
-from linesync.server.stores.base import CommitOutcome, GcStats, Head, StoreError
+from linesync.server.stores.base import CommitListener, CommitOutcome, GcStats, Head, StoreError
 from linesync.server.stores.common import MAX_DELTA_DEPTH, BlocklistCache
 from linesync.server.stores.sqlite_admin import SqliteAdmin
 
@@ -62,13 +62,28 @@ class SqliteStore(SqliteAdmin):
     def __init__(self, path: Path, executor: Executor | None = None) -> None:
         super().__init__(path, executor)
         self._cache = BlocklistCache(max_ids=2_000_000)
+        self._listeners: list[CommitListener] = []
 
     # -- journal -----------------------------------------------------------
 
     async def commit(
-        self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
+        self,
+        ns_id: int,
+        ops: Sequence[CommitOp],
+        device: str,
+        limits: Limits,
+        session: str | None = None,
     ) -> CommitOutcome:
-        return await self._run(self._tx, self._commit, ns_id, ops, device, limits)
+        out: CommitOutcome = await self._run(self._tx, self._commit, ns_id, ops, device, limits)
+        if out.head > out.head_before:
+            for listener in self._listeners:
+                listener(ns_id, session, range(out.head_before + 1, out.head + 1))
+        return out
+
+    def subscribe(self, listener: CommitListener) -> None:
+        # One process per database file (the data directory's lock): its own
+        # commits are all there are.
+        self._listeners.append(listener)
 
     def _commit(
         self, ns_id: int, ops: Sequence[CommitOp], device: str, limits: Limits
