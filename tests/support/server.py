@@ -18,6 +18,9 @@ _URL = re.compile(r"serving (http://\S+)")
 class ServerProc:
     data: Path
     extra: list[str] = field(default_factory=list)
+    # --db and --chunks, for the server and its admin commands alike
+    stores: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # more environment (S3 credentials)
     url: str = ""
     token: str = ""
     proc: subprocess.Popen[str] | None = None
@@ -25,10 +28,10 @@ class ServerProc:
 
     def start(self, timeout: float = 30.0) -> ServerProc:
         """Start (or restart) the server on a free port; wait until it serves."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "linesync", "serve", "--data", str(self.data), "--port", "0",
-             "--log-level", "warning", *self.extra],
+             "--log-level", "warning", *self.stores, *self.extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -65,10 +68,11 @@ class ServerProc:
     def admin(self, *args: str) -> str:
         """Run an admin command on this server's data directory; its stdout."""
         out = subprocess.run(
-            [sys.executable, "-m", "linesync", *args, "--data", str(self.data)],
+            [sys.executable, "-m", "linesync", *args, "--data", str(self.data), *self.stores],
             capture_output=True,
             text=True,
             check=True,
+            env=dict(os.environ, **self.env),
         )
         return out.stdout.strip()
 

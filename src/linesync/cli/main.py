@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 from linesync import __version__
 
 if TYPE_CHECKING:  # (the server is imported only by the commands that use it)
+    from linesync.server.config import ServerConfig
     from linesync.server.model import TokenRecord, TokenRole
     from linesync.server.stores.base import MetadataStore
     from linesync.server.stores.packs import ChunkStore
@@ -97,6 +99,21 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path(DEFAULT_DATA),
         help="server data directory (default: $LINESYNC_DATA or ./data)",
+    )
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        default=os.environ.get("LINESYNC_DB") or None,
+        help="metadata database: postgresql://USER@HOST:PORT/DATABASE, or sqlite:///PATH "
+        "(default: $LINESYNC_DB, else SQLite in the data directory)",
+    )
+    p.add_argument(
+        "--chunks",
+        metavar="URL",
+        default=os.environ.get("LINESYNC_CHUNKS") or None,
+        help="chunk storage: s3://BUCKET?endpoint=URL&region=R (credentials from the AWS_* "
+        "environment variables), or file:///PATH (default: $LINESYNC_CHUNKS, else packs in "
+        "the data directory)",
     )
 
 
@@ -229,17 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_store(data: Path, fn: Callable[[Stores], Awaitable[int]]) -> int:
+def _store_config(args: argparse.Namespace) -> ServerConfig:
     from linesync.server.config import ServerConfig
-    from linesync.server.runner import open_stores
 
-    if not (data / "meta.sqlite3").exists():
-        print(f"linesync: no server data in {data} (start the server once, or pass --data)",
-              file=sys.stderr)  # fmt: skip
+    return ServerConfig(data_dir=args.data, db=args.db, chunks=args.chunks)
+
+
+def _with_store(args: argparse.Namespace, fn: Callable[[Stores], Awaitable[int]]) -> int:
+    from linesync.server.runner import open_stores
+    from linesync.server.stores.urls import meta_kind, sqlite_path
+
+    cfg = _store_config(args)
+    if meta_kind(cfg.db) == "sqlite" and not sqlite_path(cfg).exists():
+        where = args.data if cfg.db is None else sqlite_path(cfg)
+        print(f"linesync: no server data in {where} (start the server once, or pass --data "
+              "or --db)", file=sys.stderr)  # fmt: skip
         return 2
 
     async def go() -> int:
-        async with open_stores(ServerConfig(data_dir=data)) as (meta, packs):
+        async with open_stores(cfg) as (meta, packs):
             return await fn((meta, packs))
 
     return asyncio.run(go())
@@ -267,7 +292,7 @@ def _token_view(token: TokenRecord, now: float) -> dict[str, object]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from linesync.server.config import ServerConfig, with_limits
+    from linesync.server.config import with_limits
     from linesync.server.runner import FIRST_TOKEN_FILE, run
 
     settings: dict[str, int | float] = {}
@@ -286,8 +311,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.update(dict(args.limit))
     try:
         cfg = with_limits(
-            ServerConfig(
-                data_dir=args.data,
+            dataclasses.replace(
+                _store_config(args),
                 host=args.host,
                 port=args.port,
                 forwarded_allow_ips=args.forwarded_allow_ips,
@@ -309,8 +334,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  {token}")
             print(f"  (a copy is in {data / FIRST_TOKEN_FILE}, readable only by you)")
             print(f"Sync a folder:  {exe} init ~/Notes --server {url} --token {token}")
-            print(f"Another device: {exe} token create admin --device phone --data {data}",
-                  flush=True)  # fmt: skip
+            # (URLs may hold passwords: not echoed)
+            same = " and the same --db and --chunks" if cfg.db or cfg.chunks else ""
+            print(f"Another device: {exe} token create admin --device phone --data {data}"
+                  + (f"  ({same.strip()})" if same else ""), flush=True)  # fmt: skip
 
     run(cfg, announce, args.log_level if args.log_level != "info" else "warning")
     return 0
@@ -358,9 +385,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
         elif c == "gc":
             from linesync.server.gc import collect
             from linesync.server.runner import exclusive
+            from linesync.server.stores.urls import shared
 
             retired: list[str] = []
-            with exclusive(args.data):
+            with contextlib.nullcontext() if shared(_store_config(args)) else exclusive(args.data):
                 report = await collect(meta, packs, args.grace, retired)
                 report2 = await collect(meta, packs, args.grace, retired)
             print(f"dropped {report.stats.stale_refs} stale upload(s), "
@@ -377,7 +405,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
             return 0 if not problems else 1
         return 0
 
-    return _with_store(args.data, go)
+    return _with_store(args, go)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

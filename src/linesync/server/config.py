@@ -22,6 +22,11 @@ MiB = 2**20
 @dataclass(frozen=True)
 class ServerConfig:
     data_dir: Path = Path("data")
+    # Where metadata and chunks live (stores/urls.py); None: embedded, in data_dir.
+    db: str | None = None
+    chunks: str | None = None
+    # Connections to PostgreSQL one server process keeps at most.
+    db_pool_size: int = 10
     host: str = "127.0.0.1"
     port: int = 8440
     # -- bodies ---------------------------------------------------------------

@@ -30,8 +30,9 @@ from linesync.server.listener import (
     protocol_for,
     raise_open_file_limit,
 )
-from linesync.server.stores.packs import DiskPackStore, fsync_dir
-from linesync.server.stores.sqlite import SqliteStore
+from linesync.server.stores.base import AdminStore, MetadataStore, StoreError
+from linesync.server.stores.packs import ChunkStore, fsync_dir
+from linesync.server.stores.urls import meta_kind, open_chunks, open_meta, shared, sqlite_path
 
 FIRST_TOKEN_FILE = "first-token"
 LOCK_FILE = "server.lock"
@@ -45,12 +46,12 @@ class CannotListen(Exception):
     """The address to serve on is taken or not ours."""
 
 
-def make_private(data_dir: Path, meta_path: Path) -> None:
+def make_private(data_dir: Path, meta_path: Path | None) -> None:
     """Create ``data_dir`` 0700 (and the database file 0600, before SQLite makes
     it: its -wal and -shm files take the database file's mode); take group and
     other bits off what an older version left there."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not meta_path.exists():
+    if meta_path is not None and not meta_path.exists():
         os.close(os.open(meta_path, os.O_WRONLY | os.O_CREAT, 0o600))
     for root, dirs, files in os.walk(data_dir):
         for name, mode in [(root, 0o700)] + [(os.path.join(root, f), 0o600) for f in files]:
@@ -79,10 +80,16 @@ def exclusive(data_dir: Path) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def open_stores(config: ServerConfig) -> AsyncIterator[tuple[SqliteStore, DiskPackStore]]:
-    make_private(config.data_dir, config.meta_path)
-    meta = await SqliteStore.open(config.meta_path)
-    packs = DiskPackStore(config.packs_dir, pack_size_limit=config.pack_size_limit)
+async def open_stores(config: ServerConfig) -> AsyncIterator[tuple[MetadataStore, ChunkStore]]:
+    """The stores ``config`` names (stores/urls.py), closed on the way out."""
+    embedded_db = meta_kind(config.db) == "sqlite"
+    make_private(config.data_dir, sqlite_path(config) if embedded_db else None)
+    meta = await open_meta(config)
+    try:
+        packs = open_chunks(config)
+    except BaseException:
+        await meta.close()
+        raise
     try:
         yield meta, packs
     finally:
@@ -90,12 +97,15 @@ async def open_stores(config: ServerConfig) -> AsyncIterator[tuple[SqliteStore, 
         await meta.close()
 
 
-async def first_start(meta: SqliteStore, data_dir: Path) -> str | None:
+async def first_start(meta: AdminStore, data_dir: Path) -> str | None:
     """On an empty server, create user "admin" with a read-write token, keep a copy
     of it readable only by this user in the data directory, and return it."""
     if await meta.list_users():
         return None
-    await meta.create_user("admin")
+    try:
+        await meta.create_user("admin")
+    except StoreError:
+        return None  # another server process sharing the database was first
     token = await meta.create_token("admin", "admin", "rw")
     path = data_dir / FIRST_TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -136,7 +146,9 @@ async def serve(
     sock = bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    with exclusive(config.data_dir):
+    # Embedded stores admit one process; shared ones (PostgreSQL and an object
+    # store) any number.
+    with contextlib.nullcontext() if shared(config) else exclusive(config.data_dir):
         await _serve(config, sock, url, announce, log_level)
 
 
