@@ -18,8 +18,14 @@ INDEX_FILE = "index.sqlite3"
 
 def check_server_url(url: str) -> str:
     """``url`` if it is a server URL linesync can use (``http://`` or
-    ``https://``, a host, maybe a port and a path), else ValueError saying
-    what the right form is."""
+    ``https://``, a host, maybe a port and a path), or several of them
+    separated by commas (processes of one server, tried in turn when one cannot
+    be reached), else ValueError saying what the right form is."""
+    if "," in url:
+        each = [check_server_url(u) for u in url.split(",") if u.strip()]
+        if not each:
+            raise ValueError(f"{url!r} names no server")
+        return ",".join(each)
     text = url.strip()
     parts = urllib.parse.urlsplit(text)
     scheme = parts.scheme.lower()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
@@ -54,15 +53,26 @@ class RemoteUnavailable(LinesyncError):
         super().__init__(Code.UNAVAILABLE, message)
 
 
+def _elsewhere(exc: LinesyncError) -> bool:
+    """Might another process of the server answer? (Not reached, or overloaded
+    or restarting; every request is safe to send again: PROTOCOL §5.)"""
+    return exc.code is Code.UNAVAILABLE  # (502/503/504 without our body are this too)
+
+
 class Remote:
     """One server, one token. Use as an async context manager."""
 
     def __init__(
         self, url: str, token: str, *, timeout: float = 120.0, retry: RetryPolicy | None = None
     ) -> None:
-        """``retry``: how long a request that fails for a passing reason (no
-        connection, 429, 502/503/504) is tried again; by default it is not."""
-        self.url = url.rstrip("/")
+        """``url``: the server, or several processes of one server separated by
+        commas: a request that cannot reach one (or finds it overloaded or
+        restarting: 502/503/504) goes to the next at once, each tried once
+        before ``retry`` waits. ``retry``: how long a request that fails for a
+        passing reason (no connection, 429, 502/503/504) is tried again; by
+        default it is not."""
+        self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        self.url = self.urls[0]
         self.retry = retry or RetryPolicy()
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
@@ -113,18 +123,26 @@ class Remote:
         if gzip:  # only where answers can be big: small ones do not pay the header
             headers["Accept-Encoding"] = "gzip"
         started = self.retry.clock()
-        for attempt in itertools.count():
+        others = 0  # other processes tried since the last wait
+        attempt = 0
+        while True:
             try:
                 status, raw = await self._exchange(method, path, params, headers, body, timeout)
                 if status >= 400:
                     raise _error(status, raw)
                 break
             except LinesyncError as exc:
+                if others < len(self.urls) - 1 and _elsewhere(exc):
+                    others += 1
+                    self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+                    continue
+                others = 0
                 wait = self.retry.next_wait(attempt, started, exc)
+                attempt += 1
                 if wait is None:
                     if self.retry.retry_for > 0 and retryable(exc):
                         raise RetriesExhausted(
-                            self.url, exc, self.retry.clock() - started, attempt + 1
+                            self.url, exc, self.retry.clock() - started, attempt
                         ) from exc
                     raise
                 if self.retry.on_retry is not None:
