@@ -625,6 +625,97 @@ def test_uploading_again_restarts_the_grace(backend: Backend) -> None:
     run(backend, body)
 
 
+def test_gc_racing_commits_from_another_instance_loses_nothing(backend: Backend) -> None:
+    """One instance collects with a grace of 20 ms, over and over, while another
+    uploads and commits: a commit that lost its uploads to GC says "missing"
+    (and the client uploads again), never refers to a chunk that is gone."""
+
+    async def go() -> None:
+        server, collector = await backend.open(), await backend.open()
+        stop = asyncio.Event()
+        rounds = 0
+
+        async def collect() -> None:
+            nonlocal rounds
+            while not stop.is_set() and rounds < 2000:
+                await collector.gc(0.02)
+                rounds += 1
+                await asyncio.sleep(0)
+
+        try:
+            _, ns = await user(server, "alice")
+            gc_task = asyncio.create_task(collect())
+            missing = 0
+            for i in range(40):
+                ids = C[4 * i : 4 * i + 4]
+                for _ in range(50):
+                    await upload(server, ns, ids)
+                    out = await server.commit(ns, [file(f"f{i}", ids)], "dev1", LIMITS)
+                    if out.results[0].status == "ok":
+                        break
+                    assert out.results[0].status == "missing", out.results
+                    missing += 1
+                else:
+                    raise AssertionError(f"f{i} never committed")
+            stop.set()
+            await gc_task
+            assert rounds > 10, "GC did not run alongside the commits"
+            print(f"{rounds} GC rounds, {missing} commits found their uploads gone")
+            assert await server.check_entries() == []
+            assert await collector.check_entries() == []
+            assert (await server.head(ns)).jid == 40
+            for jid in range(1, 41):
+                ids = await collector.blocklist(ns, jid)
+                assert ids is not None and set(await collector.locate(ns, ids)) == set(ids)
+        finally:
+            stop.set()
+            await collector.close()
+            await server.close()
+
+    asyncio.run(go())
+
+
+def test_a_lease_has_one_holder_until_it_runs_out(backend: Backend) -> None:
+    async def go() -> None:
+        a, b = await backend.open(), await backend.open()
+        try:
+            assert await a.lease("gc", "a", 0.3)
+            assert not await b.lease("gc", "b", 60)
+            assert await a.lease("gc", "a", 0.3)  # the holder renews
+            await asyncio.sleep(0.4)
+            assert await b.lease("gc", "b", 60)  # ran out: another takes it
+            assert not await a.lease("gc", "a", 60)
+            assert await a.lease("other", "a", 60)  # leases by name
+        finally:
+            await b.close()
+            await a.close()
+
+    asyncio.run(go())
+
+
+def test_retired_packs_are_kept_for_the_next_collector(backend: Backend) -> None:
+    async def go() -> None:
+        a = await backend.open()
+        try:
+            before = time.time()
+            await a.set_retired(["p1", "p2"], [])
+            first = await a.retired()
+            await asyncio.sleep(0.05)
+            await a.set_retired(["p2", "p3"], ["p1"])
+        finally:
+            await a.close()
+        b = await backend.open()
+        try:
+            got = await b.retired()
+            assert sorted(got) == ["p2", "p3"]
+            assert got["p2"] == first["p2"] >= before  # retired again: keeps its time
+            assert got["p3"] > got["p2"]
+        finally:
+            await b.close()
+
+    asyncio.run(go())
+
+
 # -- reset ---------------------------------------------------------------------
 
 

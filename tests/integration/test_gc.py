@@ -95,11 +95,10 @@ def test_a_pack_indexed_after_it_was_judged_dead_is_kept(tmp_path: Path) -> None
         await writer.close()
         packs = DiskPackStore(tmp_path)  # a later process: that pack is not its current one
         await meta.create_user("u")
-        retired: list[str] = []
-        first = await collect(meta, packs, 3600, retired)
-        assert retired == [loc.pack] and not first.packs_deleted
+        first = await collect(meta, packs, 3600, hold_seconds=0.0)
+        assert list(await meta.retired()) == [loc.pack] and not first.packs_deleted
         await meta.add_chunks(1, [ChunkLoc(cid, loc.pack, loc.offset, loc.length, 0, len(data))])
-        second = await collect(meta, packs, 3600, retired)
+        second = await collect(meta, packs, 3600, hold_seconds=0.0)
         assert second.packs_deleted == []
         assert await packs.read(loc) == data
         await packs.close()

@@ -169,7 +169,6 @@ class PowerServer(SimServer):
         self.world = world
         self.dead = False
         self.booting = False
-        self.retired: list[str] = []  # GC: packs emptied by the last round (in memory)
 
     async def handle(
         self, method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes
@@ -197,7 +196,9 @@ class PowerServer(SimServer):
             try:
                 # min_live_ratio 1: every pack but the one appended to is rewritten,
                 # the most moving of records and deleting of packs GC can do.
-                report = await collect(self.meta, self.packs, 0.0, self.retired, 1.0)
+                report = await collect(
+                    self.meta, self.packs, 0.0, hold_seconds=0.0, min_live_ratio=1.0
+                )
             except Exception:
                 if not self.dead:
                     raise
@@ -226,7 +227,6 @@ class PowerServer(SimServer):
             self.booting = True
             try:
                 await self.stop()
-                self.retired = []
                 await self.start()
             finally:
                 self.booting = False
@@ -271,7 +271,6 @@ class PowerServer(SimServer):
         if not self.dead:
             return
         self._abandon()
-        self.retired = []
         self.world.mounts["server"].start()
         self.dead = False
         self.booting = True

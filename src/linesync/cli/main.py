@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
@@ -387,10 +386,18 @@ def cmd_admin(args: argparse.Namespace) -> int:
             from linesync.server.runner import exclusive
             from linesync.server.stores.urls import shared
 
-            retired: list[str] = []
-            with contextlib.nullcontext() if shared(_store_config(args)) else exclusive(args.data):
-                report = await collect(meta, packs, args.grace, retired)
-                report2 = await collect(meta, packs, args.grace, retired)
+            if shared(_store_config(args)):
+                # Server processes may be uploading: take the lease they take, and
+                # leave what this round retires to a later round.
+                if not await meta.lease("gc", "linesync gc", 3600.0):
+                    print("linesync: a server process is collecting now; try later",
+                          file=sys.stderr)  # fmt: skip
+                    return 1
+                report = report2 = await collect(meta, packs, args.grace, hold_seconds=600.0)
+            else:
+                with exclusive(args.data):  # no server running: nothing is in flight
+                    report = await collect(meta, packs, args.grace, hold_seconds=0.0)
+                    report2 = await collect(meta, packs, args.grace, hold_seconds=0.0)
             print(f"dropped {report.stats.stale_refs} stale upload(s), "
                   f"{report.stats.chunks_deleted} chunk(s), {report.stats.bytes_freed} bytes; "
                   f"rewrote {len(report.packs_rewritten)} pack(s), "

@@ -8,12 +8,18 @@ pointed at the copies, and the old pack is deleted one GC round later, so a
 read that looked up the old location just before still finds it, and only if
 the index still points at nothing in it then (an upload in flight may have
 written records there that it indexed after the pack was judged).
+
+What a round leaves for the next (the retired packs) is kept in the metadata
+store, and with several server processes on one store only the holder of the
+"gc" lease collects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 from dataclasses import dataclass, field
 
 from linesync.server.context import Context
@@ -35,32 +41,41 @@ async def collect(
     meta: MetadataStore,
     packs: ChunkStore,
     grace_seconds: float,
-    retired: list[str],
+    *,
+    hold_seconds: float,
     min_live_ratio: float = 0.5,
 ) -> GcReport:
-    """One GC round. ``retired`` holds packs emptied by the previous round; they
-    are deleted now, and this round's emptied packs are put there."""
+    """One GC round. A pack found unused is retired (in the metadata store, so
+    that whichever process collects next knows it); one retired at least
+    ``hold_seconds`` ago and still unused is deleted."""
     stats, _ = await meta.gc(grace_seconds)
     report = GcReport(stats)
     usage = await meta.pack_usage()
-    for pack in retired:
-        # An upload may have written to this pack just before it was judged dead
-        # and indexed its chunks only after: a pack the index uses again stays.
-        if usage.get(pack, 0) == 0:
+    now = time.time()
+    retired = await meta.retired()
+    back: list[str] = []
+    for pack, since in sorted(retired.items()):
+        if usage.get(pack, 0) > 0:
+            # An upload may have written to this pack just before it was judged
+            # dead and indexed its chunks only after: a pack in use again stays.
+            back.append(pack)
+        elif now - since >= hold_seconds:
             await packs.delete_pack(pack)
             report.packs_deleted.append(pack)
-    retired.clear()
+    await meta.set_retired([], back + report.packs_deleted)
     active = packs.current_pack
+    fresh: list[str] = []
     for info in await packs.list_packs():
         if info.name == active or info.name in report.packs_deleted:
             continue
         live = usage.get(info.name, 0)
         if live == 0:
-            retired.append(info.name)
+            fresh.append(info.name)
         elif live < min_live_ratio * info.size:
             await _rewrite(meta, packs, info.name)
             report.packs_rewritten.append(info.name)
-            retired.append(info.name)
+            fresh.append(info.name)
+    await meta.set_retired(fresh, [])
     return report
 
 
@@ -79,12 +94,20 @@ async def _rewrite(meta: MetadataStore, packs: ChunkStore, pack: str) -> None:
 
 
 async def gc_loop(ctx: Context) -> None:
-    retired: list[str] = []
+    """Collect every ``gc_interval_seconds``; with several server processes on
+    one store, the one holding the "gc" lease does (a lease outlives a round,
+    so a runner that died is replaced within about two intervals)."""
+    me = secrets.token_hex(8)
+    interval = ctx.config.gc_interval_seconds
     packs = ctx.chunks.packs
     while True:
-        await asyncio.sleep(ctx.config.gc_interval_seconds)
+        await asyncio.sleep(interval)
         try:
-            report = await collect(ctx.meta, packs, ctx.config.gc_grace_seconds, retired)
+            if not await ctx.meta.lease("gc", me, 1.5 * interval):
+                continue
+            report = await collect(
+                ctx.meta, packs, ctx.config.gc_grace_seconds, hold_seconds=0.9 * interval
+            )
             ctx.metrics.inc("linesync_gc_chunks_deleted_total", report.stats.chunks_deleted)
             log.info("gc: %s", report)
         except Exception:

@@ -153,6 +153,22 @@ class MaintenanceStore(Protocol):
         """What is wrong with the file entries: chunks not indexed or not held."""
         ...
 
+    async def lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take (or renew) the lease ``name`` for ``holder`` until ``seconds``
+        from now; False while another holder's lease runs. One GC runner at a
+        time across every process sharing the store."""
+        ...
+
+    async def retired(self) -> dict[str, float]:
+        """Packs judged empty, each with when (unix seconds): deleted by a later
+        round if still unused."""
+        ...
+
+    async def set_retired(self, add: Sequence[str], drop: Sequence[str]) -> None:
+        """Retire ``add`` (as of now; one retired already keeps its time) and
+        forget ``drop``."""
+        ...
+
 
 class MetadataStore(AdminStore, JournalStore, ChunkIndex, MaintenanceStore, Protocol):
     """Everything the server keeps apart from chunk bytes. A part of the

@@ -532,6 +532,32 @@ class PostgresStore(PostgresAdmin):
         rows = await self.pool.fetch(f"SELECT {_LOC_COLS} FROM chunks ORDER BY pack, pack_offset")
         return [_loc(r) for r in rows]
 
+    async def lease(self, name: str, holder: str, seconds: float) -> bool:
+        now = time.time()
+        got = await self.pool.fetchval(
+            "INSERT INTO leases (name, holder, until) VALUES ($1,$2,$3) "
+            "ON CONFLICT (name) DO UPDATE SET holder=excluded.holder, until=excluded.until "
+            "WHERE leases.holder=excluded.holder OR leases.until<=$4 RETURNING 1",
+            name,
+            holder,
+            now + seconds,
+            now,
+        )
+        return got is not None
+
+    async def retired(self) -> dict[str, float]:
+        return {p: t for p, t in await self.pool.fetch("SELECT pack, since FROM retired")}
+
+    async def set_retired(self, add: Sequence[str], drop: Sequence[str]) -> None:
+        async with self._tx() as con:
+            await con.execute(
+                "INSERT INTO retired (pack, since) SELECT unnest($1::text[]), $2 "
+                "ON CONFLICT (pack) DO NOTHING",
+                list(add),
+                time.time(),
+            )
+            await con.execute("DELETE FROM retired WHERE pack = ANY($1::text[])", list(drop))
+
     async def relocate(self, moves: Sequence[ChunkLoc]) -> None:
         if not moves:
             return

@@ -79,6 +79,9 @@ CREATE TABLE ns_chunks (
   touched DOUBLE PRECISION NOT NULL, PRIMARY KEY (ns_id, chunk_id));
 CREATE INDEX ns_chunks_chunk ON ns_chunks (chunk_id);
 CREATE INDEX ns_chunks_stale ON ns_chunks (touched) WHERE NOT committed;
+CREATE TABLE leases (
+  name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
+CREATE TABLE retired (pack TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
 
 # Migrations by the version they lead to (see sqlite_admin.py); none yet: the

@@ -450,6 +450,36 @@ class SqliteStore(SqliteAdmin):
 
         return await self._run(go)
 
+    async def lease(self, name: str, holder: str, seconds: float) -> bool:
+        def go() -> bool:
+            now = time.time()
+            cur = self.db.execute(
+                "INSERT INTO leases (name, holder, until) VALUES (?,?,?) "
+                "ON CONFLICT (name) DO UPDATE SET holder=excluded.holder, until=excluded.until "
+                "WHERE leases.holder=excluded.holder OR leases.until<=?",
+                (name, holder, now + seconds, now),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(self._tx, go)
+
+    async def retired(self) -> dict[str, float]:
+        def go() -> dict[str, float]:
+            return {p: t for p, t in self.db.execute("SELECT pack, since FROM retired")}
+
+        return await self._run(go)
+
+    async def set_retired(self, add: Sequence[str], drop: Sequence[str]) -> None:
+        def go() -> None:
+            now = time.time()
+            self.db.executemany(
+                "INSERT INTO retired (pack, since) VALUES (?,?) ON CONFLICT (pack) DO NOTHING",
+                [(p, now) for p in add],
+            )
+            self.db.executemany("DELETE FROM retired WHERE pack=?", [(p,) for p in drop])
+
+        await self._run(self._tx, go)
+
     async def relocate(self, moves: Sequence[ChunkLoc]) -> None:
         def go() -> None:
             self.db.executemany(

@@ -28,7 +28,7 @@ from linesync.server.stores.packs import fsync_dir
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # The current schema, for a new database. An existing one is brought up to it
 # by ``_MIGRATIONS``; a change to one needs the same change to the other.
@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS ns_chunks (
   touched REAL NOT NULL, PRIMARY KEY (ns_id, chunk_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ns_chunks_chunk ON ns_chunks (chunk_id);
 CREATE INDEX IF NOT EXISTS ns_chunks_stale ON ns_chunks (touched) WHERE committed = 0;
+CREATE TABLE IF NOT EXISTS leases (
+  name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS retired (pack TEXT PRIMARY KEY, since REAL NOT NULL);
 """
 
 
@@ -82,11 +85,21 @@ def _v2_token_expiry(db: sqlite3.Connection) -> None:
     _add_column(db, "tokens", "expires", "REAL")  # unix seconds; NULL: never
 
 
+def _v3_gc_state(db: sqlite3.Connection) -> None:
+    # What garbage collection keeps between rounds (was in the server's memory).
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS leases ("
+        "name TEXT PRIMARY KEY, holder TEXT NOT NULL, until REAL NOT NULL)"
+    )
+    db.execute("CREATE TABLE IF NOT EXISTS retired (pack TEXT PRIMARY KEY, since REAL NOT NULL)")
+
+
 # Migrations by the version they lead to, applied in order: ``_MIGRATIONS[v]``
 # turns a version ``v - 1`` database into a version ``v`` one. Each step must
 # be idempotent (a no-op on a database that already has its change).
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _v2_token_expiry,
+    3: _v3_gc_state,
 }
 assert sorted(_MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))
 
