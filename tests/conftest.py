@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from linesync.client.api import Client
+from tests.support.pg import pg_url  # noqa: F401  (a database per test)
 from tests.support.s3 import s3_objects, s3_server  # noqa: F401  (S3 server fixtures)
 from tests.support.server import ServerProc
 

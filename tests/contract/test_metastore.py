@@ -30,7 +30,6 @@ from linesync.server.stores.common import hash_token
 from linesync.server.stores.postgres import PostgresStore
 from linesync.server.stores.sqlite import SqliteStore
 from linesync.server.stores.sqlite_admin import _MIGRATIONS, SCHEMA_VERSION
-from tests.support.pg import pg_url  # noqa: F401  (a fixture)
 
 
 class Backend(Protocol):
