@@ -1,8 +1,9 @@
 """The whole-system simulation under pytest: many seeds, each a different mix
 of users' actions and faults; a failure names its seed and how to replay it.
 
-`make test` runs LINESYNC_SIM_SEEDS seeds (500 unless set); `make soak
-SEEDS=N` runs as many as asked, outside pytest.
+`make test` runs LINESYNC_SIM_SEEDS seeds (500 unless set), and
+LINESYNC_SIM_PG_SEEDS of them (30) on PostgreSQL; `make soak SEEDS=N` runs
+as many as asked, outside pytest.
 """
 
 from __future__ import annotations
@@ -44,6 +45,15 @@ def _cleanup(where: Path) -> object:
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_seed(seed: int, where: Path) -> None:
     run_seed(seed, where)  # raises SimFailure, naming the seed and its replay command
+
+
+PG_SEEDS = int(os.environ.get("LINESYNC_SIM_PG_SEEDS", "30"))
+
+
+@pytest.mark.parametrize("seed", range(PG_SEEDS))
+def test_seed_on_postgres(seed: int, where: Path, pg_url: str) -> None:
+    """The same worlds with the server's metadata in PostgreSQL."""
+    run_seed(seed, where, db_url=pg_url)
 
 
 def test_a_seed_replays_exactly(where: Path) -> None:

@@ -47,7 +47,9 @@ from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import Kind
 from linesync.server.app import create_app
 from linesync.server.config import ServerConfig
+from linesync.server.stores.base import MetadataStore
 from linesync.server.stores.packs import DiskPackStore
+from linesync.server.stores.postgres import PostgresStore
 from linesync.server.stores.sqlite import SqliteStore
 from tests.scenarios.helpers import tree as scenario_tree
 from tests.sim.net import InlineExecutor, SimCrash, SimRemote, asgi_call, unavailable, yield_times
@@ -99,20 +101,27 @@ class Faults:
 
 
 class SimServer:
-    def __init__(self, data_dir: Path, executor: InlineExecutor) -> None:
+    def __init__(self, data_dir: Path, executor: InlineExecutor, db_url: str | None = None) -> None:
+        """``db_url``: metadata in that PostgreSQL database instead of SQLite
+        (its queries go over a real connection: the order of events is then
+        the seed's only as far as the database answers in time)."""
         self.executor = executor
+        self.db_url = db_url
         self.config = ServerConfig(
             data_dir=data_dir, rate_per_second=1e9, rate_burst=1e9, gc_grace_seconds=1e9
         )
         self.lock = asyncio.Lock()
-        self.meta: SqliteStore | None = None
+        self.meta: MetadataStore | None = None
         self.packs: DiskPackStore | None = None
         self.app: Any = None
         self.restarts = 0
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.meta = await SqliteStore.open(self.config.meta_path, self.executor)
+        if self.db_url is not None:
+            self.meta = await PostgresStore.open(self.db_url, max_size=4)
+        else:
+            self.meta = await SqliteStore.open(self.config.meta_path, self.executor)
         self.packs = DiskPackStore(self.config.packs_dir, executor=self.executor)
         self.app = create_app(self.config, self.meta, self.packs, run_gc=False)
 
@@ -139,11 +148,11 @@ class SimServer:
         """Every content the journal holds. Under the lock: a dead client's
         last task may be restarting the server right now."""
         async with self.lock:
-            assert self.meta is not None
-            rows = self.meta.db.execute(
-                "SELECT DISTINCT chash FROM entries WHERE chash IS NOT NULL"
-            )
-            return {bytes(r[0]) for r in rows}
+            query = "SELECT DISTINCT chash FROM entries WHERE chash IS NOT NULL"
+            if isinstance(self.meta, PostgresStore):
+                return {bytes(r[0]) for r in await self.meta.pool.fetch(query)}
+            assert isinstance(self.meta, SqliteStore)
+            return {bytes(r[0]) for r in self.meta.db.execute(query)}
 
 
 # -- the clients -----------------------------------------------------------------
@@ -231,7 +240,13 @@ class World:
     power = False  # tests.sim.power.PowerWorld: every machine's disk can lose power
 
     def __init__(
-        self, seed: int, root: Path, *, steps: int | None = None, clients: int | None = None
+        self,
+        seed: int,
+        root: Path,
+        *,
+        steps: int | None = None,
+        clients: int | None = None,
+        db_url: str | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -245,7 +260,7 @@ class World:
         self.n_clients = clients or self.n_clients
         self.steps = steps or self.steps
         self.executor = InlineExecutor()
-        self.server = SimServer(root / "server", self.executor)
+        self.server = SimServer(root / "server", self.executor, db_url)
         self.clients: list[SimClient] = []
         self.faults_on = True
         self.depth = 0  # interference nests once at most
@@ -962,15 +977,21 @@ def run_seed(
     steps: int | None = None,
     clients: int | None = None,
     power: bool = False,
+    db_url: str | None = None,
 ) -> World:
     """Run one seed to the end; raises SimFailure (with the seed) on a broken invariant.
-    ``power``: every machine's disk on a LazyFS that loses power (tests/sim/power.py)."""
+    ``power``: every machine's disk on a LazyFS that loses power (tests/sim/power.py).
+    ``db_url``: the server's metadata in that (empty) PostgreSQL database."""
     world_class = World
     if power:
         from tests.sim.power import PowerWorld
 
         world_class = PowerWorld
-    world = world_class(seed, root, steps=steps, clients=clients)
+    if db_url is not None:
+        assert not power, "the power-loss world runs on SQLite"
+        world = world_class(seed, root, steps=steps, clients=clients, db_url=db_url)
+    else:
+        world = world_class(seed, root, steps=steps, clients=clients)
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
