@@ -14,7 +14,7 @@ import io
 import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,13 +41,30 @@ def unique(prefix: str) -> str:
 
 
 def admin(srv: ServerProc, *args: str) -> str:
-    """Run ``linesync ARGS --data DIR`` in this process; its stdout. Never call it
+    """Run ``linesync ARGS --data DIR`` (with the server's ``--db`` and ``--chunks``
+    when it has them) in this process; its stdout. Never call it
     from inside a running event loop (use ``asyncio.to_thread``)."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        rc = cli_main([*args, "--data", str(srv.data)])
+    with contextlib.redirect_stdout(out), _environ(srv.env):
+        rc = cli_main([*args, "--data", str(srv.data), *srv.stores])
     assert rc == 0, f"linesync {' '.join(args)} failed ({rc}): {out.getvalue()}"
     return out.getvalue().strip()
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    """``extra`` in this process's environment for the block (the server's S3
+    credentials, read by an admin command that opens the chunk store)."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def ns_id(srv: ServerProc, name: str) -> int:
