@@ -55,7 +55,7 @@ class RemoteUnavailable(LinesyncError):
 
 def _elsewhere(exc: LinesyncError) -> bool:
     """Might another process of the server answer? (Not reached, or overloaded
-    or restarting; every request is safe to send again: PROTOCOL §5.)"""
+    or restarting; every request is safe to send again: PROTOCOL §4.8.6.)"""
     return exc.code is Code.UNAVAILABLE  # (502/503/504 without our body are this too)
 
 
