@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from linesync import __version__
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # (the server is imported only by the commands that use it)
 
     Stores = tuple[MetadataStore, ChunkStore]
 
-DEFAULT_DATA = os.environ.get("LINESYNC_DATA", "data")
+DEFAULT_DATA = "data"
 CLIENT_COMMANDS = {"init", "sync", "status", "log", "restore", "conflicts"}
 
 
@@ -94,22 +94,27 @@ def command_name() -> str:
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="server settings in TOML: data, db, chunks, host, port, forwarded_allow_ips, "
+        "and [limits] (default: $LINESYNC_CONFIG; the command line wins over the "
+        "environment, which wins over the file)",
+    )
+    p.add_argument(
         "--data",
         type=Path,
-        default=Path(DEFAULT_DATA),
-        help="server data directory (default: $LINESYNC_DATA or ./data)",
+        help="server data directory (default: $LINESYNC_DATA, else ./data)",
     )
     p.add_argument(
         "--db",
         metavar="URL",
-        default=os.environ.get("LINESYNC_DB") or None,
         help="metadata database: postgresql://USER@HOST:PORT/DATABASE, or sqlite:///PATH "
         "(default: $LINESYNC_DB, else SQLite in the data directory)",
     )
     p.add_argument(
         "--chunks",
         metavar="URL",
-        default=os.environ.get("LINESYNC_CHUNKS") or None,
         help="chunk storage: s3://BUCKET?endpoint=URL&region=R (credentials from the AWS_* "
         "environment variables), or file:///PATH (default: $LINESYNC_CHUNKS, else packs in "
         "the data directory)",
@@ -126,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the server")
     _data_arg(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8440, help="port (default 8440; 0 picks a free one)")
+    p.add_argument("--host", help="address to listen on (default: $LINESYNC_HOST, else 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, help="port (default: $LINESYNC_PORT, else 8440; 0 picks a free one)"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--rate", type=_positive(float), help="requests per second allowed per token")
     p.add_argument(
@@ -246,9 +253,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store_config(args: argparse.Namespace) -> ServerConfig:
-    from linesync.server.config import ServerConfig
+    """The settings from the command line, the environment ($LINESYNC_*) and
+    the configuration file, in that order of precedence; ConfigError."""
+    from linesync.server.config import (
+        ConfigError,
+        Layer,
+        ServerConfig,
+        from_env,
+        from_file,
+        with_limits,
+    )
 
-    return ServerConfig(data_dir=args.data, db=args.db, chunks=args.chunks)
+    path = args.config or (Path(os.environ["LINESYNC_CONFIG"]) if os.environ.get(
+        "LINESYNC_CONFIG") else None)  # fmt: skip
+    file = from_file(path) if path is not None else Layer()
+    env = from_env()
+
+    def place(name: str, default: object) -> Any:
+        flag = getattr(args, name, None)
+        if flag is not None:
+            return flag
+        return env.places.get(name, file.places.get(name, default))
+
+    defaults = ServerConfig()
+    try:
+        cfg = ServerConfig(
+            data_dir=Path(place("data", DEFAULT_DATA)),
+            db=place("db", None),
+            chunks=place("chunks", None),
+            host=place("host", defaults.host),
+            port=place("port", defaults.port),
+            forwarded_allow_ips=place("forwarded_allow_ips", None),
+        )
+        return with_limits(cfg, {**file.limits, **env.limits})
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _with_store(args: argparse.Namespace, fn: Callable[[Stores], Awaitable[int]]) -> int:
@@ -257,7 +298,7 @@ def _with_store(args: argparse.Namespace, fn: Callable[[Stores], Awaitable[int]]
 
     cfg = _store_config(args)
     if meta_kind(cfg.db) == "sqlite" and not sqlite_path(cfg).exists():
-        where = args.data if cfg.db is None else sqlite_path(cfg)
+        where = cfg.data_dir if cfg.db is None else sqlite_path(cfg)
         print(f"linesync: no server data in {where} (start the server once, or pass --data "
               "or --db)", file=sys.stderr)  # fmt: skip
         return 2
@@ -309,15 +350,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.update(rate_per_second=args.rate, rate_burst=max(args.rate * 5, 1))
     settings.update(dict(args.limit))
     try:
-        cfg = with_limits(
-            dataclasses.replace(
-                _store_config(args),
-                host=args.host,
-                port=args.port,
-                forwarded_allow_ips=args.forwarded_allow_ips,
-            ),
-            settings,
-        )
+        cfg = with_limits(_store_config(args), settings)
     except ValueError as exc:
         print(f"linesync serve: {exc}", file=sys.stderr)
         return 2
@@ -395,7 +428,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
                     return 1
                 report = report2 = await collect(meta, packs, args.grace, hold_seconds=600.0)
             else:
-                with exclusive(args.data):  # no server running: nothing is in flight
+                with exclusive(_store_config(args).data_dir):  # no server: nothing in flight
                     report = await collect(meta, packs, args.grace, hold_seconds=0.0)
                     report2 = await collect(meta, packs, args.grace, hold_seconds=0.0)
             print(f"dropped {report.stats.stale_refs} stale upload(s), "
@@ -421,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from linesync.cli.client_cmds import run
 
         return run(args)
+    from linesync.server.config import ConfigError
     from linesync.server.runner import CannotListen, DataDirBusy
     from linesync.server.stores.base import StoreError
 
@@ -428,6 +462,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return cmd_serve(args)
         return cmd_admin(args)
-    except (StoreError, DataDirBusy, CannotListen) as exc:
+    except (StoreError, DataDirBusy, CannotListen, ConfigError) as exc:
         print(f"linesync: {exc}", file=sys.stderr)
         return 1

@@ -154,3 +154,84 @@ def with_limits(config: ServerConfig, settings: dict[str, int | float]) -> Serve
     mine: dict[str, Any] = {k: v for k, v in settings.items() if k not in limit_names}
     theirs: dict[str, Any] = {k: v for k, v in settings.items() if k in limit_names}
     return dataclasses.replace(config, limits=dataclasses.replace(config.limits, **theirs), **mine)
+
+
+# -- configuration from a file and the environment ------------------------------
+
+# Settings a configuration file (or LINESYNC_<NAME>) may give besides the limits.
+PLACES = {"data": str, "db": str, "chunks": str, "host": str, "port": int,
+          "forwarded_allow_ips": str}  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A setting from a file or the environment that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Settings from one source: where things are, and limits by name."""
+
+    places: dict[str, str | int] = field(default_factory=dict)
+    limits: dict[str, int | float] = field(default_factory=dict)
+
+
+def from_file(path: Path) -> Layer:
+    """A TOML file: the places at the top level (``data``, ``db``, ``chunks``,
+    ``host``, ``port``, ``forwarded_allow_ips``) and any limit in ``[limits]``
+    (``max_upload_body = "32MiB"``). ConfigError naming the file and the key."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    layer = Layer()
+    for key, value in doc.items():
+        if key == "limits":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: [limits] must be a table of NAME = VALUE")
+            for name, raw in value.items():
+                try:
+                    k, v = parse_limit(f"{name}={raw}")
+                except ValueError as exc:
+                    raise ConfigError(f"{path}: [limits] {exc}") from None
+                layer.limits[k] = v
+        elif key in PLACES:
+            kind = PLACES[key]
+            if not isinstance(value, str | int) or type(value) is not kind:
+                raise ConfigError(f"{path}: {key} must be a {kind.__name__}")
+            layer.places[key] = value
+        else:
+            raise ConfigError(
+                f"{path}: unknown setting {key!r} (known: {', '.join(sorted(PLACES))}, [limits])"
+            )
+    return layer
+
+
+def from_env(environ: dict[str, str] | None = None) -> Layer:
+    """``LINESYNC_DATA``, ``LINESYNC_DB``, ``LINESYNC_CHUNKS``, ``LINESYNC_HOST``,
+    ``LINESYNC_PORT``, ``LINESYNC_FORWARDED_ALLOW_IPS``, and any limit as
+    ``LINESYNC_LIMIT_<NAME>`` (``LINESYNC_LIMIT_MAX_UPLOAD_BODY=32MiB``)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    layer = Layer()
+    for key, kind in PLACES.items():
+        raw = env.get("LINESYNC_" + key.upper())
+        if raw:
+            try:
+                layer.places[key] = int(raw) if kind is int else raw
+            except ValueError:
+                raise ConfigError(
+                    f"LINESYNC_{key.upper()}={raw!r} is not a {kind.__name__}"
+                ) from None
+    for var, raw in env.items():
+        if var.startswith("LINESYNC_LIMIT_") and raw:
+            try:
+                k, v = parse_limit(f"{var.removeprefix('LINESYNC_LIMIT_').lower()}={raw}")
+            except ValueError as exc:
+                raise ConfigError(f"{var}: {exc}") from None
+            layer.limits[k] = v
+    return layer
