@@ -976,7 +976,7 @@ def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
             await s.close()
 
     asyncio.run(first())
-    assert _layout(path)["user_version"] == SCHEMA_VERSION  # 2, the version with expiry
+    assert _layout(path)["user_version"] == SCHEMA_VERSION  # 3 (2 added expiry)
     assert ("expires", "REAL") in [(c[1], c[2]) for c in _columns(path, "tokens")]
 
     # A migrated database has the same layout as a new one.
@@ -996,6 +996,37 @@ def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     before = _layout(path)
     asyncio.run(again())
     assert _layout(path) == before
+
+
+def test_sqlite_migrates_a_version_2_database(tmp_path: Path) -> None:
+    """The previous release's database (schema 2): it gains the GC state's
+    tables and keeps everything, and GC can use them at once."""
+    path = tmp_path / "meta.sqlite3"
+    make_v1_database(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        _MIGRATIONS[2](db)
+        db.execute("PRAGMA user_version=2")
+    finally:
+        db.close()
+    assert "retired" not in _layout(path)
+
+    async def go() -> None:
+        s = await SqliteStore.open(path)
+        try:
+            assert await s.authenticate(V1_LAPTOP) is not None
+            assert await s.lease("gc", "me", 60)
+            assert await s.retired() == {}
+            await s.set_retired(["p-00000001-00000000"], [])
+            assert list(await s.retired()) == ["p-00000001-00000000"]
+        finally:
+            await s.close()
+
+    asyncio.run(go())
+    fresh = tmp_path / "fresh.sqlite3"
+    asyncio.run(_open_close(fresh))
+    assert _layout(path) == _layout(fresh)
+    assert _layout(path)["user_version"] == SCHEMA_VERSION == 3
 
 
 async def _open_close(path: Path) -> None:
