@@ -674,6 +674,55 @@ def test_gc_racing_commits_from_another_instance_loses_nothing(backend: Backend)
     asyncio.run(go())
 
 
+def test_concurrent_commits_from_several_instances_keep_jids_gapless(backend: Backend) -> None:
+    """Four instances (server processes) commit to one namespace at once: every
+    JID is used once, in order, and of four creations of one path exactly one
+    wins, the others conflict with it."""
+
+    async def go() -> None:
+        stores = [await backend.open() for _ in range(4)]
+        try:
+            _, ns = await user(stores[0], "alice")
+            for s in stores:
+                await upload(s, ns, C[:40])
+
+            async def writer(k: int) -> list[int]:
+                jids: list[int] = []
+                for i in range(10):
+                    out = await stores[k].commit(
+                        ns, [file(f"w{k}-{i}", C[k * 10 + i : k * 10 + i + 1])], f"d{k}", LIMITS
+                    )
+                    assert [r.status for r in out.results] == ["ok"], out.results
+                    jids.append(out.results[0].jid or 0)
+                return jids
+
+            done = await asyncio.gather(*(writer(k) for k in range(4)))
+            every = sorted(j for jids in done for j in jids)
+            assert every == list(range(1, 41))
+            for jids in done:
+                assert jids == sorted(jids)
+            same = await asyncio.gather(
+                *(
+                    s.commit(ns, [file("same", C[:1])], f"d{k}", LIMITS)
+                    for k, s in enumerate(stores)
+                )
+            )
+            statuses = sorted(o.results[0].status for o in same)
+            assert statuses == ["conflict", "conflict", "conflict", "ok"], statuses
+            (winner,) = [o.results[0] for o in same if o.results[0].status == "ok"]
+            for o in same:
+                r = o.results[0]
+                if r.status == "conflict":
+                    assert r.reason == "changed" and r.current is not None
+                    assert r.current.jid == winner.jid == 41
+            assert await stores[1].check_entries() == []
+        finally:
+            for s in stores:
+                await s.close()
+
+    asyncio.run(go())
+
+
 def test_a_lease_has_one_holder_until_it_runs_out(backend: Backend) -> None:
     async def go() -> None:
         a, b = await backend.open(), await backend.open()
