@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -186,5 +187,66 @@ def test_an_unreachable_database_is_a_clear_error() -> None:
     async def go() -> None:
         with pytest.raises(StoreError, match="cannot connect to postgresql://who@127.0.0.1:1/x"):
             await PostgresStore.open("postgresql://who:secret@127.0.0.1:1/x")
+
+    asyncio.run(go())
+
+
+def test_a_list_page_of_1000_entries_is_a_handful_of_queries(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file's content and the version the client holds come in batches:
+    the queries a page costs do not grow with its entries."""
+    from linesync.server.app import create_app
+    from linesync.server.config import ServerConfig
+    from linesync.server.stores.packs import DiskPackStore
+    from tests.sim.net import asgi_call
+
+    queries = 0
+    real = asyncpg.connection.Connection._do_execute
+
+    async def counting(self: object, *args: object, **kw: object) -> object:
+        nonlocal queries
+        queries += 1
+        return await real(self, *args, **kw)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        nonlocal queries
+        meta = await PostgresStore.open(pg_url, max_size=4)
+        packs = DiskPackStore(tmp_path / "packs")
+        try:
+            ns = await _home(meta, "alice")
+            token = await meta.create_token("alice", "laptop", "rw")
+            for version in (b"one", b"two"):
+                ops, locs = [], []
+                for i in range(1000):
+                    op, loc = _file(f"f{i:04d}", version + b" %d" % i)
+                    ops.append(
+                        CommitOp(
+                            path=op.path,
+                            kind=op.kind,
+                            size=op.size,
+                            content=op.content,
+                            base_jid=0 if version == b"one" else i + 1,
+                        )
+                    )
+                    locs.append(loc)
+                await meta.add_chunks(ns, locs)
+                out = await meta.commit(ns, ops, "laptop", Limits())
+                assert {r.status for r in out.results} == {"ok"}
+            app = create_app(ServerConfig(data_dir=tmp_path), meta, packs, run_gc=False)
+            auth = [(b"authorization", b"Bearer " + token.encode())]
+            head = await meta.head(ns)
+            cursor = f"{head.journal}.1000.{(await meta.nonce(ns, 1000))}"
+            monkeypatch.setattr(asyncpg.connection.Connection, "_do_execute", counting)
+            for query in ("limit=1000", f"limit=1000&cursor={cursor}"):
+                queries = 0
+                status, body = await asgi_call(app, "GET", f"/v1/ns/{ns}/list", query, auth, b"")
+                assert status == 200, body
+                assert body.count(b'"path"') == 1000
+                assert queries <= 30, f"{query}: {queries} queries for one page"
+                print(f"{query[:12]}: {queries} queries")
+        finally:
+            await packs.close()
+            await meta.close()
 
     asyncio.run(go())
