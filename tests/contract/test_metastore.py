@@ -723,6 +723,20 @@ def test_concurrent_commits_from_several_instances_keep_jids_gapless(backend: Ba
     asyncio.run(go())
 
 
+def test_chunks_in_packs(backend: Backend) -> None:
+    async def body(s: MetadataStore) -> None:
+        _, ns = await user(s, "alice")
+        await s.add_chunks(ns, [loc(C[0], "pa", 50), loc(C[1], "pb", 10), loc(C[2], "pa", 5)])
+        got = await s.chunks_in(["pa", "pc"])
+        assert [(c.chunk_id, c.pack, c.offset) for c in got] == [
+            (C[2], "pa", 5),
+            (C[0], "pa", 50),
+        ]
+        assert await s.chunks_in([]) == []
+
+    run(backend, body)
+
+
 def test_a_lease_has_one_holder_until_it_runs_out(backend: Backend) -> None:
     async def go() -> None:
         a, b = await backend.open(), await backend.open()

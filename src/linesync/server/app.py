@@ -33,6 +33,7 @@ from linesync.server.context import Context
 from linesync.server.responses import error_response
 from linesync.server.stores.base import MetadataStore
 from linesync.server.stores.packs import ChunkStore
+from linesync.server.stores.staged import StagedChunkStore
 
 log = logging.getLogger("linesync.server")
 
@@ -104,12 +105,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(gc.gc_loop(ctx)) if run_gc else None
+        tasks = [asyncio.create_task(gc.gc_loop(ctx))] if run_gc else []
+        if run_gc and isinstance(packs, StagedChunkStore):
+            tasks.append(asyncio.create_task(gc.drain_loop(ctx, packs)))
         log.info("linesync %s ready", __version__)
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -87,6 +87,10 @@ class ServerConfig:
     gc_grace_seconds: float = 24 * 3600.0
     gc_interval_seconds: float = 3600.0
     pack_size_limit: int = 64 * MiB
+    # Shared stores: small appends staged in the database go to the object store
+    # this often, and a staged pack emptied so is deleted this much later.
+    drain_interval_seconds: float = 30.0
+    drain_hold_seconds: float = 300.0
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

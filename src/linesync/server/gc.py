@@ -26,6 +26,7 @@ from linesync.server.context import Context
 from linesync.server.model import ChunkLoc
 from linesync.server.stores.base import GcStats, MetadataStore
 from linesync.server.stores.packs import ChunkStore, Location, Record
+from linesync.server.stores.staged import StagedChunkStore, staged_name
 
 log = logging.getLogger("linesync.gc")
 
@@ -71,6 +72,8 @@ async def collect(
         live = usage.get(info.name, 0)
         if live == 0:
             fresh.append(info.name)
+        elif staged_name(info.name):
+            continue  # small packs in the database: the drain moves them, many at once
         elif live < min_live_ratio * info.size:
             await _rewrite(meta, packs, info.name)
             report.packs_rewritten.append(info.name)
@@ -112,3 +115,20 @@ async def gc_loop(ctx: Context) -> None:
             log.info("gc: %s", report)
         except Exception:
             log.exception("gc round failed")
+
+
+async def drain_loop(ctx: Context, store: StagedChunkStore) -> None:
+    """Move staged small packs to the object store every
+    ``drain_interval_seconds``, in the process holding the "drain" lease."""
+    me = secrets.token_hex(8)
+    interval = ctx.config.drain_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if not await ctx.meta.lease("drain", me, 3 * interval):
+                continue
+            report = await store.drain(ctx.meta, ctx.config.drain_hold_seconds)
+            if report.records or report.deleted:
+                log.info("drain: %s", report)
+        except Exception:
+            log.exception("drain failed")

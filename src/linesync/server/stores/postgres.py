@@ -528,6 +528,14 @@ class PostgresStore(PostgresAdmin):
         rows = await self.pool.fetch(f"SELECT {_LOC_COLS} FROM chunks WHERE pack=$1", pack)
         return [_loc(r) for r in rows]
 
+    async def chunks_in(self, packs: Sequence[str]) -> list[ChunkLoc]:
+        rows = await self.pool.fetch(
+            f"SELECT {_LOC_COLS} FROM chunks WHERE pack = ANY($1::text[]) "
+            "ORDER BY pack, pack_offset",
+            list(packs),
+        )
+        return [_loc(r) for r in rows]
+
     async def all_chunks(self) -> list[ChunkLoc]:
         rows = await self.pool.fetch(f"SELECT {_LOC_COLS} FROM chunks ORDER BY pack, pack_offset")
         return [_loc(r) for r in rows]

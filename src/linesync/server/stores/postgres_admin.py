@@ -82,6 +82,8 @@ CREATE INDEX ns_chunks_stale ON ns_chunks (touched) WHERE NOT committed;
 CREATE TABLE leases (
   name TEXT PRIMARY KEY, holder TEXT NOT NULL, until DOUBLE PRECISION NOT NULL);
 CREATE TABLE retired (pack TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
+CREATE TABLE staged_packs (
+  name TEXT PRIMARY KEY, data BYTEA NOT NULL, created DOUBLE PRECISION NOT NULL);
 """
 
 # Migrations by the version they lead to (see sqlite_admin.py); none yet: the

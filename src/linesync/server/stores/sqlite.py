@@ -410,6 +410,22 @@ class SqliteStore(SqliteAdmin):
 
         return await self._run(go)
 
+    async def chunks_in(self, packs: Sequence[str]) -> list[ChunkLoc]:
+        def go() -> list[ChunkLoc]:
+            out: list[ChunkLoc] = []
+            for batch in _batches(list(packs)):
+                out += [
+                    ChunkLoc(*r)
+                    for r in self.db.execute(
+                        "SELECT id, pack, offset, length, codec, raw_size FROM chunks "
+                        f"WHERE pack IN ({','.join('?' * len(batch))})",
+                        tuple(batch),
+                    )
+                ]
+            return sorted(out, key=lambda c: (c.pack, c.offset))
+
+        return await self._run(go)
+
     async def all_chunks(self) -> list[ChunkLoc]:
         def go() -> list[ChunkLoc]:
             q = "SELECT id, pack, offset, length, codec, raw_size FROM chunks ORDER BY pack, offset"

@@ -64,6 +64,13 @@ def open_chunks(config: ServerConfig) -> ChunkStore:
     from linesync.server.stores.objpacks import open_chunk_store
 
     try:
-        return open_chunk_store(config.chunks)
+        objects = open_chunk_store(config.chunks)
     except ValueError as exc:
         raise StoreError(f"--chunks: {exc}") from None
+    if meta_kind(config.db) != "postgres":
+        return objects
+    # Small appends wait in the database and go to the object store together.
+    from linesync.server.stores.staged import PgStage, StagedChunkStore
+
+    assert config.db is not None
+    return StagedChunkStore(objects, PgStage(config.db))
