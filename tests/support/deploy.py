@@ -5,8 +5,8 @@
   started with its ``args`` and ``env`` keeps everything there, so any number
   of processes can serve the same data.
 - :class:`Deployment` (the ``deployment`` fixture): N server processes on one
-  such pair, each with a data directory of its own (only the first one holds
-  the first-start token), with the admin commands, ``linesync check`` and a
+  such pair, each with a data directory of its own (only the one that made the
+  admin holds the first-start token), with the admin commands, ``linesync check`` and a
   direct line to the database (to look at it or cut connections on purpose).
 - ``LINESYNC_TEST_STORES=postgres+s3`` (see :func:`stores_mode`) makes the
   fixtures that start servers for the hardening suite (``srv``, ``launch``)
@@ -141,17 +141,14 @@ class Deployment:
     servers: list[ServerProc] = field(default_factory=list)
 
     def add(self, n: int = 1, extra: list[str] | None = None) -> list[ServerProc]:
-        """Start ``n`` more processes (the very first alone: it makes the schema
-        and the admin; the others at once, in threads); the new ones."""
+        """Start ``n`` more processes, all at once (threads: processes starting
+        together on a fresh database migrate it once, and one of them makes the
+        admin); the new ones."""
         new = [
             self.stores.server(self.root / f"server{len(self.servers) + i}", extra)
             for i in range(n)
         ]
         self.servers.extend(new)
-        rest = new
-        if not any(s.proc for s in self.servers if s not in new):
-            new[0].start()
-            rest = new[1:]
         errors: list[BaseException] = []
 
         def start(s: ServerProc) -> None:
@@ -160,7 +157,7 @@ class Deployment:
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=start, args=(s,)) for s in rest]
+        threads = [threading.Thread(target=start, args=(s,)) for s in new]
         for t in threads:
             t.start()
         for t in threads:
@@ -171,9 +168,11 @@ class Deployment:
 
     @property
     def token(self) -> str:
-        """The admin's first-start token (in the first process's data directory)."""
-        assert self.servers and self.servers[0].token, "no first-start token"
-        return self.servers[0].token
+        """The admin's first-start token (in the data directory of the process
+        that made the admin)."""
+        found = [s.token for s in self.servers if s.token]
+        assert len(found) == 1, f"{len(found)} first-start tokens"
+        return found[0]
 
     def urls(self, *which: int) -> str:
         """The URLs of the processes ``which`` (default all), comma-separated."""
@@ -224,6 +223,7 @@ def deployment(s3_server: S3Server, tmp_path: Path) -> Iterator[Deployment]:
     dep = Deployment(tmp_path / "deploy", stores)
     try:
         dep.add(2)
+        assert dep.token  # exactly one of the two made the admin
         yield dep
     finally:
         try:
