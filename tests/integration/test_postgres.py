@@ -250,3 +250,42 @@ def test_a_list_page_of_1000_entries_is_a_handful_of_queries(
             await meta.close()
 
     asyncio.run(go())
+
+
+def test_a_lost_database_connection_is_503_and_the_next_request_works(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose database connection is cut under it gets 503 (try
+    again), not 500; the pool connects again for the next one."""
+    from linesync.server.app import create_app
+    from linesync.server.config import ServerConfig
+    from linesync.server.stores.packs import DiskPackStore
+    from tests.sim.net import asgi_call
+
+    async def go() -> None:
+        meta = await PostgresStore.open(pg_url, max_size=2)
+        packs = DiskPackStore(tmp_path / "packs")
+        real_head = PostgresStore.head
+
+        async def cut_then_head(self: PostgresStore, ns_id: int) -> object:
+            # The backend serving this query is terminated while it runs.
+            await self.pool.fetchval("SELECT pg_terminate_backend(pg_backend_pid())")
+            return await real_head(self, ns_id)
+
+        try:
+            ns = await _home(meta, "alice")
+            token = await meta.create_token("alice", "laptop", "rw")
+            app = create_app(ServerConfig(data_dir=tmp_path), meta, packs, run_gc=False)
+            auth = [(b"authorization", b"Bearer " + token.encode())]
+            monkeypatch.setattr(PostgresStore, "head", cut_then_head)
+            status, body = await asgi_call(app, "GET", f"/v1/ns/{ns}/head", "", auth, b"")
+            assert status == 503 and b'"unavailable"' in body, body
+            monkeypatch.setattr(PostgresStore, "head", real_head)
+            for _ in range(3):  # the pool makes new connections
+                status, body = await asgi_call(app, "GET", f"/v1/ns/{ns}/head", "", auth, b"")
+                assert status == 200, body
+        finally:
+            await packs.close()
+            await meta.close()
+
+    asyncio.run(go())

@@ -34,6 +34,7 @@ from linesync.server.responses import error_response
 from linesync.server.stores.base import MetadataStore
 from linesync.server.stores.packs import ChunkStore
 from linesync.server.stores.staged import StagedChunkStore
+from linesync.server.stores.urls import transient
 
 log = logging.getLogger("linesync.server")
 
@@ -55,6 +56,16 @@ def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awa
             response = error_response(exc, headers)
         except paths.PathError as exc:
             response = error_response(LinesyncError(Code.BAD_PATH, str(exc)))
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            # The database went away mid-request (a restart, a dropped connection):
+            # its transaction did all or nothing, and every request may be sent again.
+            log.warning("%s %s: store unavailable: %r", request.method, request.url.path, exc)
+            response = error_response(
+                LinesyncError(Code.UNAVAILABLE, "the server's database is unavailable; try again"),
+                {"retry-after": "1"},
+            )
         except ClientDisconnect:
             # The client hung up mid-body: nobody is left to answer, and it is no error.
             log.debug("%s %s: client disconnected", request.method, request.url.path)

@@ -74,3 +74,21 @@ def open_chunks(config: ServerConfig) -> ChunkStore:
 
     assert config.db is not None
     return StagedChunkStore(objects, PgStage(config.db))
+
+
+def transient(exc: BaseException) -> bool:
+    """Is ``exc`` a store that could not be reached or lost its connection
+    (worth trying again), rather than a bug?"""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    import asyncpg
+
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.AdminShutdownError
+        | asyncpg.QueryCanceledError,
+    )
