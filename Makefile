@@ -49,6 +49,17 @@ bench-peers: $(BIN)/linesync
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python -m bench.peers $(PEERS_ARGS) --out docs/BENCHMARKS.md
 
+# Scale-out (PostgreSQL + S3, several server processes): commits/s, long-polls held,
+# S3 requests per MB synced, first sync against the embedded store, commit latency on a
+# loaded database; results in docs/BENCHMARKS.md (scale section), about 10 minutes:
+#   make bench-scale [SCALE_ARGS="--only commits,polls"]
+# The big database (1 M namespaces, 100 M journal rows; about 40 GB and 30 minutes):
+#   make bench-scale SCALE_ARGS="--only bigdb --big"
+SCALE_ARGS ?=
+.PHONY: bench-scale
+bench-scale: $(BIN)/linesync
+	$(BIN)/python -m bench.scale $(SCALE_ARGS) --out docs/BENCHMARKS.md
+
 load: $(BIN)/linesync
 	$(BIN)/python bench/load.py
 
