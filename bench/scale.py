@@ -214,14 +214,17 @@ def pg_admin(sql: str) -> None:
     asyncio.run(go())
 
 
-def create_db(cleanup: Cleanup, tag: str) -> tuple[str, str, Callable[[], None]]:
-    """A new database ls_bench_TAG_XXXX: (name, url, drop now)."""
+def create_db(cleanup: Cleanup, tag: str, keep: bool = False) -> tuple[str, str]:
+    """A new database ls_bench_TAG_XXXX, dropped at the end unless `keep`: (name, url)."""
     name = f"ls_bench_{tag}_{secrets.token_hex(3)}"
     pg_admin(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
-    drop = cleanup.push(
-        f"database {name}", lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    )
-    return name, pg_url(name), drop
+    if keep:
+        print(f"  keeping database {name} (--keep-db)", flush=True)
+    else:
+        cleanup.push(
+            f"database {name}", lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        )
+    return name, pg_url(name)
 
 
 def stale_databases() -> list[str]:
@@ -363,6 +366,8 @@ def start_setup(
     s3: S3 | None = None,
     extra: list[str] | None = None,
     prepare: Callable[[Setup], None] | None = None,
+    database: str | None = None,
+    keep_db: bool = False,
 ) -> Setup:
     """Start `processes` server processes: embedded (SQLite and packs in a data
     directory) or PostgreSQL (+ S3 when given, which more than one needs).
@@ -374,7 +379,10 @@ def start_setup(
     stores: list[str] = []
     env: dict[str, str] = {}
     if pg:
-        setup.dbname, setup.db_url, _ = create_db(cleanup, label.replace("-", "_")[:20])
+        if database is not None:  # one an earlier run kept
+            setup.dbname, setup.db_url = database, pg_url(database)
+        else:
+            setup.dbname, setup.db_url = create_db(cleanup, label.replace("-", "_")[:20], keep_db)
         stores += ["--db", setup.db_url]
         if s3 is not None:
             setup.s3, setup.s3_prefix = s3, f"{label}-{secrets.token_hex(4)}/"
@@ -591,7 +599,7 @@ async def commit_load(spec: dict[str, Any]) -> dict[str, Any]:
                 ids = [chunk_id(p) for p in pool]
                 packed = [pack_ids([i]) for i in ids]
                 op = {
-                    "path": f"seed-{c['seed']}.bin",
+                    "path": f"seed-{spec['tag']}-{c['seed']}.bin",
                     "kind": "file",
                     "size": sum(map(len, pool)),
                     "content": {"ids": pack_ids(ids)},
@@ -613,7 +621,7 @@ async def commit_load(spec: dict[str, Any]) -> dict[str, Any]:
                 n += 1
                 acc = accounts[n % len(accounts)]
                 op = {
-                    "path": f"c{c['seed']}-{n:07d}.txt",
+                    "path": f"c{spec['tag']}-{c['seed']}-{n:07d}.txt",
                     "kind": "file",
                     "mtime_ns": 1_700_000_000_000_000_000 + n,
                 }
@@ -772,6 +780,7 @@ def run_commit_load(
             for i, a in enumerate(accounts)
         ]
     start_file = Path(tempfile.mkdtemp(dir=setup.data)) / "start"
+    tag = secrets.token_hex(3)  # new paths, whatever earlier runs wrote
     specs = [
         {
             "kind": "commits",
@@ -780,6 +789,7 @@ def run_commit_load(
             "warmup": args.warmup,
             "duration": args.duration,
             "start_file": str(start_file),
+            "tag": tag,
         }
         for w in range(args.gen_procs)
     ]
@@ -1329,16 +1339,21 @@ async def bulk_load(url: str, layout: Layout, budget_s: float) -> dict[str, Any]
                     if kind == "directory":
                         blk = "NULL::bytea"
                         size = "0"
-                    else:
+                    else:  # 32 bytes naming chunk k (cheap: a hash per row halves the speed)
                         k = f"((ns::bigint * 1000003 + {j}) % {layout.chunks}) + 1"
-                        blk = f"sha256(int8send({k}))"
+                        blk = (
+                            f"int8send({k}) || int8send(ns::bigint) || "
+                            f"int8send({j}::bigint) || int8send({k} * 31)"
+                        )
                         size = "1000 + ns % 9000"
+                    h = f"(ns::bigint * 2654435761 + {j} * 40503) % 4294967296"
+                    nonce = f"lpad(to_hex({h}), 8, '0')"
                     await con.execute(
                         "INSERT INTO entries (ns_id, jid, path, kind, size, mtime_ns, exec, "
                         "target, device, base_jid, moved_from, chash, bl_full, bl_delta, bl_base, "
                         f"bl_depth, nonce, created) SELECT ns, {j}, $1, $2, {size}, "
                         f"1700000000000000000 + {j}, false, NULL, 'laptop', {base}, NULL, "
-                        f"{blk}, {blk}, NULL, NULL, 0, substr(md5(ns::text || '.{j}'), 1, 8), "
+                        f"{blk}, {blk}, NULL, NULL, 0, {nonce}, "
                         f"1.7e9 + {j} FROM generate_series(1, {n}) ns",
                         path,
                         kind,
@@ -1465,6 +1480,21 @@ async def bulk_load(url: str, layout: Layout, budget_s: float) -> dict[str, Any]
     return {"rows_per_ns": loaded, "rows": loaded * n, "timings": timings}
 
 
+async def load_info(url: str, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Keep what a load made in the database itself (for --reuse-db), or read it."""
+    import asyncpg
+
+    con = await asyncpg.connect(url)
+    try:
+        if info is not None:
+            await con.execute("CREATE TABLE bench_scale_load (info TEXT NOT NULL)")
+            await con.execute("INSERT INTO bench_scale_load VALUES ($1)", json.dumps(info))
+            return info
+        return dict(json.loads(await con.fetchval("SELECT info FROM bench_scale_load")))
+    finally:
+        await con.close()
+
+
 async def db_shape(url: str) -> dict[str, Any]:
     """Row counts (estimated), sizes and B-tree depths of the tables and indexes."""
     import asyncpg
@@ -1497,6 +1527,7 @@ async def db_shape(url: str) -> dict[str, Any]:
 def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -> dict[str, Any]:
     from linesync.server.stores.postgres import PostgresStore
 
+    label = "bigdb" if args.big else "db"
     if args.big:
         n, total, chunks = args.big_namespaces, args.big_rows, args.big_chunks
     else:
@@ -1506,34 +1537,41 @@ def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
     # About 430 bytes a journal row (heap, indexes, current_entries), 250 a chunk.
     need = total * 430 + chunks * 250 + 4 * 2**30
     free = shutil.disk_usage("/var/lib/postgresql" if Path("/var/lib/postgresql").exists() else "/")
-    if need > free.free - 10 * 2**30:
-        per_ns = max(DIRS + 1, int((free.free - 14 * 2**30) / 430 / n))
-        print(f"  bigdb: not enough disk for {total:,} rows; loading {per_ns * n:,}", flush=True)
-    layout = Layout(n, per_ns, chunks)
-    label = "bigdb" if args.big else "db"
-    print(
-        f"  {label}: {n:,} namespaces x {per_ns} rows = {n * per_ns:,} journal rows, "
-        f"{chunks:,} chunks (disk free {free.free / 2**30:.0f} GiB)",
-        flush=True,
-    )
+    if not args.reuse_db:
+        if need > free.free - 10 * 2**30:
+            per_ns = max(DIRS + 1, int((free.free - 14 * 2**30) / 430 / n))
+            print(f"  {label}: not enough disk for {total:,} rows; loading {per_ns * n:,}")
+        print(
+            f"  {label}: {n:,} namespaces x {per_ns} rows = {n * per_ns:,} journal rows, "
+            f"{chunks:,} chunks (disk free {free.free / 2**30:.0f} GiB)",
+            flush=True,
+        )
     accounts: list[Account] = []
     loaded: dict[str, Any] = {}
 
     def prepare(setup: Setup) -> None:
         assert setup.db_url is not None
         url = setup.db_url
+        if args.reuse_db:  # loaded by an earlier run (--keep-db): what it loaded
+            loaded.update(asyncio.run(load_info(url)))
+            print(f"  {label}: reusing {args.reuse_db}: {loaded['rows']:,} rows", flush=True)
+        else:
 
-        async def schema() -> None:
-            store = await PostgresStore.open(url)
-            await store.close()
+            async def schema() -> None:
+                store = await PostgresStore.open(url)
+                await store.close()
 
-        asyncio.run(schema())
-        loaded.update(asyncio.run(bulk_load(url, layout, args.load_budget)))
-        print(f"    loaded {loaded['rows']:,} rows: {loaded['timings']}", flush=True)
+            asyncio.run(schema())
+            loaded.update(asyncio.run(bulk_load(url, Layout(n, per_ns, chunks), args.load_budget)))
+            loaded.update(namespaces=n, chunks=chunks)
+            asyncio.run(load_info(url, loaded))
+            print(f"    loaded {loaded['rows']:,} rows: {loaded['timings']}", flush=True)
         loaded["shape"] = asyncio.run(db_shape(url))
         # Tokens for users of the loaded namespaces, picked at random.
-        rnd = random.Random(5)
-        picks = rnd.sample(range(1, n + 1), min(n, args.db_hot + args.db_spread))
+        count = loaded["namespaces"]
+        picks = random.Random().sample(
+            range(1, count + 1), min(count, args.db_hot + args.db_spread)
+        )
 
         async def tokens() -> list[Account]:
             store = await PostgresStore.open(url)
@@ -1547,7 +1585,17 @@ def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
 
         accounts.extend(asyncio.run(tokens()))
 
-    setup = start_setup(cleanup, tmp, label, pg=True, s3=s3, prepare=prepare)
+    keep = bool(args.keep_db or args.reuse_db)
+    setup = start_setup(
+        cleanup,
+        tmp,
+        label,
+        pg=True,
+        s3=s3,
+        prepare=prepare,
+        database=args.reuse_db,
+        keep_db=args.keep_db,
+    )
     rows = []
     try:
         hot = accounts[: args.db_hot]
@@ -1569,14 +1617,14 @@ def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
     finally:
         for srv in setup.servers:
             srv.stop()
-        if setup.dbname is not None:
+        if setup.dbname is not None and not keep:  # (its disk back now, not at the end)
             pg_admin(f'DROP DATABASE IF EXISTS "{setup.dbname}" WITH (FORCE)')
     return {
-        "big": bool(args.big),
-        "namespaces": n,
+        "big": loaded.get("rows", 0) >= 50_000_000 or bool(args.big),
+        "namespaces": loaded.get("namespaces"),
         "rows_per_ns": loaded.get("rows_per_ns"),
         "rows": loaded.get("rows"),
-        "chunks": chunks,
+        "chunks": loaded.get("chunks"),
         "load": loaded.get("timings"),
         "shape": loaded.get("shape"),
         "runs": rows,
@@ -2029,6 +2077,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db-chunks", type=int, default=None, help="bigdb without --big")
     p.add_argument(
         "--load-budget", type=float, default=25 * 60, help="seconds for the journal load"
+    )
+    p.add_argument(
+        "--keep-db", action="store_true", help="bigdb: keep the loaded database (its name shown)"
+    )
+    p.add_argument(
+        "--reuse-db", metavar="NAME", help="bigdb: measure on a database a --keep-db run kept"
     )
     p.add_argument("--db-hot", type=int, default=4, help="bigdb: clients (own namespace each)")
     p.add_argument(
