@@ -6,23 +6,41 @@ from pathlib import Path
 import pytest
 
 from linesync.client.api import Client
+from tests.support.deploy import drops_done, stores_for
 from tests.support.pg import pg_url  # noqa: F401  (a database per test)
 from tests.support.s3 import s3_objects, s3_server  # noqa: F401  (S3 server fixtures)
 from tests.support.server import ServerProc
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The databases of servers on shared stores are dropped on a thread of their
+    own (tests/support/deploy.py): wait for the last of them."""
+    failed = drops_done()
+    if failed:
+        print("\nlinesync tests: databases not dropped:", *failed, sep="\n  ")
+
+
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+def srv(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProc]:
     """One real server process per test module, for tests that isolate themselves
     by user. Many of them try bad tokens on purpose, all from 127.0.0.1: the
-    per-address limit on failed sign-ins (tested in tests/attack) is lifted."""
+    per-address limit on failed sign-ins (tested in tests/attack) is lifted.
+    With LINESYNC_TEST_STORES=postgres+s3, on a fresh database and S3 prefix
+    (tests/support/deploy.py)."""
+    stores = stores_for(request)
     proc = ServerProc(
         tmp_path_factory.mktemp("srv") / "server", extra=["--limit", "auth_fail_burst=1000000000"]
-    ).start()
+    )
     try:
-        yield proc
+        if stores is not None:
+            stores.apply(proc)
+        yield proc.start()
     finally:
         proc.stop()
+        if stores is not None:
+            stores.close()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import secrets
 import sqlite3
 import string
 import time
-from pathlib import Path
 
 import aiohttp
 
@@ -47,6 +46,7 @@ from tests.support.api import (
     raw_frames,
     unique,
 )
+from tests.support.deploy import embedded_only
 from tests.support.server import ServerProc
 
 
@@ -355,6 +355,7 @@ def test_failed_sign_ins_are_rate_limited_per_address(launch: Launch) -> None:
     run(go())
 
 
+@embedded_only  # blocks the SQLite thread; PostgreSQL has a pool, not one thread to block
 def test_a_malformed_token_costs_no_database_lookup(launch: Launch) -> None:
     """Finding 7: a token that is not ``lst_`` and 32 base64url characters is refused
     401 without a lookup. Shown by blocking the server's database thread: another
@@ -422,33 +423,30 @@ def test_a_malformed_token_costs_no_database_lookup(launch: Launch) -> None:
 # -- the per-token request rate ------------------------------------------------------------
 
 
-def test_rate_limited(tmp_path: Path) -> None:
-    proc = ServerProc(tmp_path / "s", extra=["--rate", "5"]).start()
-    try:
-        a = new_user(proc)
-        b_token = new_token(proc, a.name, "phone")
+def test_rate_limited(launch: Launch) -> None:
+    proc = launch(["--rate", "5"])
+    a = new_user(proc)
+    b_token = new_token(proc, a.name, "phone")
 
-        async def go() -> None:
-            async with Api(proc.url, a.token) as api:
-                got: list[Resp] = []
-                for _ in range(40):
-                    got.append(await api.get("/v1/me"))
-                statuses = [r.status for r in got]
-                assert statuses[:20] == [200] * 20, statuses  # the burst is served
-                limited = [r for r in got if r.status == 429]
-                assert limited, statuses
-                for resp in limited:
-                    resp.expect(429, "rate_limited")
-                    assert int(resp.headers["retry-after"]) >= 1
-                # Another token is still served at once; unauthenticated routes too.
-                (await api.get("/v1/me", token=b_token)).expect(200)
-                (await api.get("/healthz", token=None)).expect(200)
-                # After waiting as told, the first token is served again.
-                started = time.monotonic()
-                await asyncio.sleep(int(limited[-1].headers["retry-after"]))
-                (await api.get("/v1/me")).expect(200)
-                assert time.monotonic() - started < 5
+    async def go() -> None:
+        async with Api(proc.url, a.token) as api:
+            got: list[Resp] = []
+            for _ in range(40):
+                got.append(await api.get("/v1/me"))
+            statuses = [r.status for r in got]
+            assert statuses[:20] == [200] * 20, statuses  # the burst is served
+            limited = [r for r in got if r.status == 429]
+            assert limited, statuses
+            for resp in limited:
+                resp.expect(429, "rate_limited")
+                assert int(resp.headers["retry-after"]) >= 1
+            # Another token is still served at once; unauthenticated routes too.
+            (await api.get("/v1/me", token=b_token)).expect(200)
+            (await api.get("/healthz", token=None)).expect(200)
+            # After waiting as told, the first token is served again.
+            started = time.monotonic()
+            await asyncio.sleep(int(limited[-1].headers["retry-after"]))
+            (await api.get("/v1/me")).expect(200)
+            assert time.monotonic() - started < 5
 
-        run(go())
-    finally:
-        proc.stop()
+    run(go())

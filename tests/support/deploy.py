@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +82,63 @@ class SharedStores:
         """A (not yet started) server process on these stores."""
         return ServerProc(data, extra=list(extra or []), stores=self.args, env=dict(self.env))
 
+    def apply(self, proc: ServerProc) -> ServerProc:
+        """Put ``proc`` (not yet started) on these stores."""
+        proc.stores, proc.env = self.args, {**proc.env, **self.env}
+        return proc
+
     def close(self) -> None:
-        drop_database(self.db)
+        """Drop the database (on the dropper's thread: see :func:`drop_later`)."""
+        drop_later(self.db)
+
+
+class _Dropper:
+    """Drops databases on a thread of its own. DROP DATABASE waits for a
+    checkpoint (1-3 s on a busy machine), which no test needs to wait for;
+    :func:`drops_done` (at the end of the session) waits for the rest."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.failed: list[str] = []
+
+    def drop(self, url: str) -> None:
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="drop-db", daemon=True)
+                self.thread.start()
+        self.queue.put(url)
+
+    def _run(self) -> None:
+        while True:
+            url = self.queue.get()
+            try:
+                drop_database(url)
+            except Exception as exc:  # reported by drops_done
+                self.failed.append(f"{url}: {exc!r}")
+            finally:
+                self.queue.task_done()
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+_dropper = _Dropper()
+
+
+def drop_later(url: str) -> None:
+    """Drop the database at ``url`` soon, on another thread."""
+    _dropper.drop(url)
+
+
+def drops_done(timeout: float = 120.0) -> list[str]:
+    """Wait (at most ``timeout`` s) until every database given to :func:`drop_later`
+    is dropped; the drops that failed."""
+    _dropper.wait(timeout)
+    return list(_dropper.failed)
 
 
 def shared_stores(s3: S3Server) -> SharedStores:

@@ -20,6 +20,7 @@ from unittest import mock
 
 import psutil  # type: ignore[import-untyped]
 
+from tests.support.deploy import SharedStores
 from tests.support.server import ServerProc
 
 MB = 10**6
@@ -69,6 +70,32 @@ def open_files(pid: int) -> int:
 def connections(pid: int) -> int:
     """The process's TCP sockets that are connected (not listening)."""
     return sum(1 for c in psutil.Process(pid).net_connections(kind="tcp") if c.status != "LISTEN")
+
+
+def _port(srv: ServerProc) -> int:
+    return int(srv.url.rsplit(":", 1)[1].split("/")[0])
+
+
+def client_connections(srv: ServerProc) -> int:
+    """The server's TCP connections with its clients (on its own port)."""
+    port = _port(srv)
+    conns = psutil.Process(pid_of(srv)).net_connections(kind="tcp")
+    return sum(1 for c in conns if c.status != "LISTEN" and c.laddr.port == port)
+
+
+def store_connections(srv: ServerProc) -> int:
+    """The TCP connections the server opened itself: to its stores (PostgreSQL's
+    pools and listener, S3's connection pool). None on the embedded stores."""
+    port = _port(srv)
+    conns = psutil.Process(pid_of(srv)).net_connections(kind="tcp")
+    return sum(1 for c in conns if c.status != "LISTEN" and c.laddr.port != port)
+
+
+def served_files(srv: ServerProc) -> int:
+    """Open files of the server but its connections to its stores (bounded pools
+    that grow with load and shrink on their own time): what its clients make it
+    hold. On the embedded stores, all of its open files."""
+    return open_files(pid_of(srv)) - store_connections(srv)
 
 
 @dataclass
@@ -165,10 +192,14 @@ def start_server(
     *,
     nofile: int | None = None,
     umask: int | None = None,
+    stores: SharedStores | None = None,
 ) -> ServerProc:
     """``ServerProc(data, extra).start()``, the process under ``nofile`` open files
-    (soft and hard limit) and ``umask`` when given."""
+    (soft and hard limit) and ``umask`` when given, on ``stores`` when given (else
+    on the embedded stores in its data directory)."""
     srv = ServerProc(data, extra=list(extra or []))
+    if stores is not None:
+        stores.apply(srv)
     if nofile is None and umask is None:
         return srv.start()
     with _child_setup(limits_setup(nofile, umask)):
