@@ -6,7 +6,7 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8440
 
-.PHONY: serve test lint typecheck unit bench bench-peers load soak fuzz clean fuse
+.PHONY: serve test lint typecheck unit unit-shared bench bench-peers load soak fuzz clean fuse
 
 $(BIN)/linesync: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,7 +31,12 @@ fuse:
 unit: $(BIN)/linesync fuse
 	$(BIN)/pytest -q -n 2
 
-test: lint typecheck unit
+# The hardening suite again, every server on a fresh PostgreSQL database and S3
+# prefix: the tests that concern the stores (what is left out: tests/attack/conftest.py).
+unit-shared: $(BIN)/linesync
+	LINESYNC_TEST_STORES=postgres+s3 $(BIN)/pytest -q -n 2 --dist loadfile tests/attack
+
+test: lint typecheck unit unit-shared
 
 bench: $(BIN)/linesync
 	$(BIN)/python bench/sync_wire.py

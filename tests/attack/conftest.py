@@ -5,25 +5,32 @@ files in the data directory), and with ``LINESYNC_TEST_STORES=postgres+s3``,
 where every server the suite starts (``srv``, ``launch``) gets a fresh
 PostgreSQL database and S3 prefix of its own (tests/support/deploy.py).
 
-The second run takes the tests that concern the stores: tokens and
-memberships (looked up in the database), namespaces and their chunks, paths and
-the commit rules, uploads stored and refused, metrics, the data directory and
-what the log shows. Left out of it, each for the reason given in
-``SHARED_LEFT_OUT`` below (time is measured on PostgreSQL + S3 with ``-n 2`` on
-a 2-core machine, where the whole suite took 245 s, far over the ~50 s this run
-may add to ``make test``):
+The second run takes the tests that concern the stores: tokens, their expiry
+and memberships (looked up in the database), namespaces and the chunks they
+hold, paths and the commit rules (planned on PostgreSQL's prefetched
+snapshot), uploads stored in S3 and junk refused without a 5xx. It runs with
+``--dist loadfile``: each module's ``srv`` starts once. Left out, each for the
+reason given in ``SHARED_LEFT_OUT`` below (times measured on PostgreSQL + S3,
+``-n 2``, on this 2-core machine while other work ran on it: the whole suite
+took 245 s there, far over the ~50 s this run may add to ``make test``; the
+embedded run still runs all of them):
 
 - test_connections.py: sockets, header and body timeouts, the connection cap:
   the listener's work, done before any store is touched;
 - test_streaming.py: uploads in progress live in each process's memory
-  (server/pending.py), never in the stores, and its main test takes 30-47 s;
-- the load and timing tests: 800 timed uploads (finding 2, 67-80 s), 1,000
-  small commits (34-38 s), 2,000 long-polls (33-52 s), 5,000 one-MiB bases
-  (finding 3, 11-12 s), a page of huge blocklists (8-13 s);
+  (server/pending.py), never in the stores; its main test takes 30-47 s;
+- test_resources.py: its store-bound tests are load tests, 800 timed uploads
+  and the rest too slow here: 1,000 small commits (34-38 s), 2,000 long-polls
+  (33-52 s), 5,000 one-MiB bases (11-12 s), a page of huge blocklists (8-13
+  s); the other two check query parameters, before any store;
+- test_leaks.py: dedup timing (finding 2) takes 67-80 s (800 timed uploads);
+  metrics, a client hanging up mid-body and the data directory (which holds
+  only the first token here) are about the process, not the stores, and each
+  starts a server of its own;
 - the decompression bombs of finding 1 (four tests, 17 s): refused while the
-  body is decoded, before anything reaches a store;
-- the per-address and per-token rate limits (9 s): counters in memory;
-- the data directory under umask 022 (umask 0 runs, and is the harder case).
+  body is decoded, before anything reaches a store; the size limit of a file
+  (a commit rule, covered by the paths tests' commits);
+- the per-address and per-token rate limits (9 s): counters in memory.
 
 ``LINESYNC_TEST_SHARED_ALL=1`` runs everything on PostgreSQL + S3 all the same.
 """
@@ -50,16 +57,13 @@ HERE = Path(__file__).parent
 SHARED_LEFT_OUT = {
     "test_connections.py": "the listener's work, before any store",
     "test_streaming.py": "uploads in progress are in memory; 30-47 s",
-    "test_finding2_an_upload_of_another_users_chunk_takes_as_long_as_a_new_one": "67-80 s",
-    "test_1000_small_commits_cost_the_same_each": "34-38 s",
-    "test_2000_long_polls_are_bounded_and_all_answered": "33-52 s",
-    "test_finding3_chunks_get_with_5000_one_mib_bases_is_cheap": "11-12 s",
-    "test_a_page_of_huge_blocklists_stays_bounded": "8-13 s",
+    "test_resources.py": "load tests, 8-52 s each; the rest checks parameters",
+    "test_leaks.py": "dedup timing 67-80 s; the rest is about the process",
     "test_finding1_an_upload_of_2000_bombs_is_refused_in_bounded_memory": "decoding, no store",
     "test_finding1_a_commit_with_1000_inline_bombs_is_refused_in_bounded_memory": "decoding",
+    "test_a_file_over_the_size_limit_is_refused": "a commit rule; a server of its own",
     "test_failed_sign_ins_are_rate_limited_per_address": "a counter in memory",
     "test_rate_limited": "a counter in memory",
-    "test_finding5_the_data_directory_is_private_whatever_the_umask[18]": "umask 0 runs",
 }
 
 
