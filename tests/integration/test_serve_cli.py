@@ -120,6 +120,12 @@ def test_first_start_prints_commands_that_run(tmp_path: Path) -> None:
     """The announced commands name a linesync that exists (``make serve`` does
     not put it on the PATH) and the data directory it must use."""
     srv = ServerProc(tmp_path / "data").start()
+    # (the lines after "serving" are printed just after it; stopping the server
+    # before they are would lose them)
+    deadline = time.monotonic() + 20
+    while not any(line.startswith("Another device:") for line in srv.log):
+        assert time.monotonic() < deadline, "".join(srv.log)
+        time.sleep(0.05)
     srv.stop()
     text = "".join(srv.log)
     init = next(line for line in text.splitlines() if line.startswith("Sync a folder:"))
