@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from linesync.core.ids import chunk_id
+from linesync.server.gc import drain
 from linesync.server.model import ChunkLoc
 from linesync.server.stores.objects import LocalObjects
 from linesync.server.stores.objpacks import ObjectPackStore
@@ -70,7 +71,7 @@ def test_small_appends_wait_in_the_database_and_move_together(pg_url: str, tmp_p
         entries = [e async for e in store.scan(locs[0].pack)]
         assert [e.location for e in entries] == [locs[0]]
 
-        report = await store.drain(meta, hold_seconds=3600)
+        report = await drain(meta, store, hold_seconds=3600)
         assert report.records == 300 and report.packs == 300
         assert big.objects_written == 1, "300 small records must share one object"
         moved = await meta.locate(ns, [r.chunk_id for r in recs])
@@ -82,9 +83,9 @@ def test_small_appends_wait_in_the_database_and_move_together(pg_url: str, tmp_p
         assert got == [r.payload for r in recs]
         # the staged copies stay for readers that looked them up just before ...
         assert await store.read(locs[5]) == recs[5].payload
-        assert (await store.drain(meta, hold_seconds=3600)).deleted == []
+        assert (await drain(meta, store, hold_seconds=3600)).deleted == []
         # ... and go once the hold has passed
-        gone = await store.drain(meta, hold_seconds=0)
+        gone = await drain(meta, store, hold_seconds=0)
         assert sorted(gone.deleted) == sorted({loc.pack for loc in locs})
         assert await store.stage.list_packs() == []
 
@@ -112,14 +113,14 @@ def test_an_upload_not_yet_indexed_keeps_its_staged_pack(pg_url: str, tmp_path: 
         ns = await _home(meta)
         rec = _rec(1)
         (loc,) = await store.append([rec])
-        first = await store.drain(meta, hold_seconds=0)
+        first = await drain(meta, store, hold_seconds=0)
         assert first.records == 0 and first.deleted == []
         await _index(meta, ns, [rec], [loc])  # the upload indexes it now
-        second = await store.drain(meta, hold_seconds=0)
+        second = await drain(meta, store, hold_seconds=0)
         assert second.deleted == [] and second.records == 1  # in use: kept, and moved
         (moved,) = (await meta.locate(ns, [rec.chunk_id])).values()
         assert await store.read(Location(moved.pack, moved.offset, moved.length)) == rec.payload
-        last = await store.drain(meta, hold_seconds=0)
+        last = await drain(meta, store, hold_seconds=0)
         assert last.deleted == [loc.pack]
 
     _run(pg_url, tmp_path, body)

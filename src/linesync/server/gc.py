@@ -20,13 +20,22 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from linesync.server.context import Context
 from linesync.server.model import ChunkLoc
-from linesync.server.stores.base import GcStats, MetadataStore
+from linesync.server.stores.base import GcStats, MaintenanceStore, MetadataStore
 from linesync.server.stores.packs import ChunkStore, Location, Record
 from linesync.server.stores.staged import StagedChunkStore, staged_name
+
+DRAIN_BATCH = 4 * 2**20  # staged records moved per object-store append
+
+
+class ChunkReader(Protocol):
+    async def read_many(self, locs: Sequence[Location]) -> list[bytes]: ...
+
 
 log = logging.getLogger("linesync.gc")
 
@@ -83,9 +92,16 @@ async def collect(
 
 
 async def _rewrite(meta: MetadataStore, packs: ChunkStore, pack: str) -> None:
-    live = await meta.pack_chunks(pack)
-    payloads = await packs.read_many([Location(c.pack, c.offset, c.length) for c in live])
-    locs = await packs.append(
+    await move(meta, packs, packs, await meta.pack_chunks(pack))
+
+
+async def move(
+    meta: MaintenanceStore, source: ChunkReader, target: ChunkStore, live: list[ChunkLoc]
+) -> None:
+    """Copy the records at ``live`` to ``target`` in one append, then point the
+    index at the copies (the old ones stay until their pack is deleted)."""
+    payloads = await source.read_many([Location(c.pack, c.offset, c.length) for c in live])
+    locs = await target.append(
         [Record(c.chunk_id, c.codec, p) for c, p in zip(live, payloads, strict=True)]
     )
     await meta.relocate(
@@ -94,6 +110,50 @@ async def _rewrite(meta: MetadataStore, packs: ChunkStore, pack: str) -> None:
             for c, loc in zip(live, locs, strict=True)
         ]
     )
+
+
+@dataclass
+class DrainReport:
+    packs: int = 0  # staged packs whose records moved
+    records: int = 0
+    appends: int = 0  # appends to the object store
+    deleted: list[str] = field(default_factory=list)
+
+
+async def drain(
+    meta: MaintenanceStore, store: StagedChunkStore, hold_seconds: float
+) -> DrainReport:
+    """Move the staged packs' live records to the object store, a few MiB per
+    append, and point the index at the copies. A staged pack emptied by an
+    earlier drain at least ``hold_seconds`` ago, and still unused, is deleted (a
+    reader that looked it up just before the move still finds it until then; an
+    upload that staged records and has not indexed them yet has by then)."""
+    report = DrainReport()
+    now = time.time()
+    for pack, since in list(store.drained.items()):
+        if now - since < hold_seconds:
+            continue
+        del store.drained[pack]
+        if not await meta.chunks_in([pack]):  # (else: moved by this drain)
+            await store.stage.delete_pack(pack)
+            report.deleted.append(pack)
+    staged = [p.name for p in await store.stage.list_packs() if p.name not in store.drained]
+    batch: list[ChunkLoc] = []
+    for i in range(0, len(staged), 500):
+        names = staged[i : i + 500]
+        live = await meta.chunks_in(names)
+        report.packs += len({c.pack for c in live})
+        for loc in live:
+            batch.append(loc)
+            if sum(c.length for c in batch) >= DRAIN_BATCH:
+                await move(meta, store.stage, store.big, batch)
+                report.records, report.appends = report.records + len(batch), report.appends + 1
+                batch = []
+        store.drained.update((name, now) for name in names)
+    if batch:
+        await move(meta, store.stage, store.big, batch)
+        report.records, report.appends = report.records + len(batch), report.appends + 1
+    return report
 
 
 async def gc_loop(ctx: Context) -> None:
@@ -127,7 +187,7 @@ async def drain_loop(ctx: Context, store: StagedChunkStore) -> None:
         try:
             if not await ctx.meta.lease("drain", me, 3 * interval):
                 continue
-            report = await store.drain(ctx.meta, ctx.config.drain_hold_seconds)
+            report = await drain(ctx.meta, store, ctx.config.drain_hold_seconds)
             if report.records or report.deleted:
                 log.info("drain: %s", report)
         except Exception:

@@ -6,8 +6,41 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import OrderedDict
+from typing import Any, Protocol
 
 from linesync.core.ids import ChunkId
+from linesync.protocol.schemas import Kind
+from linesync.server.model import Row
+
+# An entry's columns, in the order ``entry_row`` reads them.
+ENTRY_COLUMNS = (
+    "jid, path, kind, size, mtime_ns, exec, target, device, base_jid, moved_from, chash, created"
+)
+
+
+class Columns(Protocol):
+    """A database row: a tuple (SQLite) or a Record (asyncpg)."""
+
+    def __getitem__(self, i: int, /) -> Any: ...
+
+
+def entry_row(r: Columns) -> Row:
+    """A row of ``ENTRY_COLUMNS`` (from either database) as a ``Row``."""
+    return Row(
+        jid=r[0],
+        path=r[1],
+        kind=Kind(r[2]),
+        size=r[3],
+        mtime_ns=r[4],
+        exec=bool(r[5]),
+        target=r[6],
+        device=r[7],
+        base_jid=r[8],
+        moved_from=r[9],
+        chash=r[10],
+        created=r[11],
+    )
+
 
 # A file version's blocklist is stored as a delta against an older version's
 # when that is at most half the size, up to this many deltas deep.

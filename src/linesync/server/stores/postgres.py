@@ -34,15 +34,18 @@ from linesync.server.commit import Limits, Write
 from linesync.server.model import ChunkLoc, Row, Sources
 from linesync.server.prefetch import plan_prefetched
 from linesync.server.stores.base import CommitListener, CommitOutcome, GcStats, Head, StoreError
-from linesync.server.stores.common import MAX_DELTA_DEPTH, BlocklistCache
+from linesync.server.stores.common import (
+    ENTRY_COLUMNS,
+    MAX_DELTA_DEPTH,
+    BlocklistCache,
+    entry_row,
+)
 from linesync.server.stores.postgres_admin import PostgresAdmin
 
 if TYPE_CHECKING:
     from linesync.server.stores.postgres_admin import Conn
 
-_COLS = (
-    "jid, path, kind, size, mtime_ns, exec, target, device, base_jid, moved_from, chash, created"
-)
+_COLS = ENTRY_COLUMNS
 _E_COLS = ", ".join("e." + c.strip() for c in _COLS.split(","))
 _LOC_COLS = "id, pack, pack_offset, length, codec, raw_size"
 
@@ -55,23 +58,6 @@ CHANNEL = "linesync_commits"
 FEED_CHECK_SECONDS = 5.0
 
 log = logging.getLogger("linesync.postgres")
-
-
-def _row(r: asyncpg.Record) -> Row:
-    return Row(
-        jid=r[0],
-        path=r[1],
-        kind=Kind(r[2]),
-        size=r[3],
-        mtime_ns=r[4],
-        exec=r[5],
-        target=r[6],
-        device=r[7],
-        base_jid=r[8],
-        moved_from=r[9],
-        chash=r[10],
-        created=r[11],
-    )
 
 
 def _loc(r: asyncpg.Record) -> ChunkLoc:
@@ -367,7 +353,7 @@ class PostgresStore(PostgresAdmin):
                 after,
                 limit,
             )
-        return [_row(r) for r in rows], int(head or 0)
+        return [entry_row(r) for r in rows], int(head or 0)
 
     async def version_at(self, ns_id: int, path: str, jid: int) -> Row | None:
         r = await self.pool.fetchrow(
@@ -377,7 +363,7 @@ class PostgresStore(PostgresAdmin):
             path,
             jid,
         )
-        return _row(r) if r else None
+        return entry_row(r) if r else None
 
     async def sources(self, ns_id: int, rows: Sequence[Row], since: int) -> dict[int, Sources]:
         files = [r for r in rows if r.kind is Kind.FILE]
@@ -396,7 +382,7 @@ class PostgresStore(PostgresAdmin):
                     list(names),
                     since,
                 ):
-                    at[r[1]] = _row(r)
+                    at[r[1]] = entry_row(r)
             bases: dict[int, Row | None] = {}
             for row in files:
                 base = None
@@ -418,7 +404,7 @@ class PostgresStore(PostgresAdmin):
         r = await self.pool.fetchrow(
             f"SELECT {_COLS} FROM entries WHERE ns_id=$1 AND jid=$2", ns_id, jid
         )
-        return _row(r) if r else None
+        return entry_row(r) if r else None
 
     async def journal(self, ns_id: int, after: int, upto: int) -> list[Row]:
         rows = await self.pool.fetch(
@@ -427,7 +413,7 @@ class PostgresStore(PostgresAdmin):
             after,
             upto,
         )
-        return [_row(r) for r in rows]
+        return [entry_row(r) for r in rows]
 
     async def history(self, ns_id: int, path: str, before: int, limit: int) -> list[Row]:
         rows = await self.pool.fetch(
@@ -438,7 +424,7 @@ class PostgresStore(PostgresAdmin):
             before,
             limit,
         )
-        return [_row(r) for r in rows]
+        return [entry_row(r) for r in rows]
 
     # -- chunks ------------------------------------------------------------
 
@@ -638,7 +624,7 @@ class _Reader:
             self.ns,
             *args,
         )
-        return [_row(r) for r in rows]
+        return [entry_row(r) for r in rows]
 
     async def current(self, paths_: Collection[str]) -> list[Row]:
         return await self._current("c.path = ANY($2::text[])", list(paths_))
@@ -660,7 +646,7 @@ class _Reader:
             self.ns,
             list(jids),
         )
-        return [_row(r) for r in rows]
+        return [entry_row(r) for r in rows]
 
     async def blocklists(self, jids: Collection[int]) -> dict[int, list[ChunkId]]:
         return await self.s._blocklists(self.con, self.ns, self.journal, jids)

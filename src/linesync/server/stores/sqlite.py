@@ -10,7 +10,6 @@ process; ``busy_timeout`` makes them wait their turn.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -24,32 +23,18 @@ from linesync.protocol.schemas import CommitOp, Kind
 from linesync.server.commit import Limits, Write, plan_commit
 from linesync.server.model import ChunkLoc, Row, Sources
 from linesync.server.stores.base import CommitListener, CommitOutcome, GcStats, Head, StoreError
-from linesync.server.stores.common import MAX_DELTA_DEPTH, BlocklistCache
+from linesync.server.stores.common import (
+    ENTRY_COLUMNS,
+    MAX_DELTA_DEPTH,
+    BlocklistCache,
+    entry_row,
+)
 from linesync.server.stores.sqlite_admin import SqliteAdmin
 
 T = TypeVar("T")
 _SQL_VARS = 500
 
-_ENTRY_COLS = (
-    "jid, path, kind, size, mtime_ns, exec, target, device, base_jid, moved_from, chash, created"
-)
-
-
-def _row(r: sqlite3.Row | tuple[Any, ...]) -> Row:
-    return Row(
-        jid=r[0],
-        path=r[1],
-        kind=Kind(r[2]),
-        size=r[3],
-        mtime_ns=r[4],
-        exec=bool(r[5]),
-        target=r[6],
-        device=r[7],
-        base_jid=r[8],
-        moved_from=r[9],
-        chash=r[10],
-        created=r[11],
-    )
+_ENTRY_COLS = ENTRY_COLUMNS
 
 
 def _batches(items: Sequence[T], n: int = _SQL_VARS) -> list[Sequence[T]]:
@@ -205,7 +190,7 @@ class SqliteStore(SqliteAdmin):
                     "SELECT head FROM namespaces WHERE id=?", (ns_id,)
                 ).fetchone()[0]
                 rows = [
-                    _row(r)
+                    entry_row(r)
                     for r in self.db.execute(
                         f"SELECT {', '.join('e.' + c.strip() for c in _ENTRY_COLS.split(','))} "
                         "FROM current c JOIN entries e ON e.ns_id=c.ns_id AND e.jid=c.jid "
@@ -225,7 +210,7 @@ class SqliteStore(SqliteAdmin):
             "ORDER BY jid DESC LIMIT 1",
             (ns_id, path, jid),
         ).fetchone()
-        return _row(r) if r else None
+        return entry_row(r) if r else None
 
     async def version_at(self, ns_id: int, path: str, jid: int) -> Row | None:
         return await self._run(self._version_at, ns_id, path, jid)
@@ -255,7 +240,7 @@ class SqliteStore(SqliteAdmin):
         r = self.db.execute(
             f"SELECT {_ENTRY_COLS} FROM entries WHERE ns_id=? AND jid=?", (ns_id, jid)
         ).fetchone()
-        return _row(r) if r else None
+        return entry_row(r) if r else None
 
     async def entry(self, ns_id: int, jid: int) -> Row | None:
         return await self._run(self._entry, ns_id, jid)
@@ -263,7 +248,7 @@ class SqliteStore(SqliteAdmin):
     async def journal(self, ns_id: int, after: int, upto: int) -> list[Row]:
         def go() -> list[Row]:
             return [
-                _row(r)
+                entry_row(r)
                 for r in self.db.execute(
                     f"SELECT {_ENTRY_COLS} FROM entries WHERE ns_id=? AND jid>? AND jid<=? "
                     "ORDER BY jid",
@@ -276,7 +261,7 @@ class SqliteStore(SqliteAdmin):
     async def history(self, ns_id: int, path: str, before: int, limit: int) -> list[Row]:
         def go() -> list[Row]:
             return [
-                _row(r)
+                entry_row(r)
                 for r in self.db.execute(
                     f"SELECT {_ENTRY_COLS} FROM entries WHERE ns_id=? AND path=? AND jid<? "
                     "ORDER BY jid DESC LIMIT ?",
@@ -516,7 +501,7 @@ class _View:
     def _rows(self, where: str, args: tuple[Any, ...]) -> list[Row]:
         cols = ", ".join("e." + c.strip() for c in _ENTRY_COLS.split(","))
         return [
-            _row(r)
+            entry_row(r)
             for r in self.s.db.execute(
                 f"SELECT {cols} FROM current c JOIN entries e ON e.ns_id=c.ns_id AND e.jid=c.jid "
                 f"WHERE c.ns_id=? AND {where}",

@@ -5,7 +5,7 @@ would be one PUT, and PUTs are what an object store bills. So, with shared
 stores, an append of less than ``small_max`` bytes goes to the database
 instead: one row holding a small pack (the same bytes a pack object would
 hold, named ``s-…``), durable when the insert commits. Every so often
-(``drain``, under the "drain" lease) the live records of the staged packs are
+(``gc.drain``, under the "drain" lease) the live records of the staged packs are
 appended to the object store together, a few MiB per object, and the index is
 pointed at the copies; a staged pack left unused is deleted by a later drain
 (or by garbage collection, like any pack).
@@ -18,12 +18,9 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import asyncpg
 
-from linesync.server.model import ChunkLoc
-from linesync.server.stores.base import MaintenanceStore
 from linesync.server.stores.packs import (
     PACK_HEADER,
     PACK_MAGIC,
@@ -41,7 +38,6 @@ from linesync.server.stores.packs import (
 
 MiB = 1 << 20
 SMALL_MAX = 256 * 1024  # appends smaller than this are staged
-DRAIN_BATCH = 4 * MiB  # staged records moved per object-store append
 _HEADER = PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, 0)
 
 
@@ -136,14 +132,6 @@ class PgStage:
             self._pool = None
 
 
-@dataclass
-class DrainReport:
-    packs: int = 0  # staged packs whose records moved
-    records: int = 0
-    appends: int = 0  # appends to the object store
-    deleted: list[str] = field(default_factory=list)
-
-
 class StagedChunkStore:
     """A ``ChunkStore``: small appends to ``stage``, the rest to ``big``."""
 
@@ -151,8 +139,8 @@ class StagedChunkStore:
         self.big = big
         self.stage = stage
         self.small_max = small_max
-        # Staged packs a drain emptied, and when: deleted by a later one.
-        self._drained: dict[str, float] = {}
+        # Staged packs a drain emptied, and when: deleted by a later one (gc.drain).
+        self.drained: dict[str, float] = {}
 
     @property
     def current_pack(self) -> str | None:
@@ -191,49 +179,3 @@ class StagedChunkStore:
     async def close(self) -> None:
         await self.stage.close()
         await self.big.close()
-
-    async def drain(self, meta: MaintenanceStore, hold_seconds: float) -> DrainReport:
-        """Move the staged packs' live records to the object store, a few MiB
-        per append, and point the index at the copies. A staged pack emptied by
-        an earlier drain at least ``hold_seconds`` ago, and still unused, is
-        deleted (a reader that looked it up just before the move still finds it
-        until then; an upload that staged records and has not indexed them yet
-        has indexed them by then)."""
-        report = DrainReport()
-        now = time.time()
-        for pack, since in list(self._drained.items()):
-            if now - since < hold_seconds:
-                continue
-            del self._drained[pack]
-            if not await meta.chunks_in([pack]):  # (else: moved by the next drain)
-                await self.stage.delete_pack(pack)
-                report.deleted.append(pack)
-        staged = [p.name for p in await self.stage.list_packs() if p.name not in self._drained]
-        batch: list[ChunkLoc] = []
-        for i in range(0, len(staged), 500):
-            names = staged[i : i + 500]
-            live = await meta.chunks_in(names)
-            report.packs += len({c.pack for c in live})
-            for loc in live:
-                batch.append(loc)
-                if sum(c.length for c in batch) >= DRAIN_BATCH:
-                    await self._move(meta, batch, report)
-                    batch = []
-            self._drained.update((name, now) for name in names)
-        if batch:
-            await self._move(meta, batch, report)
-        return report
-
-    async def _move(self, meta: MaintenanceStore, live: list[ChunkLoc], r: DrainReport) -> None:
-        payloads = await self.stage.read_many([Location(c.pack, c.offset, c.length) for c in live])
-        locs = await self.big.append(
-            [Record(c.chunk_id, c.codec, p) for c, p in zip(live, payloads, strict=True)]
-        )
-        await meta.relocate(
-            [
-                ChunkLoc(c.chunk_id, loc.pack, loc.offset, loc.length, c.codec, c.raw_size)
-                for c, loc in zip(live, locs, strict=True)
-            ]
-        )
-        r.records += len(live)
-        r.appends += 1
