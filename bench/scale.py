@@ -807,11 +807,13 @@ def run_commit_load(
     groups["generator"] = lambda: [p.pid for p in procs]
     watch = CpuWatch(groups)
     time.sleep(max(0.0, t_measure - time.time()))
+    s3_0 = setup.s3.counts() if setup.s3 else {}
     watch.start()
     load0 = os.getloadavg()[0]
     time.sleep(max(0.0, t_end - time.time()))
     used = watch.stop()
     load1 = os.getloadavg()[0]
+    s3_1 = setup.s3.counts() if setup.s3 else {}
     results = [p.result(timeout=120) for p in procs]
     lat = [x for r in results for x in r["latencies"]]
     errors: dict[str, int] = {}
@@ -837,6 +839,7 @@ def run_commit_load(
         "other_cores": (watch.machine - sum(used.values())) / window,
         "loadavg": [load0, load1],
         "busy_before": idle_before,
+        "s3_puts": s3_1.get("PUT", 0) - s3_0.get("PUT", 0) if setup.s3 else None,
         "gen_procs": args.gen_procs,
     }
 
@@ -1570,7 +1573,7 @@ def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
         # Tokens for users of the loaded namespaces, picked at random.
         count = loaded["namespaces"]
         picks = random.Random().sample(
-            range(1, count + 1), min(count, args.db_hot + args.db_spread)
+            range(1, count + 1), min(count, max(args.db_clients) + args.db_spread)
         )
 
         async def tokens() -> list[Account]:
@@ -1598,18 +1601,19 @@ def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
     )
     rows = []
     try:
-        hot = accounts[: args.db_hot]
-        spread = accounts[args.db_hot :]
-        print(f"    {len(hot)} clients, each its own namespace", flush=True)
-        r = run_commit_load(cleanup, setup, hot, "uploaded", args)
-        r["variant"] = f"{len(hot)} clients, each committing to its own namespace"
-        rows.append(r)
-        print(f"      {fmt_commit_row(r)}", flush=True)
+        most = max(args.db_clients)
+        for k in args.db_clients:
+            print(f"    {k} client(s), each its own namespace", flush=True)
+            r = run_commit_load(cleanup, setup, accounts[:k], "uploaded", args)
+            r["variant"] = f"{k} client{'s' if k > 1 else ''}, each committing to its own namespace"
+            rows.append(r)
+            print(f"      {fmt_commit_row(r)}", flush=True)
+        spread = accounts[most:]
         if spread:
-            print(f"    {args.db_hot} clients over {len(spread):,} namespaces", flush=True)
-            r = run_commit_load(cleanup, setup, spread, "uploaded", args, rotate=args.db_hot)
+            print(f"    {most} clients over {len(spread):,} namespaces", flush=True)
+            r = run_commit_load(cleanup, setup, spread, "uploaded", args, rotate=most)
             r["variant"] = (
-                f"{args.db_hot} clients, each commit to the next of {len(spread):,} "
+                f"{most} clients, each commit to the next of {len(spread):,} "
                 "namespaces picked at random"
             )
             rows.append(r)
@@ -1840,8 +1844,9 @@ def render_commits(d: dict[str, Any]) -> list[str]:
     out = ["### 1. Commits per second", "", meta_line(d["meta"]), ""]
     out += [
         "| deployment | content | processes | commits/s | p50 ms | p99 ms | server CPU "
-        "(cores) | PostgreSQL | S3 | generator | other | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(cores) | PostgreSQL | S3 server | generator | other | server + PostgreSQL CPU "
+        "per commit | S3 PUTs per commit | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in d["rows"]:
         cpu = r["cpu"]
@@ -1849,11 +1854,14 @@ def render_commits(d: dict[str, Any]) -> list[str]:
         def col(k: str, cpu: dict[str, float] = cpu) -> str:
             return f"{cpu[k]:.2f}" if k in cpu else "—"
 
+        per = (cpu.get("server", 0) + cpu.get("postgres", 0)) / max(r["rate"], 1e-9) * 1000
+        puts = r.get("s3_puts")
+        put_s = f"{puts / max(r['commits'], 1):.3f}" if puts is not None else "—"
         out.append(
             f"| {r['store']} | {r['mode']} | {r['processes']} | **{r['rate']:.0f}** | "
             f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {col('server')} | {col('postgres')} | "
-            f"{col('s3')} | {col('generator')} | {r['other_cores']:.2f} | "
-            f"{sum(r['errors'].values())} |"
+            f"{col('s3')} | {col('generator')} | {r['other_cores']:.2f} | {per:.1f} ms | "
+            f"{put_s} | {sum(r['errors'].values())} |"
         )
     r0 = d["rows"][0]
     out += [
@@ -2084,7 +2092,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--reuse-db", metavar="NAME", help="bigdb: measure on a database a --keep-db run kept"
     )
-    p.add_argument("--db-hot", type=int, default=4, help="bigdb: clients (own namespace each)")
+    p.add_argument(
+        "--db-clients",
+        default="1,4",
+        help="bigdb: runs of so many clients, each on its own namespace (default 1,4)",
+    )
     p.add_argument(
         "--db-spread", type=int, default=1000, help="bigdb: namespaces committed round-robin"
     )
@@ -2104,6 +2116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.commit_modes = [m for m in args.commit_modes.split(",") if m]
     args.poll_stores = [m for m in args.poll_stores.split(",") if m]
     args.sync_stores = [m for m in args.sync_stores.split(",") if m]
+    args.db_clients = [int(m) for m in args.db_clients.split(",") if m]
     return args
 
 
