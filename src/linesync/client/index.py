@@ -15,6 +15,7 @@ import contextlib
 import os
 import sqlite3
 import struct
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -90,8 +91,15 @@ _MIGRATIONS: list[str] = [
     """,
 ]
 
-_zc = zstandard.ZstdCompressor(level=1)
-_zd = zstandard.ZstdDecompressor()
+_local = threading.local()  # zstd contexts are not thread-safe: a pair per thread
+
+
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    pair: tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor] | None
+    pair = getattr(_local, "pair", None)
+    if pair is None:
+        pair = _local.pair = (zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor())
+    return pair
 
 
 class IndexError_(Exception):
@@ -495,7 +503,7 @@ class Index:
 
     def cache_get(self, cid: ChunkId) -> bytes | None:
         r = self.db.execute("SELECT data FROM cache WHERE id=?", (cid,)).fetchone()
-        return _zd.decompress(r[0]) if r else None
+        return _zstd()[1].decompress(r[0]) if r else None
 
     def cache_get_many(self, ids: Sequence[ChunkId]) -> dict[ChunkId, bytes]:
         """The cached ones of ``ids``."""
@@ -503,7 +511,7 @@ class Index:
         for part in _parts(ids):
             q = ",".join("?" * len(part))
             for cid, data in self.db.execute(f"SELECT id, data FROM cache WHERE id IN ({q})", part):
-                out[cid] = _zd.decompress(data)
+                out[cid] = _zstd()[1].decompress(data)
         return out
 
     def cache_put(
@@ -521,7 +529,7 @@ class Index:
             held = {r[0] for r in self.db.execute(f"SELECT id FROM cache WHERE id IN ({q})", part)}
             for cid in part:
                 if cid not in held:
-                    z = packed.get(cid) or _zc.compress(chunks[cid])
+                    z = packed.get(cid) or _zstd()[0].compress(chunks[cid])
                     rows.append((cid, z, len(z), now))
         self.db.executemany(
             "INSERT INTO cache (id, data, size, used) VALUES (?,?,?,?) ON CONFLICT (id) DO "
