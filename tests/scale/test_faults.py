@@ -5,19 +5,25 @@ commits are whole or absent, and no long-poll stalls silently."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import asyncpg
 import psutil  # type: ignore[import-untyped]
 
 from linesync.client.api import Client
+from linesync.client.remote import Remote
+from linesync.client.retry import RetryPolicy
 from linesync.protocol.errors import LinesyncError
+from linesync.protocol.framing import Frame
+from linesync.protocol.schemas import UploadResponse
 from tests.scenarios.helpers import conflict_copies, files, tree, write
-from tests.support.api import Api, Remote, Resp, ns_path, put_file
+from tests.support.api import Api, Resp, ns_path, put_file
+from tests.support.api import Remote as OneShotRemote
 from tests.support.deploy import LISTEN_QUERY, Deployment
 from tests.support.resources import pid_of, wait_until
 
@@ -60,42 +66,63 @@ def check_ok(dep: Deployment) -> None:
 # -- 4. a process killed during uploads ------------------------------------------------------
 
 
+class _TimedRemote(Remote):
+    """Notes when each upload request goes out and when its answer comes."""
+
+    spans: list[list[float]]
+    first: threading.Event
+
+    async def upload(self, ns: int, frames: Sequence[Frame]) -> UploadResponse:
+        span = [time.monotonic(), math.inf]
+        self.spans.append(span)
+        self.first.set()
+        try:
+            return await super().upload(ns, frames)
+        finally:
+            span[1] = time.monotonic()
+
+
+class TimedUploads(Client):
+    """A client whose upload requests are timed (``Client._remote`` is the seam)."""
+
+    def __init__(self, folder: Path, spans: list[list[float]], first: threading.Event) -> None:
+        super().__init__(folder)
+        self.spans, self.first = spans, first
+
+    def _remote(self, retry: RetryPolicy | None = None) -> Remote:
+        remote = _TimedRemote(self.config.server, self.config.token, retry=retry)
+        remote.spans, remote.first = self.spans, self.first
+        return remote
+
+
 def test_a_process_killed_during_uploads_is_failed_over(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     """Two clients (two users) given both processes' URLs, process 0 first, upload
-    a few MB each; process 0 is SIGKILLed once the uploads are under way. Both
-    syncs finish through process 1, and every file is on the server with its
+    4.5 MB each; process 0 is SIGKILLed 20 ms after their first upload request
+    went out. Both syncs finish through process 1 (an upload request in flight
+    at the kill is answered there), and every file is on the server with its
     bytes: as fresh folders through process 1 show, and through process 0 once
     restarted; ``linesync check`` is ok."""
     dep = deployment
     both = dep.urls(0, 1)
     rng = random.Random(4)
     users = {"x": dep.new_token("x", "laptop"), "y": dep.new_token("y", "laptop")}
-    sources = {
-        u: Client.init(tmp_path / f"src-{u}", server=both, token=t) for u, t in users.items()
-    }
+    spans: list[list[float]] = []  # [sent, answered] of every upload request
+    first = threading.Event()
+    sources = {}
+    for u, t in users.items():
+        Client.init(tmp_path / f"src-{u}", server=both, token=t)
+        sources[u] = TimedUploads(tmp_path / f"src-{u}", spans, first)
     for c in sources.values():
-        for i in range(80):
-            write(c.folder / f"blobs/{i // 20}/b{i:03d}.bin", rng.randbytes(96 * KIB))
+        for i in range(48):
+            write(c.folder / f"blobs/{i // 12}/b{i:03d}.bin", rng.randbytes(96 * KIB))
     trees = {u: tree(c.folder) for u, c in sources.items()}
-
-    uploading = threading.Event()
-    killed_at: list[float] = []
-    after_kill: list[float] = []  # progress heard after the kill
-
-    def progress(what: str, done: int, total: int) -> None:
-        if what != "upload":
-            return
-        uploading.set()
-        if killed_at:
-            after_kill.append(time.monotonic())
-
     errors: list[BaseException] = []
 
     def sync(c: Client) -> None:
         try:
-            asyncio.run(c.sync(progress=progress, retry_for=60))
+            c.sync_once(retry_for=60)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -103,19 +130,21 @@ def test_a_process_killed_during_uploads_is_failed_over(
     started = time.monotonic()
     for t in threads:
         t.start()
-    assert uploading.wait(60), "no upload started in 60 s"
+    assert first.wait(60), "no upload in 60 s"
+    time.sleep(0.02)
     dep.servers[0].kill()  # SIGKILL, uploads in flight
-    killed_at.append(time.monotonic())
+    killed = time.monotonic()
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "a sync did not finish in 120 s"
     assert not errors, errors
     took = time.monotonic() - started
-    assert after_kill, "the uploads had all finished before the kill: no failover shown"
+    cut = [end - killed for sent, end in spans if sent < killed < end]
+    assert cut, f"no upload was in flight at the kill: {spans}"
     print(
-        f"\nkill during uploads: killed {killed_at[0] - started:.2f} s in, next upload answered "
-        f"{(after_kill[0] - killed_at[0]) * 1000:.0f} ms after the kill, both syncs done in "
-        f"{took:.2f} s"
+        f"\nkill during uploads: killed {killed - started:.2f} s in, {len(cut)} of "
+        f"{len(spans)} upload requests in flight, answered {max(cut) * 1000:.0f} ms after the "
+        f"kill at the latest; both syncs done in {took:.2f} s"
     )
 
     for u, token in users.items():
@@ -178,7 +207,7 @@ def test_commits_are_whole_while_database_connections_are_cut(
     token = dep.new_token("admin", "source")
     src = Client.init(tmp_path / "src", server=dep.urls(0, 1), token=token)
     rng = random.Random(6)
-    batches, failures, attempts = 15, [], 0
+    batches, failures, attempts = 10, [], 0
     retried: list[str] = []  # requests the client's retry policy sent again
 
     def on_retry(exc: LinesyncError, wait: float) -> None:
@@ -301,7 +330,10 @@ def test_a_lost_notification_is_caught_after_the_listener_reconnects(
     times: dict[str, float] = {}
 
     async def go() -> None:
-        async with Remote(dep.servers[0].url, tok0) as r0, Remote(dep.servers[1].url, tok1) as r1:
+        async with (
+            OneShotRemote(dep.servers[0].url, tok0) as r0,
+            OneShotRemote(dep.servers[1].url, tok1) as r1,
+        ):
             ns = (await r0.me()).namespaces[0].id
             cursor = (await r0.list_changes(ns)).cursor  # starts process 0's listener
             (old,) = await asyncio.to_thread(
