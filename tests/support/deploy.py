@@ -5,9 +5,12 @@
   started with its ``args`` and ``env`` keeps everything there, so any number
   of processes can serve the same data.
 - :class:`Deployment` (the ``deployment`` fixture): N server processes on one
-  such pair, each with a data directory of its own (only the one that made the
-  admin holds the first-start token), with the admin commands, ``linesync check`` and a
-  direct line to the database (to look at it or cut connections on purpose).
+  such pair, each with a data directory of its own (only the one that made
+  the admin holds the first-start token), with the admin commands, ``linesync
+  check`` and a direct line to the database (to look at it or cut connections
+  on purpose).
+- Databases are dropped on a thread of their own (a drop waits for a
+  checkpoint); the session's end waits for the last of them.
 - ``LINESYNC_TEST_STORES=postgres+s3`` (see :func:`stores_mode`) makes the
   fixtures that start servers for the hardening suite (``srv``, ``launch``)
   start them on fresh shared stores instead of the embedded SQLite file and
@@ -34,6 +37,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from linesync.server.stores.postgres import CHANNEL
 from tests.support.pg import create_database, drop_database
 from tests.support.s3 import S3Server
 from tests.support.server import ServerProc
@@ -41,8 +45,9 @@ from tests.support.server import ServerProc
 STORES_VAR = "LINESYNC_TEST_STORES"
 EMBEDDED = "embedded"
 SHARED = "postgres+s3"
-# The channel PostgreSQL commits are announced on (stores/postgres.py: CHANNEL).
-LISTEN_QUERY = 'LISTEN "linesync_commits"'
+# What pg_stat_activity shows for a process's listening connection, until its
+# first check (then "SELECT 1").
+LISTEN_QUERY = f'LISTEN "{CHANNEL}"'
 
 
 def stores_mode() -> str:
