@@ -162,26 +162,49 @@ def test_a_process_killed_during_uploads_is_failed_over(
 
 
 class Cutter:
-    """A thread that terminates every connection to the test database (but its
-    own) every few tenths of a second, at most ``limit`` times."""
+    """A thread that watches the test database (every 5 ms, on a connection of
+    its own) and, when some connection is inside a transaction, terminates every
+    connection but its own, one time in two; after a cut it lets 50-200 ms pass,
+    so that commits also get through. At most ``limit`` cuts, at most ``seconds``."""
 
-    def __init__(self, dep: Deployment, limit: int = 300) -> None:
-        self.dep, self.limit = dep, limit
+    def __init__(self, dep: Deployment, limit: int = 200, seconds: float = 120.0) -> None:
+        self.dep, self.limit, self.seconds = dep, limit, seconds
         self.stop = threading.Event()
-        self.rounds = 0
-        self.cut = 0
+        self.rounds = 0  # cuts
+        self.cut = 0  # connections terminated
         self.error: BaseException | None = None
         self.rng = random.Random(5)
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
+        try:
+            con = await asyncpg.connect(self.dep.stores.db, timeout=10)
+        except BaseException as exc:  # reported by __exit__
+            self.error = exc
+            return
+        others = "datname = current_database() AND pid <> pg_backend_pid()"
+        deadline = time.monotonic() + self.seconds
         try:
             while not self.stop.is_set() and self.rounds < self.limit:
-                self.cut += len(self.dep.terminate())
-                self.rounds += 1
-                self.stop.wait(self.rng.uniform(0.15, 0.5))
-        except BaseException as exc:  # reported by close()
+                if time.monotonic() > deadline:
+                    break
+                busy = await con.fetchval(
+                    f"SELECT count(*) FROM pg_stat_activity WHERE {others} "
+                    "AND xact_start IS NOT NULL AND state <> 'idle'"
+                )
+                if busy and self.rng.random() < 0.5:
+                    self.cut += await con.fetchval(
+                        f"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                        f"FROM pg_stat_activity WHERE {others}"
+                    )
+                    self.rounds += 1
+                    await asyncio.sleep(self.rng.uniform(0.05, 0.2))
+                else:
+                    await asyncio.sleep(0.005)
+        except BaseException as exc:  # reported by __exit__
             self.error = exc
+        finally:
+            await con.close()
 
     def __enter__(self) -> Cutter:
         self.thread.start()
@@ -199,15 +222,17 @@ def test_commits_are_whole_while_database_connections_are_cut(
     deployment: Deployment, tmp_path: Path
 ) -> None:
     """A client (both URLs) commits batch after batch (new files, edits, deletes)
-    while every connection to the database is terminated every 150-500 ms. A sync
-    that fails is tried again (bounded); afterwards the journal is gapless and
-    each path's current entry its latest version, ``linesync check`` is ok, the
-    source folder holds no conflict copy, and a fresh folder equals it."""
+    while every connection to the database is terminated, again and again, as
+    transactions run (the Cutter), until at least 10 batches and 10 cuts (at most
+    25 batches). A sync that fails is tried again (bounded); afterwards the
+    journal is gapless and each path's current entry its latest version,
+    ``linesync check`` is ok, the source folder holds no conflict copy, and a
+    fresh folder equals it."""
     dep = deployment
     token = dep.new_token("admin", "source")
     src = Client.init(tmp_path / "src", server=dep.urls(0, 1), token=token)
     rng = random.Random(6)
-    batches, failures, attempts = 10, [], 0
+    batches, failures, attempts = 0, [], 0
     retried: list[str] = []  # requests the client's retry policy sent again
 
     def on_retry(exc: LinesyncError, wait: float) -> None:
@@ -215,7 +240,10 @@ def test_commits_are_whole_while_database_connections_are_cut(
 
     started = time.monotonic()
     with Cutter(dep) as cutter:
-        for b in range(batches):
+        for b in range(25):
+            if b >= 10 and cutter.rounds >= 10:
+                break
+            batches += 1
             for i in range(20):
                 write(src.folder / f"b{b}/n{i:02d}.md", f"batch {b} note {i}\n".encode() * 20)
             for p in rng.sample(sorted(src.folder.glob("b*/n*.md")), 5):
@@ -237,11 +265,11 @@ def test_commits_are_whole_while_database_connections_are_cut(
                 raise AssertionError(f"batch {b} did not get up in 30 tries: {failures[-5:]}")
     took = time.monotonic() - started
     print(
-        f"\ncut connections: {cutter.cut} connections terminated in {cutter.rounds} rounds; "
+        f"\ncut connections: {cutter.cut} connections terminated in {cutter.rounds} cuts; "
         f"{batches} batches in {took:.2f} s, {attempts} syncs, {len(failures)} failed "
         f"({sorted({f.split(':')[0] for f in failures})}); requests retried: {retried}"
     )
-    assert cutter.cut > 0, "no connection was cut"
+    assert cutter.rounds >= 10, f"only {cutter.rounds} cuts"
     final = src.sync_once(retry_for=30)  # nothing cut now: nothing left to do
     assert final.converged and not final.uploaded, final
     t = tree(src.folder)
