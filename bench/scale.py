@@ -1640,22 +1640,34 @@ def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
     rows = []
     try:
         most = max(args.db_clients)
-        for k in args.db_clients:
-            print(f"    {k} client(s), each its own namespace", flush=True)
-            r = run_commit_load(cleanup, setup, accounts[:k], "uploaded", args)
-            r["variant"] = f"{k} client{'s' if k > 1 else ''}, each committing to its own namespace"
-            rows.append(r)
-            print(f"      {fmt_commit_row(r)}", flush=True)
         spread = accounts[most:]
-        if spread:
-            print(f"    {most} clients over {len(spread):,} namespaces", flush=True)
-            r = run_commit_load(cleanup, setup, spread, "uploaded", args, rotate=most)
-            r["variant"] = (
-                f"{most} clients, each commit to the next of {len(spread):,} "
-                "namespaces picked at random"
+        variants: list[tuple[str, list[Account], int]] = [
+            (
+                f"{k} client{'s' if k > 1 else ''}, each committing to its own namespace",
+                accounts[:k],
+                0,
             )
-            rows.append(r)
-            print(f"      {fmt_commit_row(r)}", flush=True)
+            for k in args.db_clients
+        ]
+        if spread:
+            name = (
+                f"{most} clients, each commit to the next of {len(spread):,} namespaces "
+                "picked at random"
+            )
+            variants.append((name, spread, most))
+        runs: list[dict[str, Any]] = []
+        for rnd in range(args.rounds):
+            for name, accs, rotate in variants:
+                print(f"    {name} (round {rnd + 1}/{args.rounds})", flush=True)
+                r = run_commit_load(cleanup, setup, accs, "uploaded", args, rotate=rotate)
+                r["variant"] = name
+                runs.append(r)
+                print(f"      {fmt_commit_row(r)}", flush=True)
+        for name, _, _ in variants:  # the run of median p99 stands for the variant
+            mine = sorted((r for r in runs if r["variant"] == name), key=lambda r: r["p99_ms"])
+            row = dict(mine[(len(mine) - 1) // 2])
+            row["p99s"] = [r["p99_ms"] for r in runs if r["variant"] == name]
+            rows.append(row)
     finally:
         for srv in setup.servers:
             srv.stop()
@@ -1667,6 +1679,7 @@ def bench_bigdb(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
         "rows_per_ns": loaded.get("rows_per_ns"),
         "rows": loaded.get("rows"),
         "chunks": loaded.get("chunks"),
+        "rounds": args.rounds,
         "load": loaded.get("timings"),
         "shape": loaded.get("shape"),
         "runs": rows,
@@ -2063,9 +2076,11 @@ def render_bigdb(d: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in d["runs"]:
+        p99s = r.get("p99s") or [r["p99_ms"]]
+        rng = f" ({min(p99s):.0f}-{max(p99s):.0f})" if len(p99s) > 1 else ""
         out.append(
-            f"| {r['variant']} | {r['rate']:.0f} | {r['p50_ms']:.1f} | **{r['p99_ms']:.1f}** | "
-            f"{r['max_ms']:.1f} | {r['cpu'].get('server', 0):.2f} | "
+            f"| {r['variant']} | {r['rate']:.0f} | {r['p50_ms']:.1f} | "
+            f"**{r['p99_ms']:.1f}**{rng} | {r['max_ms']:.1f} | {r['cpu'].get('server', 0):.2f} | "
             f"{r['cpu'].get('postgres', 0):.2f} | {r['other_cores']:.2f} | "
             f"{sum(r['errors'].values())} |"
         )
@@ -2088,7 +2103,11 @@ def render_bigdb(d: dict[str, Any]) -> list[str]:
         "- Commits as in part 1 (*uploaded*: metadata only, one new file each), through "
         "one server process (PostgreSQL + S3), into namespaces of the loaded users picked "
         "at random: a few clients each on its own namespace, and the same clients going "
-        "round many namespaces (each commit in one whose pages are likely not cached).",
+        "round many namespaces (each commit in one whose pages are likely not cached). "
+        f"Each variant ran {d.get('rounds', 1)} time(s), interleaved; the row is the run "
+        "of median p99, the range of the p99s in brackets. The clients are closed loops "
+        "(the next commit when the last is answered): with 4 of them on 2 cores shared "
+        "with PostgreSQL, a commit also waits for the others' CPU.",
     ]
     return out
 
