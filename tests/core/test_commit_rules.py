@@ -869,10 +869,12 @@ class _Gen:
         return self.data.draw(strategy)
 
     def base(self, path: str) -> int:
-        """Usually the path's current JID; sometimes 0 or the head (stale)."""
+        """Usually the path's current JID; sometimes 0, the head, or an older
+        version of the path (stale)."""
         row = self.view.rows.get(path)
         good = row.jid if row else 0
-        return self.draw(st.sampled_from([good, good, good, 0, self.view.head]))
+        older = [j for j, e in self.view.entries.items() if e.path == path and j != good]
+        return self.draw(st.sampled_from([good, good, good, 0, self.view.head, *older[-2:]]))
 
     def path(self) -> str:
         """Any path, a path that can be created now, or a live path."""

@@ -94,3 +94,15 @@ def test_an_unforeseen_read_is_fetched_and_the_plan_runs_again() -> None:
         snap.live_under("d/e/y", 1)
     except Miss:
         raise AssertionError("a file inside a complete subtree has no children") from None
+
+
+def test_an_edit_on_an_older_version_is_a_conflict_not_a_lost_update() -> None:
+    """The base version is read by JID; it must not pass for the path's current
+    entry (the server would accept the stale edit over the newer one)."""
+    view = namespace([file("f", C[:1])], [file("f", C[1:2], base=1)])
+    stale = file("f", C[2:3], base=1)
+    want, got, snap = both(view, [stale])
+    assert got == want and isinstance(got, Plan)
+    (r,) = got.results
+    assert (r.status, r.reason) == ("conflict", "changed")
+    assert r.current is not None and r.current.jid == 2

@@ -56,8 +56,13 @@ def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awa
             response = error_response(exc, headers)
         except paths.PathError as exc:
             response = error_response(LinesyncError(Code.BAD_PATH, str(exc)))
-        except Exception as exc:
+        except ClientDisconnect:
+            # The client hung up mid-body: nobody is left to answer, and it is no error.
+            log.debug("%s %s: client disconnected", request.method, request.url.path)
+            response = Response(status_code=499)
+        except BaseException as exc:
             if not transient(exc):
+                await res.close()
                 raise
             # The database went away mid-request (a restart, a dropped connection):
             # its transaction did all or nothing, and every request may be sent again.
@@ -66,13 +71,6 @@ def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awa
                 LinesyncError(Code.UNAVAILABLE, "the server's database is unavailable; try again"),
                 {"retry-after": "1"},
             )
-        except ClientDisconnect:
-            # The client hung up mid-body: nobody is left to answer, and it is no error.
-            log.debug("%s %s: client disconnected", request.method, request.url.path)
-            response = Response(status_code=499)
-        except BaseException:
-            await res.close()
-            raise
         if isinstance(response, StreamingResponse):
             response.body_iterator = _release_after(response.body_iterator, res)
         else:

@@ -26,8 +26,9 @@ from typing import Protocol
 from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.ids import ChunkId, unpack_ids
+from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import CommitOp, Kind
-from linesync.server.commit import Limits, Plan, plan_commit
+from linesync.server.commit import Limits, Plan, plan_commit, validate_op
 from linesync.server.model import Row
 
 # A plan that keeps missing reads after this many fetches has met a batch the
@@ -124,7 +125,8 @@ class Snapshot:
             self._rows(rows)
             self.subtrees[path] = (rows, limit is None or len(rows) < limit)
         if loads.jids:
-            self._rows(await reader.entries(loads.jids))
+            # (versions by JID: not necessarily their paths' current entries)
+            self.entries.update((r.jid, r) for r in await reader.entries(loads.jids))
             got = await reader.blocklists(loads.jids)
             for jid in loads.jids:
                 self.entries.setdefault(jid, None)
@@ -288,6 +290,11 @@ async def plan_prefetched(
 ) -> tuple[Plan, Snapshot]:
     """``plan_commit`` on a snapshot read through ``reader``; also returns the
     snapshot (its ``missed`` lists the reads the prefetch did not foresee)."""
+    for op in ops:  # shapes and paths first: nothing unchecked reaches the reads
+        try:
+            validate_op(op)
+        except paths.PathError as exc:
+            raise LinesyncError(Code.BAD_PATH, f"{op.path!r}: {exc}") from exc
     snap = Snapshot()
     for loads in stages(ops, snap):
         await snap.load(reader, loads)

@@ -90,5 +90,7 @@ def transient(exc: BaseException) -> bool:
         | asyncpg.CannotConnectNowError
         | asyncpg.TooManyConnectionsError
         | asyncpg.AdminShutdownError
-        | asyncpg.QueryCanceledError,
+        | asyncpg.QueryCanceledError
+        # (a connection cut in the middle of an operation can leave this behind)
+        | asyncpg.InternalClientError,
     )
