@@ -98,6 +98,11 @@ class Cleanup:
 
 
 def _sigterm(signum: int, frame: object) -> None:
+    print(
+        f"{time.strftime('%H:%M:%S')} signal {signal.Signals(signum).name}",
+        file=sys.stderr,
+        flush=True,
+    )
     raise KeyboardInterrupt
 
 
@@ -2255,6 +2260,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_main()
         return 0
     signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGHUP, _sigterm)
     cleanup = Cleanup()
     tmp = Path(tempfile.mkdtemp(prefix="ls-bench-scale-", dir=args.tmp))
     cleanup.push("temporary directory", lambda: shutil.rmtree(tmp, ignore_errors=True))
