@@ -986,6 +986,10 @@ def bench_polls(cleanup: Cleanup, tmp: Path, s3: S3, args: argparse.Namespace) -
         rows[-1]["server_warnings"] = server_warnings(setup)
         for line in rows[-1]["server_warnings"][:5]:
             print(f"    server log: {line[:200]}", flush=True)
+        if rows[-1]["server_warnings"]:
+            keep = Path(tempfile.gettempdir()) / f"linesync-bench-polls-{store}.log"
+            keep.write_text("\n".join(line for srv in setup.servers for line in srv.log))
+            print(f"    whole server log: {keep}", flush=True)
     return {"rows": rows, "polls": n, "namespaces": n_ns, "settle": args.poll_settle}
 
 

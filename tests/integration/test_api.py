@@ -34,6 +34,7 @@ from tests.support.api import (
     missing,
     new_token,
     ns_path,
+    parse_metrics,
     put_file,
     raw_frames,
     split,
@@ -105,32 +106,6 @@ def test_healthz(srv: ServerProc) -> None:
             assert resp.json() == {"status": "ok", "version": linesync.__version__}
 
     run(go())
-
-
-_SAMPLE = re.compile(
-    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? '
-    r"[-+]?(\d+(\.\d+)?([eE][-+]?\d+)?|Inf|NaN)$"
-)
-
-
-def parse_metrics(body: str) -> dict[str, float]:
-    samples: dict[str, float] = {}
-    types: set[str] = set()
-    for line in body.splitlines():
-        if not line:
-            continue
-        if line.startswith("#"):
-            parts = line.split()
-            assert parts[1] in ("TYPE", "HELP"), line
-            if parts[1] == "TYPE":
-                assert parts[3] in ("counter", "gauge", "histogram", "summary", "untyped")
-                assert parts[2] not in types, f"duplicate TYPE for {parts[2]}"
-                types.add(parts[2])
-            continue
-        assert _SAMPLE.match(line), f"not a Prometheus sample: {line!r}"
-        name, _, value = line.rpartition(" ")
-        samples[name] = float(value)
-    return samples
 
 
 def test_metrics_counters_move(srv: ServerProc, user: User) -> None:

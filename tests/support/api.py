@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -355,3 +356,31 @@ def endpoint_name(path: str) -> str:
     if tail.startswith("pending/"):
         return "pending/seq"
     return "entries" if tail.startswith("entries/") else tail
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+_SAMPLE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? '
+    r"[-+]?(\d+(\.\d+)?([eE][-+]?\d+)?|Inf|NaN)$"
+)
+
+
+def parse_metrics(body: str) -> dict[str, float]:
+    samples: dict[str, float] = {}
+    types: set[str] = set()
+    for line in body.splitlines():
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line.split()
+            assert parts[1] in ("TYPE", "HELP"), line
+            if parts[1] == "TYPE":
+                assert parts[3] in ("counter", "gauge", "histogram", "summary", "untyped")
+                assert parts[2] not in types, f"duplicate TYPE for {parts[2]}"
+                types.add(parts[2])
+            continue
+        assert _SAMPLE.match(line), f"not a Prometheus sample: {line!r}"
+        name, _, value = line.rpartition(" ")
+        samples[name] = float(value)
+    return samples

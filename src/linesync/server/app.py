@@ -26,7 +26,7 @@ from linesync import __version__
 from linesync.core import paths
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import MEDIA_TYPE
-from linesync.server import gc, routes
+from linesync.server import gc, longpoll, routes
 from linesync.server.budget import Reservation
 from linesync.server.config import ServerConfig
 from linesync.server.context import Context
@@ -71,6 +71,9 @@ def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awa
                 LinesyncError(Code.UNAVAILABLE, "the server's database is unavailable; try again"),
                 {"retry-after": "1"},
             )
+        if response is longpoll.PARKED:
+            await res.close()
+            return response  # counted once, when it answers
         if isinstance(response, StreamingResponse):
             response.body_iterator = _release_after(response.body_iterator, res)
         else:
@@ -129,12 +132,13 @@ def create_app(
     # Big JSON answers (a list page after a folder move) shrink several-fold;
     # chunk bodies are compressed already.
     middleware = [
+        Middleware(longpoll.LongPolls, notifier=ctx.notifier),
         Middleware(
             GZipMiddleware,
             minimum_size=1024,
             compresslevel=6,
             exclude_content_types=(MEDIA_TYPE,),
-        )
+        ),
     ]
     app = Starlette(
         routes=table,

@@ -25,10 +25,12 @@ import logging
 import resource
 import time
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from linesync.server import longpoll
 
 log = logging.getLogger("linesync.server")
 
@@ -125,6 +127,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self.guard.gone(self)
+        if self.cycle is not None and not self.cycle.response_complete:
+            longpoll.hang_up(cast(dict[str, Any], self.cycle.scope))
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:

@@ -40,6 +40,7 @@ from linesync.protocol.schemas import (
     RestoreRequest,
     UploadResponse,
 )
+from linesync.server import longpoll
 from linesync.server.budget import reservation
 from linesync.server.chunks import FLUSH_BYTES, READ_BYTES, ZERO_ID, Work
 from linesync.server.context import Context
@@ -101,7 +102,8 @@ async def healthz(ctx: Context, request: Request) -> Response:
 
 async def metrics(ctx: Context, request: Request) -> Response:
     await ctx.auth(request, scope="metrics")
-    return PlainTextResponse(ctx.metrics.render({}), media_type="text/plain; version=0.0.4")
+    gauges = {"linesync_long_polls_waiting": float(ctx.notifier.waiting)}
+    return PlainTextResponse(ctx.metrics.render(gauges), media_type="text/plain; version=0.0.4")
 
 
 async def openapi(ctx: Context, request: Request) -> Response:
@@ -217,39 +219,43 @@ async def _content_for(
 
 
 async def list_changes(ctx: Context, request: Request) -> Response:
-    token, ns = await ctx.namespace(request, write=False)
+    # A long-poll parks between passes (server/longpoll.py): a pass after the
+    # first was woken by a commit or its deadline.
+    poll: longpoll.Poll | None = request.scope.get(longpoll.KEY)
+    again = poll is not None and poll.cursor is not None
+    # Whoever waited must still be let in: a token revoked or expired (or a member
+    # removed) meanwhile gets an error, not the news.
+    token, ns = await ctx.namespace(request, write=False, charge=not again)
     cfg = ctx.config
     limit = _int_param(request, "limit", cfg.max_list_page, 1, cfg.max_list_page)
-    wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait_seconds))
+    wait = _int_param(request, "wait", 0, 0, int(cfg.max_wait_seconds)) if poll else 0
     inline = _int_param(request, "inline", 0, 0, cfg.max_inline_bytes)
     # Uploads in progress, for a client that streams: those after this one are news.
     seen = _int_param(request, "pending", -1, 0, 2**62) if "pending" in request.query_params else -1
     session = _session_key(token.device, request)
-    cur = await _check_cursor(ctx, ns, request.query_params.get("cursor"))
-    deadline = time.monotonic() + wait
-    own: list[range] = []  # JIDs this session committed while it waited
-    while True:
-        event = ctx.notifier.event(ns.id)
-        rows, head_jid = await ctx.meta.changes(ns.id, cur.jid, limit)
-        if head_jid < cur.jid:
-            raise LinesyncError(Code.CURSOR_INVALID, "cursor is ahead of the journal")
-        remaining = deadline - time.monotonic()
-        # Rows are the latest entry of each path: one another device wrote is news,
-        # one this session wrote last is not (its commit's answer said so).
-        news = any(not any(r.jid in jids for jids in own) for r in rows)
-        announced = ctx.pending.current(ns.id) if seen >= 0 else None
-        news = news or any(a.seq > seen and a.device != token.device for a in announced or ())
-        if news or remaining <= 0 or ctx.notifier.closing:
-            break
-        await ctx.notifier.wait(event, remaining)
-        if session is not None and len(own) < OWN_MAX:
-            own.extend(jids for who, jids in event.commits if who == session)
-        # Whoever waited must still be let in: a token revoked or expired (or a member
-        # removed) meanwhile gets an error, not the news; and a journal reset
-        # meanwhile makes the cursor invalid.
-        _, ns = await ctx.namespace(request, write=False, charge=False)
+    if poll is not None and poll.cursor is not None:
+        cur, deadline, own = poll.cursor, poll.deadline, poll.own
         if ns.journal != cur.journal:
             raise LinesyncError(Code.CURSOR_INVALID, "the journal was reset while waiting")
+        woke = poll.woke
+        if session is not None and woke is not None and len(own) < OWN_MAX:
+            own.extend(jids for who, jids in woke.commits if who == session)
+    else:
+        cur = await _check_cursor(ctx, ns, request.query_params.get("cursor"))
+        deadline = time.monotonic() + wait
+        own = []  # JIDs this session committed while it waited
+    event = ctx.notifier.event(ns.id)
+    rows, head_jid = await ctx.meta.changes(ns.id, cur.jid, limit)
+    if head_jid < cur.jid:
+        raise LinesyncError(Code.CURSOR_INVALID, "cursor is ahead of the journal")
+    # Rows are the latest entry of each path: one another device wrote is news,
+    # one this session wrote last is not (its commit's answer said so).
+    news = any(not any(r.jid in jids for jids in own) for r in rows)
+    announced = ctx.pending.current(ns.id) if seen >= 0 else None
+    news = news or any(a.seq > seen and a.device != token.device for a in announced or ())
+    if poll is not None and not news and deadline > time.monotonic() and not ctx.notifier.closing:
+        poll.own = own
+        return poll.park(event, cur, deadline)
     if own and not news:
         # The wait ran out with nothing but this session's own commits past the
         # cursor: it knows them from their answers, so nothing to send (a poll
