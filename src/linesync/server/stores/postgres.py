@@ -174,40 +174,51 @@ class PostgresStore(PostgresAdmin):
         limits: Limits,
         session: str | None,
     ) -> CommitOutcome:
-        r = await con.fetchrow("SELECT head, journal FROM namespaces WHERE id=$1 FOR UPDATE", ns_id)
+        r = await con.fetchrow(
+            "SELECT n.head, n.journal, e.nonce FROM namespaces n"
+            " LEFT JOIN entries e ON e.ns_id=n.id AND e.jid=n.head"
+            " WHERE n.id=$1 FOR UPDATE OF n",
+            ns_id,
+        )
         if r is None:
             raise StoreError(f"no namespace {ns_id}")
-        head_before, journal = int(r[0]), str(r[1])
+        head_before, journal, nonce = int(r[0]), str(r[1]), str(r[2] or "0")
         reader = _Reader(self, con, ns_id, journal)
         plan, _ = await plan_prefetched(reader, ops, device, head_before, limits)
         head = head_before
         if plan.writes:
-            await self._insert(con, ns_id, journal, plan.writes)
             head = plan.writes[-1].row.jid
-            await con.execute("UPDATE namespaces SET head=$1 WHERE id=$2", head, ns_id)
-            # Delivered to every listening process when (and only if) this commits.
-            note = [self._me, ns_id, session, head_before + 1, head + 1]
-            await con.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(note))
-        nonce = await self._nonce(con, ns_id, head) or "0"
+            nonce = await self._insert(con, reader, plan.writes, session, head_before)
         return CommitOutcome(plan.results, head, head_before, nonce)
 
-    async def _insert(self, con: Conn, ns_id: int, journal: str, writes: Sequence[Write]) -> None:
+    async def _insert(
+        self,
+        con: Conn,
+        reader: _Reader,
+        writes: Sequence[Write],
+        session: str | None,
+        head_before: int,
+    ) -> str:
+        """Write a commit's entries in one statement: the journal rows, the paths'
+        current entries, the chunks taken, the new head, and the notification to
+        other processes (delivered when, and only if, the transaction commits).
+        The last entry's nonce."""
+        ns_id, journal = reader.ns, reader.journal
         written = {w.row.jid for w in writes}
         bases = {
             w.delta_base for w in writes if w.delta_base is not None and w.delta_base not in written
         }
-        depth: dict[int, int] = {}
-        if bases:
-            depth = {
-                r[0]: r[1]
-                for r in await con.fetch(
-                    "SELECT jid, bl_depth FROM entries WHERE ns_id=$1 AND jid = ANY($2::bigint[])",
-                    ns_id,
-                    list(bases),
-                )
-            }
+        depth = {b: reader.depths[b] for b in bases if b in reader.depths}
+        if bases - depth.keys():
+            for rec in await con.fetch(
+                "SELECT jid, bl_depth FROM entries WHERE ns_id=$1 AND jid = ANY($2::bigint[])",
+                ns_id,
+                list(bases - depth.keys()),
+            ):
+                depth[rec[0]] = rec[1]
         now = time.time()
-        entries: list[tuple[Any, ...]] = []
+        cols: list[list[Any]] = [[] for _ in range(17)]
+        nonce = ""
         for w in writes:
             r = w.row
             full = delta = None
@@ -223,40 +234,48 @@ class PostgresStore(PostgresAdmin):
                 self._cache.put((ns_id, journal, r.jid), w.blocklist)
             if r.kind is Kind.FILE:
                 depth[r.jid] = d
-            entries.append(
-                (
-                    ns_id, r.jid, r.path, r.kind.value, r.size, r.mtime_ns, r.exec, r.target,
-                    r.device, r.base_jid, r.moved_from, r.chash, full, delta, base, d,
-                    secrets.token_hex(4), now,
-                )
+            nonce = secrets.token_hex(4)
+            row = (
+                r.jid, r.path, r.kind.value, r.size, r.mtime_ns, r.exec, r.target, r.device,
+                r.base_jid, r.moved_from, r.chash, full, delta, base, d, nonce, now,
             )  # fmt: skip
-        await con.executemany(
-            "INSERT INTO entries (ns_id, jid, path, kind, size, mtime_ns, exec, target, device,"
-            " base_jid, moved_from, chash, bl_full, bl_delta, bl_base, bl_depth, nonce, created)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-            entries,
-        )
+            for col, value in zip(cols, row, strict=True):
+                col.append(value)
         last: dict[str, Row] = {w.row.path: w.row for w in writes}  # one upsert per path
-        await con.execute(
-            "INSERT INTO current_entries (ns_id, path, jid, live, fold) "
-            "SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bool[], $5::text[]) "
-            "ON CONFLICT (ns_id, path) DO UPDATE SET jid=excluded.jid, live=excluded.live",
+        taken = list({c for w in writes for c in w.new_chunks})
+        head = writes[-1].row.jid
+        note = json.dumps([self._me, ns_id, session, head_before + 1, head + 1])
+        done = await con.fetchrow(
+            "WITH e AS ("
+            " INSERT INTO entries (ns_id, jid, path, kind, size, mtime_ns, exec, target, device,"
+            " base_jid, moved_from, chash, bl_full, bl_delta, bl_base, bl_depth, nonce, created)"
+            " SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[],"
+            " $6::bigint[], $7::bool[], $8::text[], $9::text[], $10::bigint[], $11::text[],"
+            " $12::bytea[], $13::bytea[], $14::bytea[], $15::bigint[], $16::int[], $17::text[],"
+            " $18::float8[])),"
+            " c AS ("
+            " INSERT INTO current_entries (ns_id, path, jid, live, fold)"
+            " SELECT $1, * FROM unnest($19::text[], $20::bigint[], $21::bool[], $22::text[])"
+            " ON CONFLICT (ns_id, path) DO UPDATE SET jid=excluded.jid, live=excluded.live),"
+            " t AS (UPDATE ns_chunks SET committed=true"
+            " WHERE ns_id=$1 AND chunk_id = ANY($23::bytea[]) RETURNING 1),"
+            " h AS (UPDATE namespaces SET head=$24 WHERE id=$1)"
+            " SELECT (SELECT count(*) FROM t), pg_notify($25, $26)",
             ns_id,
+            *cols,
             list(last),
             [r.jid for r in last.values()],
             [r.live for r in last.values()],
             [paths.fold_key(p) for p in last],
+            taken,
+            head,
+            CHANNEL,
+            note,
         )
-        taken = list({c for w in writes for c in w.new_chunks})
-        if taken:
-            status = await con.execute(
-                "UPDATE ns_chunks SET committed=true "
-                "WHERE ns_id=$1 AND chunk_id = ANY($2::bytea[])",
-                ns_id,
-                taken,
-            )
-            if int(status.split()[-1]) != len(taken):
-                raise _Retry
+        assert done is not None
+        if done[0] != len(taken):
+            raise _Retry  # garbage collection took an upload this commit holds
+        return nonce
 
     async def _journal(self, ns_id: int) -> str:
         j = await self.pool.fetchval("SELECT journal FROM namespaces WHERE id=$1", ns_id)
@@ -616,6 +635,7 @@ class _Reader:
         self.con = con
         self.ns = ns_id
         self.journal = journal
+        self.depths: dict[int, int] = {}  # delta depth of the file entries read by JID
 
     async def _current(self, where: str, *args: object) -> list[Row]:
         rows = await self.con.fetch(
@@ -642,10 +662,11 @@ class _Reader:
 
     async def entries(self, jids: Collection[int]) -> list[Row]:
         rows = await self.con.fetch(
-            f"SELECT {_COLS} FROM entries WHERE ns_id=$1 AND jid = ANY($2::bigint[])",
+            f"SELECT {_COLS}, bl_depth FROM entries WHERE ns_id=$1 AND jid = ANY($2::bigint[])",
             self.ns,
             list(jids),
         )
+        self.depths.update((r[0], r[-1]) for r in rows)
         return [entry_row(r) for r in rows]
 
     async def blocklists(self, jids: Collection[int]) -> dict[int, list[ChunkId]]:

@@ -133,6 +133,14 @@ def _text(value: str, what: str) -> str:
     return value
 
 
+async def _keep(con: Conn) -> None:
+    """A connection going back to the pool keeps its session as it is. asyncpg's
+    default reset (unlock advisory locks, close cursors, UNLISTEN, RESET ALL)
+    costs a round trip per request, and nothing here leaves such state on a
+    pooled connection: advisory locks are per transaction, LISTEN has its own
+    connection. (asyncpg still rolls back a transaction left open.)"""
+
+
 class PostgresAdmin:
     """The pool and the admin operations."""
 
@@ -144,7 +152,7 @@ class PostgresAdmin:
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> Self:
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, command_timeout=60
+                url, min_size=min_size, max_size=max_size, command_timeout=60, reset=_keep
             )
         except (OSError, asyncpg.PostgresError, ValueError) as exc:
             raise StoreError(f"cannot connect to {_safe(url)}: {exc}") from exc
