@@ -103,7 +103,7 @@ def test_healthz(srv: ServerProc) -> None:
         async with Api(srv.url) as api:
             resp = (await api.get("/healthz", token=None)).expect(200)
             assert resp.headers["content-type"].startswith("application/json")
-            assert resp.json() == {"status": "ok", "version": linesync.__version__}
+            assert resp.json() == {"status": "ok", "version": linesync.__version__, "protocol": [1]}
 
     run(go())
 

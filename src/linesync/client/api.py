@@ -28,7 +28,7 @@ from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetryPolicy, retry_after
 from linesync.client.streaming import Streams
 from linesync.memory import give_back
-from linesync.protocol.errors import LinesyncError
+from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import ListResponse
 
 if TYPE_CHECKING:
@@ -313,6 +313,8 @@ class Client:
                 backoff = min(backoff * 2, 60.0)
                 dirty.set()
             except LinesyncError as exc:
+                if exc.code in (Code.CLIENT_TOO_OLD, Code.CLIENT_TOO_NEW):
+                    raise  # no retry mends it: one of the two must be upgraded
                 full = True  # this round's events may not all be done: look at everything
                 wait = max(backoff, retry_after(exc))
                 self.report(f"sync failed: {exc.message}; retrying in {wait:.0f} s")

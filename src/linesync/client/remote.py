@@ -19,6 +19,7 @@ import msgspec
 
 from linesync.client.retry import RetriesExhausted, RetryPolicy, parse_retry_after, retryable
 from linesync.core.ids import ChunkId, pack_ids
+from linesync.protocol import version
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import MEDIA_TYPE, Frame, FrameReader, frame_pieces
 from linesync.protocol.schemas import (
@@ -74,7 +75,10 @@ class Remote:
         self.urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
         self.url = self.urls[0]
         self.retry = retry or RetryPolicy()
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            version.HEADER: version.format_versions(version.CLIENT_SPEAKS),
+        }
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
         # While a long-poll of ours waits, our commits name this session, so that
@@ -177,6 +181,9 @@ class Remote:
                 method, self.url + path, data=data, params=params, headers=headers, timeout=extra
             ) as resp:
                 raw = await resp.read()
+                refusal = version.client_verdict(resp.headers.get(version.HEADER), self.url)
+                if refusal is not None:  # one clear line, whatever the body says
+                    raise LinesyncError(Code(refusal.code), refusal.message)
                 asked = parse_retry_after(resp.headers.get("Retry-After"))
                 if resp.status >= 400 and asked is not None:
                     raise _error(resp.status, raw, asked)

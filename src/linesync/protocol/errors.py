@@ -38,6 +38,8 @@ class Code(StrEnum):
     REQUEST_TIMEOUT = "request_timeout"
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"
+    CLIENT_TOO_OLD = "client_too_old"  # protocol/version.py
+    CLIENT_TOO_NEW = "client_too_new"
 
     @property
     def status(self) -> int:
@@ -66,6 +68,8 @@ _STATUS: dict[Code, int] = {
     Code.REQUEST_TIMEOUT: 408,
     Code.INTERNAL: 500,
     Code.UNAVAILABLE: 503,
+    Code.CLIENT_TOO_OLD: 426,
+    Code.CLIENT_TOO_NEW: 400,
 }
 
 

@@ -228,6 +228,9 @@ class MeResponse(msgspec.Struct):
     device: str
     token_role: Literal["rw", "ro"]
     namespaces: list[NamespaceInfo]
+    # The protocol versions the server speaks (protocol/version.py); absent
+    # from servers older than negotiation, which speak version 1.
+    protocol: list[int] = msgspec.field(default_factory=lambda: [1])
 
 
 class ErrorBody(msgspec.Struct):

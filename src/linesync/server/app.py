@@ -30,6 +30,7 @@ from linesync.server import gc, longpoll, routes
 from linesync.server.budget import Reservation
 from linesync.server.config import ServerConfig
 from linesync.server.context import Context
+from linesync.server.negotiation import Negotiation
 from linesync.server.responses import error_response
 from linesync.server.stores.base import MetadataStore
 from linesync.server.stores.packs import ChunkStore
@@ -132,6 +133,7 @@ def create_app(
     # Big JSON answers (a list page after a folder move) shrink several-fold;
     # chunk bodies are compressed already.
     middleware = [
+        Middleware(Negotiation),  # every answer names the protocol versions (§1.4)
         Middleware(longpoll.LongPolls, notifier=ctx.notifier),
         Middleware(
             GZipMiddleware,

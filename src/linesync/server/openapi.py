@@ -315,6 +315,7 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                                 "properties": {
                                     "status": {"const": "ok"},
                                     "version": {"type": "string"},
+                                    "protocol": {"type": "array", "items": {"type": "integer"}},
                                 },
                                 "required": ["status", "version"],
                             }

@@ -16,7 +16,7 @@ from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.ids import ChunkId, b64encode, pack_ids, unpack_ids
 from linesync.protocol import cursor as cursors
-from linesync.protocol import folding, inline
+from linesync.protocol import folding, inline, version
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import END, MAGIC, MEDIA_TYPE, FrameReader, encode_frame
 from linesync.protocol.schemas import (
@@ -97,7 +97,9 @@ def _cursor_of(ns: Namespace, jid: int, nonce: str) -> str:
 
 
 async def healthz(ctx: Context, request: Request) -> Response:
-    return json_response({"status": "ok", "version": __version__})
+    return json_response(
+        {"status": "ok", "version": __version__, "protocol": list(version.SERVER_SPEAKS)}
+    )
 
 
 async def metrics(ctx: Context, request: Request) -> Response:
@@ -129,7 +131,10 @@ async def me(ctx: Context, request: Request) -> Response:
             )
         )
     return json_response(
-        MeResponse(user=token.user, device=token.device, token_role=token.role, namespaces=infos)
+        MeResponse(
+            user=token.user, device=token.device, token_role=token.role, namespaces=infos,
+            protocol=list(version.SERVER_SPEAKS),
+        )  # fmt: skip
     )
 
 
