@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from linesync import __version__
 from linesync.core import paths
@@ -30,6 +30,7 @@ from linesync.server import gc, longpoll, routes
 from linesync.server.budget import Reservation
 from linesync.server.config import ServerConfig
 from linesync.server.context import Context
+from linesync.server.dav import DavApp
 from linesync.server.negotiation import Negotiation
 from linesync.server.responses import error_response
 from linesync.server.stores.base import MetadataStore
@@ -115,6 +116,7 @@ def create_app(
         Route(path, _route(ctx, name, handler), methods=[method], name=name)
         for method, path, name, handler in routes.ROUTES
     ]
+    dav = Mount("/dav", app=DavApp(ctx))  # WebDAV (docs/WEBDAV.md)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -143,7 +145,7 @@ def create_app(
         ),
     ]
     app = Starlette(
-        routes=table,
+        routes=[*table, dav],
         middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

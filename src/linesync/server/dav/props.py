@@ -1,0 +1,67 @@
+"""Dead properties (PROPPATCH), per server process and in memory, keyed by
+(namespace, path): moved by MOVE, copied by COPY, dropped by DELETE. They
+are not in the journal: a restart forgets them, and linesync clients never
+see them."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from linesync.core import paths
+from linesync.server.dav.rules import DavError
+
+MAX_BYTES = 64 * 2**20  # of property values held at once, over every namespace
+
+
+def _size(elem: ET.Element) -> int:
+    return len(ET.tostring(elem)) + 64
+
+
+class DeadProps:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.by_ns: dict[int, dict[str, dict[str, ET.Element]]] = {}
+
+    def get(self, ns_id: int, path: str) -> dict[str, ET.Element]:
+        return self.by_ns.get(ns_id, {}).get(path, {})
+
+    def apply(self, ns_id: int, path: str, changes: list[tuple[str, ET.Element | None]]) -> None:
+        """Set (element) or remove (None) each property, all or nothing."""
+        props = dict(self.get(ns_id, path))
+        used = self.used
+        for name, value in changes:
+            old = props.pop(name, None)
+            if old is not None:
+                used -= _size(old)
+            if value is not None:
+                props[name] = value
+                used += _size(value)
+        if used > self.max_bytes:
+            raise DavError(507, "no room for more properties on this server")
+        self.used = used
+        space = self.by_ns.setdefault(ns_id, {})
+        if props:
+            space[path] = props
+        else:
+            space.pop(path, None)
+
+    def _subtree(self, ns_id: int, path: str) -> list[str]:
+        space = self.by_ns.get(ns_id, {})
+        if path == "":
+            return list(space)
+        return [p for p in space if p == path or paths.is_under(p, path)]
+
+    def drop(self, ns_id: int, path: str) -> None:
+        space = self.by_ns.get(ns_id, {})
+        for p in self._subtree(ns_id, path):
+            self.used -= sum(_size(e) for e in space.pop(p).values())
+
+    def copy(self, ns_id: int, src: str, dst: str, move: bool = False) -> None:
+        space = self.by_ns.get(ns_id, {})
+        self.drop(ns_id, dst)
+        for p in self._subtree(ns_id, src):
+            props = space.pop(p) if move else dict(space[p])
+            if not move:
+                self.used += sum(_size(e) for e in props.values())
+            space[paths.rebase(p, src, dst) if src else f"{dst}/{p}"] = props
