@@ -28,7 +28,12 @@ typecheck: $(BIN)/linesync
 fuse:
 	@sh tests/support/ensure_fuse.sh
 
-unit: $(BIN)/linesync fuse
+# litmus and rclone for the WebDAV tests (tests/dav), installed when missing (apt-get, as root).
+.PHONY: dav-tools
+dav-tools:
+	@sh tests/support/ensure_dav_tools.sh
+
+unit: $(BIN)/linesync fuse dav-tools
 	$(BIN)/pytest -q -n 2
 
 # The hardening suite again, every server on a fresh PostgreSQL database and S3
