@@ -19,6 +19,7 @@ from linesync.client.engine import MassDelete, SyncResult
 from linesync.client.localfs import FolderBusy
 from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetriesExhausted, retryable
+from linesync.client.status import Preview
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import Entry
 
@@ -102,8 +103,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
 
-    p = sub.add_parser("status", help="what a sync would do now, without doing it")
+    p = sub.add_parser(
+        "status",
+        help="last sync, what a sync would do now, errors and conflicts",
+        description="Show when the folder last synced, what a sync would do now (uploads and "
+        "downloads, with sizes), the files it could not read or write and why, the last "
+        "error, and the conflict copies. Nothing is sent and no file is changed.",
+        epilog="examples:\n  linesync status ~/Notes\n  linesync status ~/Notes --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("folder", type=Path)
+    p.add_argument("--json", action="store_true", help="print it as JSON, for scripts")
 
     p = sub.add_parser("log", help="the versions of a path, newest first")
     p.add_argument("folder", type=Path)
@@ -227,17 +237,15 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  ({time.monotonic() - started:.1f} s)")
         return 0 if r.converged else 1
     if args.command == "status":
-        return asyncio.run(_status(client))
+        return asyncio.run(_status(client, args.json))
     if args.command == "log":
         return asyncio.run(_log(client, _rel(client, args.path), args.limit))
     if args.command == "restore":
         return asyncio.run(_restore(client, _rel(client, args.path), args.jid, args.copy))
     if args.command == "conflicts":
-        found = sorted(
-            p.relative_to(client.folder).as_posix()
-            for p in client.folder.rglob("*(conflict from *")
-            if ".linesync" not in p.parts
-        )
+        from linesync.client.status import conflict_copies
+
+        found = conflict_copies(client.folder)
         for f in found:
             print(f)
         if not found:
@@ -302,25 +310,68 @@ def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
-async def _status(client: Client) -> int:
-    from linesync.client.api import _open_index
-    from linesync.client.engine import Engine
+async def _status(client: Client, as_json: bool = False) -> int:
+    import json
 
-    index = _open_index(client.folder, client.report)
-    try:
-        async with Remote(client.config.server, client.config.token) as remote:
-            engine = Engine(client.folder, client.config, remote, index)
-            plan, held_ops, hold, result = await engine.preview()
-    finally:
-        index.close()
-    cfg = client.config
-    print(f"{client.folder}: namespace {cfg.namespace_name!r} on {cfg.server}")
-    if not plan.ops and not held_ops:
-        print("in sync")
-    for op in plan.ops:
+    from linesync.client.status import gather
+
+    got = await gather(client.folder, client.report)
+    st = got.status
+    if as_json:
+        print(json.dumps(st.to_json(), indent=2))
+        return 0 if st.pending is not None else EXIT_UNREACHABLE
+    _print_status(client, got)
+    return 0 if st.pending is not None else EXIT_UNREACHABLE
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} bytes"
+
+
+def _print_status(client: Client, got: Preview) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from linesync.client.status import ago
+
+    out = Console(soft_wrap=True, highlight=False)
+    st = got.status
+    mode = " (read-only)" if st.read_only else ""
+    out.print(f"[bold]{escape(st.folder)}[/]: namespace {escape(repr(st.namespace))}{mode} "
+              f"on {escape(st.server)}")  # fmt: skip
+    out.print(f"  last synced: {ago(st.last_synced_ns)}")
+    run = st.last_run
+    if run is not None and not run.get("converged") and run.get("finished_ns"):
+        out.print(f"  last sync [yellow]did not finish in sync[/] ({ago(run['finished_ns'])})")
+    if st.last_error is not None:
+        when = ago(st.last_error.get("at_ns"))
+        out.print(f"  [red]last error[/] ({when}): {escape(str(st.last_error.get('message')))}")
+    if st.pending is None:
+        out.print(f"  [red]! cannot tell what a sync would do now[/]: "
+                  f"{escape(st.pending_error or '')}")  # fmt: skip
+    else:
+        p = st.pending
+        up = f"{p.upload_files} file(s), {_size(p.upload_bytes)}"
+        down = f"{p.download_files} file(s), {_size(p.download_bytes)}"
+        out.print(f"  pending uploads: {up}; downloads: {down}")
+        extra = [f"{n} {what}" for n, what in (
+            (p.delete_on_server, "deletion(s) on the server"), (p.delete_here, "deletion(s) here"),
+            (p.moves, "move(s)"), (p.merges, "merge(s)"), (p.conflicts, "conflict(s)"),
+        ) if n]  # fmt: skip
+        if extra:
+            out.print("  also: " + ", ".join(extra))
+        if not got.ops and not got.held_ops:
+            out.print("  [green]in sync[/]")
+    for op in got.ops:
         name = type(op).__name__
         where = f"{op.src} -> {op.dst}" if hasattr(op, "dst") else op.path  # type: ignore[union-attr]
         print(f"  {name.lower():14} {where}")
+    hold = got.hold
+    held_ops = got.held_ops
     if hold is not None and held_ops:
         print(
             f"  ! held back: the deletion of {hold.count} of {hold.total} files on the server, "
@@ -336,11 +387,29 @@ async def _status(client: Client) -> int:
             print(f"  {'held':14} {type(op).__name__.lower()} {where}")
         if len(held_ops) > 20:
             print(f"  {'':14} ... and {len(held_ops) - 20} more")
-    for path, why in sorted(result.skipped.items()):
+    for path, why in sorted(got.result.skipped.items()):
         print(f"  ! skipped {path}: this folder's file system cannot hold it ({why})")
-    for p in result.problems:
-        print(f"  ! {p}")
-    return 0
+    for problem in got.result.problems:
+        print(f"  ! {problem}")
+    failed = (run or {}).get("failed") or {}
+    if failed:
+        print(f"  files the last sync could not read or write ({len(failed)}):")
+        for path, why in sorted(failed.items()):
+            print(f"    {path}: {why}")
+    if st.excluded:
+        print("  left out on this device: " + ", ".join(f"{e}/" for e in st.excluded))
+    if st.excluded_unsynced:
+        print(f"  ! {len(st.excluded_unsynced)} file(s) here under left-out folders are not "
+              "synced (made or changed here; they go up once the folder is included "
+              "again):")  # fmt: skip
+        for path in st.excluded_unsynced[:20]:
+            print(f"    {path}")
+    if st.conflicts:
+        print(f"  conflict copies ({len(st.conflicts)}; see `linesync conflicts`):")
+        for c in st.conflicts[:20]:
+            print(f"    {c}")
+        if len(st.conflicts) > 20:
+            print(f"    ... and {len(st.conflicts) - 20} more")
 
 
 async def _log(client: Client, path: str, limit: int) -> int:

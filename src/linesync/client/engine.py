@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from linesync.client import planner as pl
-from linesync.client import rail
+from linesync.client import rail, status
 from linesync.client.base import (  # re-exported: the engine's public names
     CACHE_MAX_BYTES,
     CACHE_MAX_FILE,
@@ -69,6 +69,8 @@ __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 
 
 class Engine(Committing):
+    path_errors: dict[str, str]  # this sync's paths it could not read or write: why
+
     # -- the loop ----------------------------------------------------------
 
     async def sync_once(
@@ -84,7 +86,14 @@ class Engine(Committing):
         cursor (a watcher's), so the server has nothing new unless ``news``
         says so: no list request unless the news could not be taken whole."""
         with self.fs.lock():
-            return await self._sync_once(touched, news, pull)
+            self.path_errors = {}
+            try:
+                result = await self._sync_once(touched, news, pull)
+            except Exception as exc:
+                status.record_error(self.index, exc, self.clock())
+                raise
+            status.record_result(self.index, result, self.path_errors, self.clock())
+            return result
 
     async def _sync_once(
         self, touched: set[str] | None, news: News | None, pull: bool
@@ -182,6 +191,7 @@ class Engine(Committing):
         skipped. Nothing is sent and no file is changed."""
         result = SyncResult()
         self.refused_moves = set()
+        self.path_errors = {}
         self.skipped = self._load_skipped()
         await self.pull()
         self.scan(result)
@@ -430,8 +440,9 @@ class Engine(Committing):
                                       chash=same), stat2)  # fmt: skip
                 return Cut(path, data, fhash, stat2, node.exec)
             ids, sizes, stat2 = cut_file(self.fs, path)
-        except (Changed, OSError):
+        except (Changed, OSError) as exc:
             self.unstable.add(path)
+            self._path_error(path, f"could not read it: {exc}")
             return None
         return self._cut_local(Cut(path, b"", b"", stat2, node.exec), ids, sizes)
 
@@ -607,6 +618,13 @@ class Engine(Committing):
             )
             return
         result.problems.append(f"{path}: {exc}; retried next round")
+        self._path_error(path, f"could not write it: {exc}")
+
+    def _path_error(self, path: str, why: str) -> None:
+        """Note why a path could not be read or written (``linesync status``)."""
+        errors = getattr(self, "path_errors", None)
+        if errors is not None:
+            errors[path] = why
 
     # -- entries this folder cannot hold -------------------------------------------
 
