@@ -33,7 +33,12 @@ fuse:
 dav-tools:
 	@sh tests/support/ensure_dav_tools.sh
 
-unit: $(BIN)/linesync fuse dav-tools
+# Chromium and ChromeDriver for the web interface's browser tests (tests/web), when missing.
+.PHONY: browser
+browser:
+	@sh tests/support/ensure_browser.sh
+
+unit: $(BIN)/linesync fuse dav-tools browser
 	$(BIN)/pytest -q -n 2
 
 # The hardening suite again, every server on a fresh PostgreSQL database and S3

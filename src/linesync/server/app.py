@@ -26,7 +26,7 @@ from linesync import __version__
 from linesync.core import paths
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.framing import MEDIA_TYPE
-from linesync.server import gc, longpoll, routes
+from linesync.server import gc, longpoll, routes, web
 from linesync.server.budget import Reservation
 from linesync.server.config import ServerConfig
 from linesync.server.context import Context
@@ -145,7 +145,7 @@ def create_app(
         ),
     ]
     app = Starlette(
-        routes=[*table, dav],
+        routes=[*table, dav, *web.routes(ctx)],  # the web interface at /web/ (docs/WEB.md)
         middleware=middleware,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

@@ -1,0 +1,155 @@
+"""What every web handler shares: templates, the page wrapper (security
+headers, errors as pages, signed-out browsers sent to sign in) and form
+reading with CSRF checks."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from linesync.core import paths
+from linesync.protocol.errors import Code, LinesyncError
+from linesync.server.context import Context
+from linesync.server.stores.urls import transient
+from linesync.server.web import auth, security, tree
+from linesync.server.web.auth import Session, SignedOut
+
+log = logging.getLogger("linesync.server.web")
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
+)
+templates.env.filters["size"] = tree.human_size
+templates.env.filters["when"] = tree.when
+templates.env.filters["when_ns"] = lambda ns: tree.when(ns / 1e9) if ns else ""
+
+Handler = Callable[[Context, Request], Awaitable[Response]]
+
+# Form fields (not files) of one request at most, and bytes of one field.
+MAX_FIELDS = 64
+MAX_FIELD_BYTES = 64 * 2**10
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def render(
+    request: Request,
+    name: str,
+    sess: Session | None,
+    status: int = 200,
+    **context: Any,
+) -> Response:
+    response: Response = templates.TemplateResponse(
+        request,
+        name,
+        {"session": sess, "csrf": sess.csrf if sess else "", **context},
+        status_code=status,
+    )
+    return response
+
+
+def back(url: str, **query: str) -> Response:
+    """To ``url`` (a page of ours) after a form: 303, so a reload never posts again."""
+    tail = urlencode({k: v for k, v in query.items() if v})
+    return RedirectResponse(f"{url}?{tail}" if tail else url, status_code=303)
+
+
+def page(ctx: Context, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A web endpoint: security headers on every answer, errors as pages (or
+    JSON for scripts), a browser without a session sent to sign in (pages) or
+    answered 401 (actions)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(ctx, request)
+        except SignedOut:
+            if request.method in security.SAFE_METHODS:
+                response = back("/web/signin", next=_next_of(request))
+            else:
+                response = _error(request, 401, "please sign in again")
+        except LinesyncError as exc:
+            response = _error(request, exc.code.status, exc.message, exc)
+        except paths.PathError as exc:
+            response = _error(request, 400, f"bad path: {exc}")
+        except HTTPException as exc:  # a malformed form body
+            response = _error(request, exc.status_code, str(exc.detail))
+        except ClientDisconnect:
+            response = Response(status_code=499)
+        except BaseException as exc:
+            if not transient(exc):
+                raise
+            log.warning("%s %s: store unavailable: %r", request.method, request.url.path, exc)
+            response = _error(request, 503, "the server's database is unavailable; try again")
+        for k, v in security.PAGE_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    return endpoint
+
+
+def _next_of(request: Request) -> str:
+    """Where to go after sign-in: this page (a path of ours, never another site)."""
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return target if target.startswith("/web/") and not target.startswith("//") else ""
+
+
+def _error(
+    request: Request, status: int, message: str, exc: LinesyncError | None = None
+) -> Response:
+    headers: dict[str, str] = {}
+    if exc is not None and exc.code is Code.RATE_LIMITED:
+        headers["retry-after"] = str(math.ceil(float(exc.detail.get("retry_after", 1))))
+    if wants_json(request) or request.method not in security.SAFE_METHODS and _is_script(request):
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+    resp = render(request, "error.html", None, status=status, message=message, status_code=status)
+    resp.headers.update(headers)
+    return resp
+
+
+def _is_script(request: Request) -> bool:
+    return request.headers.get("x-requested-with", "") == "linesync-web"
+
+
+async def form(request: Request, sess: Session) -> FormData:
+    """A form without files, CSRF and origin checked."""
+    data = await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+    csrf = data.get(security.CSRF_FIELD)
+    auth.check_write(request, sess, csrf if isinstance(csrf, str) else None)
+    return data
+
+
+def field(data: FormData, name: str, default: str | None = None) -> str:
+    value = data.get(name, default)
+    if not isinstance(value, str):
+        raise LinesyncError(Code.BAD_REQUEST, f"the form lacks {name!r}")
+    return value
+
+
+def int_field(data: FormData, name: str) -> int:
+    raw = field(data, name)
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise LinesyncError(Code.BAD_REQUEST, f"{name} must be a number")
+    return int(raw)
+
+
+def int_query(request: Request, name: str) -> int:
+    raw = request.query_params.get(name, "")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise LinesyncError(Code.BAD_REQUEST, f"{name} must be a number")
+    return int(raw)
