@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from pathlib import Path
 
 from linesync.core.ids import unpack_ids
@@ -272,3 +273,29 @@ def test_failed_sign_ins_are_rate_limited(tmp_path: Path) -> None:
         assert limited.status == 429 and "retry-after" in limited.headers
     finally:
         srv.stop()
+
+
+def test_webdav_and_clients_cut_the_same_chunks(world: World, srv: ServerProc) -> None:
+    """A PUT is cut by the client's chunker: the same bytes make the same
+    blocklist whichever side wrote them, so each dedupes against the other."""
+    name = world.user()
+    d = Dav(srv.url, name, world.token(name, "webdav"))
+    laptop = world.client(name, "laptop")
+    text = "".join(f"line {i}: {'x' * (i % 97)}\n" for i in range(20_000)).encode()
+    blob = random.Random(3).randbytes(1_500_000)
+    (laptop.folder / "t.txt").write_bytes(text)
+    (laptop.folder / "b.bin").write_bytes(blob)
+    settle(laptop)
+    assert d.req("PUT", d.url(name, "t-copy.txt"), text).status == 201
+    assert d.req("PUT", d.url(name, "b-copy.bin"), blob).status == 201
+
+    async def ids(path: str) -> list[bytes]:
+        async with Remote(srv.url, laptop.config.token) as r:
+            ns = laptop.config.namespace
+            e = await r.entry(ns, (await r.history(ns, path)).entries[0].jid)
+            assert e.content is not None and e.content.ids is not None
+            return unpack_ids(e.content.ids)
+
+    for a, b in (("t.txt", "t-copy.txt"), ("b.bin", "b-copy.bin")):
+        ia, ib = asyncio.run(ids(a)), asyncio.run(ids(b))
+        assert ia == ib and len(ia) > 10, (a, len(ia), len(ib))
