@@ -13,6 +13,8 @@ from html import escape
 from starlette.responses import Response, StreamingResponse
 
 from linesync.protocol.schemas import Kind
+from linesync.server.budget import reservation
+from linesync.server.chunks import READ_BYTES
 from linesync.server.dav import content, rules, tree, xmlbody
 from linesync.server.dav.base import Call
 from linesync.server.dav.rules import DavError
@@ -185,6 +187,7 @@ async def get(call: Call, head: bool) -> Response:
     if ids is None:
         raise DavError(404, "no such file")
     locs = await content.locate(call.ctx, call.ns.id, ids)
+    await reservation(call.request).take(2 * READ_BYTES)  # a group read, and its bytes
     return StreamingResponse(
         content.read(call.ctx, locs, start, end), status_code=status, headers=headers,
         media_type=ctype,

@@ -17,6 +17,8 @@ from linesync.server.stores.base import MetadataStore
 
 PAGE = 1000
 LATEST = 2**62
+# What a listing shows: a symbolic link has no bytes to serve over WebDAV.
+_SHOWN = (Kind.FILE, Kind.DIRECTORY)
 
 
 def root_row(jid: int = 0) -> Row:
@@ -48,10 +50,10 @@ async def _walk(meta: MetadataStore, ns_id: int) -> AsyncIterator[list[Row]]:
 
 
 async def children(meta: MetadataStore, ns_id: int, folder: str) -> AsyncIterator[Row]:
-    """The live entries directly in ``folder``, a page at a time."""
+    """The files and folders directly in ``folder``, a page at a time."""
     async for rows in _walk(meta, ns_id):
         for r in rows:
-            if r.live and r.path != folder and paths.parent(r.path) == folder:
+            if r.kind in _SHOWN and r.path != folder and paths.parent(r.path) == folder:
                 yield r
 
 
