@@ -246,9 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=24 * 3600.0, help="seconds (default 86400)")
     p = sub.add_parser("check", help="verify that every indexed chunk reads back intact")
     _data_arg(p)
+    from linesync.cli import ops_cmds
     from linesync.cli.client_cmds import add_parsers
 
     add_parsers(sub)
+    ops_cmds.add_parsers(sub)
     return parser
 
 
@@ -454,6 +456,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from linesync.cli.client_cmds import run
 
         return run(args)
+    if args.command in {"doctor", "service", "exclude"}:
+        from linesync.cli import ops_cmds
+
+        return ops_cmds.run(args)
     from linesync.server.config import ConfigError
     from linesync.server.runner import CannotListen, DataDirBusy
     from linesync.server.stores.base import StoreError

@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 
 from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.requests import Request
@@ -130,12 +131,12 @@ async def me(ctx: Context, request: Request) -> Response:
                 head=head.jid,
             )
         )
-    return json_response(
-        MeResponse(
-            user=token.user, device=token.device, token_role=token.role, namespaces=infos,
-            protocol=list(version.SERVER_SPEAKS),
-        )  # fmt: skip
-    )
+    answer = MeResponse(
+        user=token.user, device=token.device, token_role=token.role, namespaces=infos,
+        protocol=list(version.SERVER_SPEAKS),
+    )  # fmt: skip
+    # The server's clock, for `linesync doctor` (uvicorn's Date header is off).
+    return json_response(answer, headers={"Date": formatdate(usegmt=True)})
 
 
 async def head(ctx: Context, request: Request) -> Response:
