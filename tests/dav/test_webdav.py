@@ -299,3 +299,32 @@ def test_webdav_and_clients_cut_the_same_chunks(world: World, srv: ServerProc) -
     for a, b in (("t.txt", "t-copy.txt"), ("b.bin", "b-copy.bin")):
         ia, ib = asyncio.run(ids(a)), asyncio.run(ids(b))
         assert ia == ib and len(ia) > 10, (a, len(ia), len(ib))
+
+
+LOCKINFO = (
+    b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+    b"</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>a</D:owner></D:lockinfo>"
+)
+
+
+def test_a_lock_token_is_no_key_for_another_member(world: World, srv: ServerProc) -> None:
+    """Lock tokens show in lockdiscovery to every reader; only the user who
+    took the lock can write with it or unlock it."""
+    a_name, b_name = world.user(), world.user()
+    team = world.namespace(a_name)
+    admin(srv, "namespace", "share", team, b_name)
+    a = Dav(srv.url, a_name, world.token(a_name, "a"))
+    b = Dav(srv.url, b_name, world.token(b_name, "b"))
+    u = a.url(team, "plan.txt")
+    assert a.req("PUT", u, b"v1\n").status == 201
+    locked = a.req("LOCK", u, LOCKINFO, {"Timeout": "Second-600"})
+    assert locked.status == 200
+    token = locked.headers["lock-token"].strip("<>")
+    seen = b.req("PROPFIND", u, None, {"Depth": "0"})
+    assert token in seen.body.decode()
+    assert b.req("PUT", u, b"b\n").status == 423
+    assert b.req("PUT", u, b"b\n", {"If": f"(<{token}>)"}).status == 423
+    assert b.req("UNLOCK", u, None, {"Lock-Token": f"<{token}>"}).status == 403
+    assert a.req("PUT", u, b"v2\n", {"If": f"(<{token}>)"}).status == 204
+    assert a.req("UNLOCK", u, None, {"Lock-Token": f"<{token}>"}).status == 204
+    assert b.req("PUT", u, b"b\n").status == 204

@@ -45,7 +45,14 @@ class Call:
 
     @property
     def submitted(self) -> set[str]:
-        return rules.submitted_tokens(self.if_lists)
+        """The lock tokens the If header submits that this user may use: a
+        token shown in another member's lockdiscovery is no key."""
+        locks = self.state.locks
+        return {
+            t
+            for t in rules.submitted_tokens(self.if_lists)
+            if (lk := locks.get(t)) is None or lk.user_id == self.token.user_id
+        }
 
     def href(self, path: str, collection: bool) -> str:
         return rules.href(self.ns.name, path, collection)

@@ -52,7 +52,9 @@ async def lock(call: Call) -> Response:
     if row is None:
         await parent_folder(call, call.path)
         call.check_locks(changed=[_parent(call.path)])
-    lk = call.state.locks.create(call.ns.id, call.path, depth, info.scope, info.owner, seconds)
+    lk = call.state.locks.create(
+        call.ns.id, call.path, depth, info.scope, info.owner, seconds, call.token.user_id
+    )
     if row is None:
         before = await call.entry_at(call.path)
         op = file_op(call.path, before, [], 0, now_ns())
@@ -73,5 +75,7 @@ async def unlock(call: Call) -> Response:
     if lk is None or lk.ns_id != call.ns.id or not lk.covers(call.path):
         raise DavError(409, "no such lock on this resource",
                        condition="lock-token-matches-request-uri")  # fmt: skip
+    if lk.user_id != call.token.user_id:
+        raise DavError(403, "this lock was taken by another user")
     call.state.locks.remove(token)
     return Response(status_code=204)

@@ -30,6 +30,7 @@ class Lock:
     owner: str | None  # the client's DAV:owner element, serialized
     timeout: int
     expires: float
+    user_id: int = 0  # who took it: only they may use its token
 
     def covers(self, path: str) -> bool:
         if path == self.root:
@@ -73,7 +74,14 @@ class LockManager:
         return [lk for lk in self._live() if lk.ns_id == ns_id and lk.root == path]
 
     def create(
-        self, ns_id: int, root: str, depth: str, scope: str, owner: str | None, timeout: int
+        self,
+        ns_id: int,
+        root: str,
+        depth: str,
+        scope: str,
+        owner: str | None,
+        timeout: int,
+        user_id: int = 0,
     ) -> Lock:
         clash = self.covering(ns_id, root)
         if depth == "infinity":
@@ -83,7 +91,7 @@ class LockManager:
         if len(self.locks) >= MAX_LOCKS:
             raise DavError(503, "too many locks are held on this server; try again later")
         token = f"opaquelocktoken:{uuid.uuid4()}"
-        lk = Lock(token, ns_id, root, depth, scope, owner, timeout, self.clock() + timeout)
+        lk = Lock(token, ns_id, root, depth, scope, owner, timeout, self.clock() + timeout, user_id)
         self.locks[token] = lk
         return lk
 
