@@ -34,7 +34,7 @@ def spool_dir(ctx: Context) -> Path | None:
     """Where PUT bodies are spooled: the data directory when it exists."""
     d = ctx.config.data_dir / "dav-spool"
     try:
-        d.mkdir(exist_ok=True)
+        d.mkdir(mode=0o700, exist_ok=True)  # private, as the data directory is
     except OSError:
         return None
     return d
