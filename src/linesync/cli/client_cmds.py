@@ -10,16 +10,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from rich.progress import TaskID
+from typing import TYPE_CHECKING, Any
 
 from linesync.client.api import Client
 from linesync.client.config import check_server_url
-from linesync.client.engine import MassDelete, SyncResult
+from linesync.client.engine import Engine, MassDelete, SyncResult
 from linesync.client.localfs import FolderBusy
 from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetriesExhausted, retryable
 from linesync.client.status import Preview
+
+if TYPE_CHECKING:
+    from linesync.client.progress import Bars
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import Entry
 
@@ -102,6 +104,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "while they go up)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (bytes and files, down and up) on stderr for a sync that moves "
+        "more than a few MiB or 100 files; with --watch, for its first pass only (default: "
+        "when stderr is a terminal and not --quiet)",
+    )
 
     p = sub.add_parser(
         "status",
@@ -260,26 +270,26 @@ def _on_retry(exc: LinesyncError, wait: float) -> None:
           flush=True)  # fmt: skip
 
 
+def _bars(args: argparse.Namespace) -> Bars | None:
+    """Progress bars on stderr, as --progress/--no-progress and the terminal say."""
+    from linesync.client.progress import Bars, console_for
+
+    force = args.progress
+    console = console_for(False if force is None and args.quiet else force)
+    return Bars(console) if console is not None else None
+
+
 def _sync_with_progress(client: Client, args: argparse.Namespace) -> SyncResult:
-    """A progress bar on a terminal for transfers; plain output elsewhere."""
-    kw = {"allow_mass_delete": args.confirm_deletes, "retry_for": args.retry_for,
-          "on_retry": _on_retry}  # fmt: skip
-    if args.quiet or not sys.stdout.isatty():
-        return asyncio.run(client.sync(**kw))
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        transient=True,
-    ) as bar:  # fmt: skip
-        tasks: dict[str, TaskID] = {}
-
-        def progress(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(f"{what}ing", total=total)
-            bar.update(tasks[what], completed=done, total=total)
-
-        return asyncio.run(client.sync(progress=progress, **kw))
+    """Progress bars on stderr for long transfers (see _bars); plain output elsewhere."""
+    bars = _bars(args)
+    try:
+        return asyncio.run(client.sync(
+            allow_mass_delete=args.confirm_deletes, retry_for=args.retry_for,
+            on_retry=_on_retry, progress=bars,
+        ))  # fmt: skip
+    finally:
+        if bars is not None:
+            bars.close()
 
 
 def _watch(client: Client, args: argparse.Namespace) -> int:
@@ -291,6 +301,8 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         print(f"watching {client.folder} (Ctrl-C to stop)", flush=True)
 
         def on_result(r: SyncResult) -> None:
+            if bars is not None:
+                bars.close()  # the first pass only: quiet after it
             did = (r.uploaded or r.downloaded or r.moved or r.merged or r.conflicts
                    or r.deleted_local or r.deleted_remote)  # fmt: skip
             # Held deletions are reported when they change (Client.watch), not each pass.
@@ -302,7 +314,21 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         )
         print("stopped", flush=True)
 
-    asyncio.run(go())
+    bars = _bars(args)
+    if bars is not None:  # the first pass's engine draws them
+        make = client._engine
+
+        def engine(*a: Any, **kw: Any) -> Engine:
+            made = make(*a, **kw)
+            made.progress = bars
+            return made
+
+        setattr(client, "_engine", engine)  # noqa: B010  (an instance's own seam)
+    try:
+        asyncio.run(go())
+    finally:
+        if bars is not None:
+            bars.close()
     return 0
 
 

@@ -70,6 +70,7 @@ __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 
 class Engine(Committing):
     path_errors: dict[str, str]  # this sync's paths it could not read or write: why
+    _files_up: list[int]  # this round's files uploaded, and to upload (progress)
 
     # -- the loop ----------------------------------------------------------
 
@@ -500,16 +501,18 @@ class Engine(Committing):
         gate = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
 
         total = sum(o.remote.node.size for o in downloads if o.remote.node)
-        done = 0
+        done = files = 0
 
         async def one(op: pl.Download) -> None:
-            nonlocal done
+            nonlocal done, files
             async with gate:
                 await self._aguard(
                     result, op.path, self._download(op, result, defer=True), remote=op.remote
                 )
             done += op.remote.node.size if op.remote.node else 0
+            files += 1
             self.progress("download", done, total)
+            self.progress("download files", files, len(downloads))
 
         for group in self._groups(downloads):
             await self._prefetch(group)
@@ -527,8 +530,21 @@ class Engine(Committing):
                 self._record(op.path, op.remote)
         commits = [o for o in ops if isinstance(o, (pl.Upload, pl.DeleteRemote, pl.MoveRemote))]
         if commits:
+            self._files_up = [0, sum(1 for o in commits if isinstance(o, pl.Upload)
+                                     and o.node.kind is not Kind.DIRECTORY)]  # fmt: skip
             await self._commit(commits, result)
         self.index.cache_trim(CACHE_MAX_BYTES)
+
+    async def _commit_batch(
+        self, ops: list[pl.Upload | pl.DeleteRemote | pl.MoveRemote], result: SyncResult
+    ) -> list[pl.Upload | pl.DeleteRemote | pl.MoveRemote]:
+        before = result.uploaded
+        rest = await super()._commit_batch(ops, result)
+        up = getattr(self, "_files_up", None)
+        if up is not None and result.uploaded > before:  # (files up, for progress bars)
+            up[0] += result.uploaded - before
+            self.progress("upload files", up[0], max(up))
+        return rest
 
     @staticmethod
     def _groups(downloads: list[pl.Download]) -> list[list[pl.Download]]:
