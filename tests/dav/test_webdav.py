@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from pathlib import Path
 
 from linesync.core.ids import unpack_ids
@@ -185,9 +186,14 @@ def test_authorization_rules(srv: ServerProc, user: User) -> None:
         got = ro.req(method, target, body, headers)
         assert got.status == 403, (method, got.status, got.body)
     assert d.req("GET", d.url(ns, "mine.txt")).body == b"mine\n"
-    # A revoked token is refused.
+    # A revoked token is refused, and so is an expired one.
     admin(srv, "token", "revoke", ns, "--device", "ro")
     assert ro.req("GET", ro.url(ns, "mine.txt")).status == 401
+    brief = admin(srv, "token", "create", ns, "--device", "brief", "--expires", "1s")
+    short = Dav(srv.url, ns, brief.splitlines()[-1])
+    assert short.req("GET", short.url(ns, "mine.txt")).status == 200
+    time.sleep(1.2)
+    assert short.req("GET", short.url(ns, "mine.txt")).status == 401
 
 
 def test_bad_names_and_bodies_are_refused(srv: ServerProc, user: User) -> None:
