@@ -250,7 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     from linesync.cli.client_cmds import add_parsers
 
     add_parsers(sub)
+    from linesync.cli import completion, config_cmds, help_text
+
+    config_cmds.add_parsers(sub)
+    completion.add_parser(sub)
     ops_cmds.add_parsers(sub)
+    help_text.decorate(parser)  # --help: a description and examples for every command
+    config_cmds.bind(parser)  # client flags left out: from the settings
     return parser
 
 
@@ -451,11 +457,21 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from linesync.cli import completion
+
+    parser = build_parser()
+    completion.hook(parser)  # the shell asking for completions: answered, then exit
+    args = parser.parse_args(argv)
+    if args.command in ("config", "completion"):
+        from linesync.cli.config_cmds import run_own
+
+        return run_own(args)
     if args.command in CLIENT_COMMANDS:  # without the server's modules: a faster start
         from linesync.cli.client_cmds import run
+        from linesync.cli.config_cmds import configured
 
-        return run(args)
+        with configured(args) as ok:  # settings and logs (client/settings.py)
+            return run(args) if ok else 2
     if args.command in {"doctor", "service", "exclude"}:
         from linesync.cli import ops_cmds
 

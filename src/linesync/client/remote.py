@@ -47,6 +47,9 @@ _enc = msgspec.json.Encoder()
 
 # Every header byte is paid on every request: aiohttp adds none of these.
 SKIP_HEADERS = ("Accept-Encoding", "Accept", "User-Agent", "Content-Type")
+# The client settings `timeout` and `connections` (client/settings.py); the CLI sets them.
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_CONNECTIONS = 16
 
 
 class RemoteUnavailable(LinesyncError):
@@ -64,7 +67,12 @@ class Remote:
     """One server, one token. Use as an async context manager."""
 
     def __init__(
-        self, url: str, token: str, *, timeout: float = 120.0, retry: RetryPolicy | None = None
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """``url``: the server, or several processes of one server separated by
         commas: a request that cannot reach one (or finds it overloaded or
@@ -79,7 +87,8 @@ class Remote:
             "Authorization": f"Bearer {token}",
             version.HEADER: version.format_versions(version.CLIENT_SPEAKS),
         }
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        total = DEFAULT_TIMEOUT if timeout is None else timeout
+        self._timeout = aiohttp.ClientTimeout(total=total, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
         # While a long-poll of ours waits, our commits name this session, so that
         # the server does not wake it for news the commit's answer brings.
@@ -91,7 +100,7 @@ class Remote:
             headers=self._headers,
             timeout=self._timeout,
             skip_auto_headers=SKIP_HEADERS,
-            connector=aiohttp.TCPConnector(limit=16),
+            connector=aiohttp.TCPConnector(limit=DEFAULT_CONNECTIONS),
         )
         return self
 
