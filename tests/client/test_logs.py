@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,11 +127,13 @@ def test_a_token_never_reaches_the_log(
                     verbose=2, quiet=False):  # fmt: skip
         logging.getLogger("linesync.client").warning("Authorization: Bearer %s", token)
         logging.getLogger("linesync.client").info("config %s", {"token": token})
-        print(f"using {token}", file=__import__("sys").stderr)
+        print(f"using {token}", file=sys.stderr)
+        print("\x1b[2K\rdownloading 50% (a progress bar)", file=sys.stderr)
     log = _logs(log_dir)
     assert "sync (pid" in log and "unauthenticated" in log, log  # it did log
     assert log.count("****") >= 3, log
     assert secret not in log and token not in log
+    assert "using lst_****" in log and "a progress bar" not in log
     for _rc, _out, err in runs:
         assert secret not in err
 

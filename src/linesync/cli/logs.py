@@ -78,7 +78,8 @@ class _Tee(io.TextIOBase):
         self.pending += s
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
-            if line.strip():
+            # Terminal drawing (progress bars: escapes, carriage returns) is not logged.
+            if line.strip() and "\x1b" not in line and "\r" not in line:
                 self.log.warning("%s", line.strip(), extra={"echoed": True})
         return len(s)
 
