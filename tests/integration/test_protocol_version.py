@@ -184,3 +184,42 @@ def test_a_server_that_speaks_only_a_newer_version_makes_the_client_say_so(
     assert f"the server at {url} is newer than this linesync" in line, line
     assert "it speaks protocol versions 2, 3, this client version 1" in line, line
     assert UPGRADE in line
+
+
+# -- the rule itself, pure -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "speaks", "code"),
+    [
+        (None, (1,), None),  # a server from before negotiation speaks 1
+        (None, (2,), "client_too_new"),
+        ("1", (1,), None),
+        ("1, 2", (2, 3), None),
+        ("2", (1,), "client_too_old"),
+        ("2, 3", (1,), "client_too_old"),
+        ("0", (1,), "client_too_new"),
+        ("1, 3", (2,), "client_too_old"),  # no overlap: the newest decides
+        ("garbage", (1,), None),  # a proxy's header: ignored
+    ],
+)
+def test_the_client_rule(header: str | None, speaks: tuple[int, ...], code: str | None) -> None:
+    got = version.client_verdict(header, "http://h", speaks)
+    assert (got.code if got else None) == code
+    if got is not None:
+        assert "http://h" in got.message and "\n" not in got.message
+
+
+@pytest.mark.parametrize(
+    ("text", "versions"),
+    [("1", (1,)), (" 2 ,1 ", (1, 2)), ("1,1", (1,)), ("9999", (9999,))],
+)
+def test_parse_versions(text: str, versions: tuple[int, ...]) -> None:
+    assert version.parse_versions(text) == versions
+    assert version.parse_versions(version.format_versions(versions)) == versions
+
+
+@pytest.mark.parametrize("text", ["", "1,", "-1", "1.0", "10000", "²", "1;2", "x" * 101])
+def test_parse_versions_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        version.parse_versions(text)
