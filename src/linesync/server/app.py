@@ -135,8 +135,10 @@ def create_app(
     # Big JSON answers (a list page after a folder move) shrink several-fold;
     # chunk bodies are compressed already.
     middleware = [
-        Middleware(Negotiation),  # every answer names the protocol versions (§1.4)
         Middleware(longpoll.LongPolls, notifier=ctx.notifier),
+        # Every answer names the protocol versions (§1.4); inside LongPolls, so a
+        # parked long-poll holds nothing of it.
+        Middleware(Negotiation),
         Middleware(
             GZipMiddleware,
             minimum_size=1024,
