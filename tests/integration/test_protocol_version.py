@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,6 +58,14 @@ def test_requests_without_the_header_are_served_and_every_answer_names_the_versi
     assert headers["linesync-protocol"] == "1"
     status, headers, body = asyncio.run(_get(srv.url, "/v1/nowhere", user.token, None))
     assert status == 404 and headers["linesync-protocol"] == "1"
+    # A long-poll that waited its time out (parked, then answered) names them too.
+    _, _, me = asyncio.run(_get(srv.url, "/v1/me", user.token, None))
+    (cursor,) = [n["cursor"] for n in me["namespaces"] if n["id"] == user.ns]  # type: ignore[attr-defined]
+    started = time.monotonic()
+    poll = f"/v1/ns/{user.ns}/list?wait=1&cursor={cursor}"
+    status, headers, body = asyncio.run(_get(srv.url, poll, user.token, "1"))
+    assert time.monotonic() - started >= 0.9  # it was parked
+    assert status == 200 and headers["linesync-protocol"] == "1" and body["entries"] == [], body
 
 
 @pytest.mark.parametrize(
