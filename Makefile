@@ -39,7 +39,7 @@ browser:
 	@sh tests/support/ensure_browser.sh
 
 unit: $(BIN)/linesync fuse dav-tools browser
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --durations=30
 
 # The hardening suite again, every server on a fresh PostgreSQL database and S3
 # prefix: the tests that concern the stores (what is left out: tests/attack/conftest.py).

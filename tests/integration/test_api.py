@@ -120,6 +120,7 @@ def test_metrics_counters_move(srv: ServerProc, user: User) -> None:
             for _ in range(3):
                 await r.me()
             await ok(r, user.ns, dir_op("m"))
+            await r.list_changes(user.ns, None)
             after = parse_metrics((await api.get("/metrics")).expect(200).body.decode())
         key = 'linesync_requests_total{route="me",status="200"}'
         assert after[key] == before.get(key, 0) + 3
@@ -127,8 +128,21 @@ def test_metrics_counters_move(srv: ServerProc, user: User) -> None:
         assert after[key] == before.get(key, 0) + 1
         count = 'linesync_request_seconds_count{route="me"}'
         assert after[count] == before.get(count, 0) + 3
-        inf = 'linesync_request_seconds_bucket{route="me",le="+Inf"}'
+        inf = 'linesync_request_seconds_bucket{le="+Inf",route="me"}'
         assert after[inf] == after[count]
+        out = 'linesync_response_bytes_total{route="me"}'
+        assert after[out] > before.get(out, 0) + 3 * len('{"user":""}')
+        body_in = 'linesync_request_bytes_total{route="commit"}'
+        assert after[body_in] > before.get(body_in, 0)
+        # The list started from the journal's start, at least one entry behind its head.
+        lag = 'linesync_journal_lag_entries_bucket{le="0.0"}'
+        assert (
+            after["linesync_journal_lag_entries_count"]
+            == before.get("linesync_journal_lag_entries_count", 0) + 1
+        )
+        assert after[lag] == before.get(lag, 0)
+        assert 'linesync_cache_hits_total{cache="blocklists"}' in after
+        assert after["linesync_long_polls_waiting"] == 0
 
     run(go())
 

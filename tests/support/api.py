@@ -367,6 +367,7 @@ _SAMPLE = re.compile(
 
 
 def parse_metrics(body: str) -> dict[str, float]:
+    """Samples by name and labels (in name order), checking the text format."""
     samples: dict[str, float] = {}
     types: set[str] = set()
     for line in body.splitlines():
@@ -382,5 +383,14 @@ def parse_metrics(body: str) -> dict[str, float]:
             continue
         assert _SAMPLE.match(line), f"not a Prometheus sample: {line!r}"
         name, _, value = line.rpartition(" ")
-        samples[name] = float(value)
+        samples[_sorted_labels(name)] = float(value)
     return samples
+
+
+def _sorted_labels(sample: str) -> str:
+    """``name{b="1",a="2"}`` as ``name{a="2",b="1"}``: label order means nothing."""
+    if "{" not in sample:
+        return sample
+    name, _, rest = sample.partition("{")
+    labels = re.findall(r'[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"', rest)
+    return name + "{" + ",".join(sorted(labels)) + "}"

@@ -77,9 +77,13 @@ def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awa
             await res.close()
             return response  # counted once, when it answers
         if isinstance(response, StreamingResponse):
-            response.body_iterator = _release_after(response.body_iterator, res)
+            response.body_iterator = _release_after(response.body_iterator, res, ctx, name)
         else:
             await res.close()
+            ctx.metrics.inc("linesync_response_bytes_total", len(response.body), route=name)
+        length = request.headers.get("content-length", "")
+        if length.isdigit():
+            ctx.metrics.inc("linesync_request_bytes_total", int(length), route=name)
         ctx.metrics.inc("linesync_requests_total", route=name, status=str(response.status_code))
         ctx.metrics.observe(name, time.perf_counter() - started)
         return response
@@ -87,12 +91,17 @@ def _route(ctx: Context, name: str, handler: Handler) -> Callable[[Request], Awa
     return endpoint
 
 
-async def _release_after(body: AsyncIterable[Any], res: Reservation) -> AsyncIterator[Any]:
+async def _release_after(
+    body: AsyncIterable[Any], res: Reservation, ctx: Context, route: str
+) -> AsyncIterator[Any]:
+    sent = 0
     try:
         async for piece in body:
+            sent += len(piece)
             yield piece
     finally:
         await res.close()
+        ctx.metrics.inc("linesync_response_bytes_total", sent, route=route)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

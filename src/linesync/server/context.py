@@ -22,12 +22,13 @@ from linesync.protocol.errors import Code, LinesyncError
 from linesync.server.budget import ByteBudget, reservation
 from linesync.server.chunks import ChunkService
 from linesync.server.config import ServerConfig
-from linesync.server.metrics import Metrics
+from linesync.server.metrics import Metrics, Reading
 from linesync.server.model import Namespace, TokenInfo
 from linesync.server.notify import Notifier
 from linesync.server.pending import Pending
 from linesync.server.ratelimit import RateLimiter
 from linesync.server.stores.base import MetadataStore
+from linesync.server.stores.common import ReportsCache
 from linesync.server.stores.packs import ChunkStore
 
 T = TypeVar("T")
@@ -62,6 +63,17 @@ class Context:
         metrics = Metrics()
         notifier = Notifier()
         meta.subscribe(notifier.publish)
+        caches = {"blocklists": meta, "chunk records": packs}
+
+        def cache(field: str) -> list[Reading]:
+            return [
+                ({"cache": name}, float(getattr(store.cache_stats(), field)))
+                for name, store in caches.items()
+                if isinstance(store, ReportsCache)
+            ]
+
+        metrics.read("linesync_cache_hits_total", lambda: cache("hits"))
+        metrics.read("linesync_cache_misses_total", lambda: cache("misses"))
         return cls(
             config=config,
             meta=meta,

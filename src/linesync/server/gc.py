@@ -171,6 +171,7 @@ async def gc_loop(ctx: Context) -> None:
             report = await collect(
                 ctx.meta, packs, ctx.config.gc_grace_seconds, hold_seconds=0.9 * interval
             )
+            ctx.metrics.inc("linesync_gc_runs_total")
             ctx.metrics.inc("linesync_gc_chunks_deleted_total", report.stats.chunks_deleted)
             log.info("gc: %s", report)
         except Exception:

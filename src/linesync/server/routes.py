@@ -8,9 +8,10 @@ import time
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from linesync import __version__
 from linesync.core import blocklist as bl
@@ -105,8 +106,8 @@ async def healthz(ctx: Context, request: Request) -> Response:
 
 async def metrics(ctx: Context, request: Request) -> Response:
     await ctx.auth(request, scope="metrics")
-    gauges = {"linesync_long_polls_waiting": float(ctx.notifier.waiting)}
-    return PlainTextResponse(ctx.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+    ctx.metrics.set("linesync_long_polls_waiting", ctx.notifier.waiting)
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(ctx: Context, request: Request) -> Response:
@@ -254,6 +255,8 @@ async def list_changes(ctx: Context, request: Request) -> Response:
     rows, head_jid = await ctx.meta.changes(ns.id, cur.jid, limit)
     if head_jid < cur.jid:
         raise LinesyncError(Code.CURSOR_INVALID, "cursor is ahead of the journal")
+    if not again:
+        ctx.metrics.lag.observe(head_jid - cur.jid)
     # Rows are the latest entry of each path: one another device wrote is news,
     # one this session wrote last is not (its commit's answer said so).
     news = any(not any(r.jid in jids for jids in own) for r in rows)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import OrderedDict
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from linesync.core.ids import ChunkId
 from linesync.protocol.schemas import Kind
@@ -55,6 +56,24 @@ def new_token() -> str:
     return "lst_" + secrets.token_urlsafe(24)  # 192 random bits
 
 
+@dataclass
+class CacheStats:
+    hits: int = 0  # served from the cache
+    misses: int = 0  # looked up and not there
+    fills: int = 0  # put in
+    evictions: int = 0  # dropped to stay within max_bytes
+    bytes: int = 0  # what it holds now (records: payload bytes plus a fixed cost each)
+    entries: int = 0
+    max_bytes: int = 0
+
+
+@runtime_checkable
+class ReportsCache(Protocol):
+    """A store with a cache whose counters ``/metrics`` reports."""
+
+    def cache_stats(self) -> CacheStats: ...
+
+
 class BlocklistCache:
     """Resolved blocklists by (ns, journal, jid), bounded by the number of ids
     held. A version's blocklist never changes, and a reset mints a new journal
@@ -64,10 +83,14 @@ class BlocklistCache:
         self.data: OrderedDict[tuple[int, str, int], list[ChunkId]] = OrderedDict()
         self.max_ids = max_ids
         self.size = 0
+        self.stats = CacheStats()
 
     def get(self, key: tuple[int, str, int]) -> list[ChunkId] | None:
         ids = self.data.get(key)
-        if ids is not None:
+        if ids is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
             self.data.move_to_end(key)
         return ids
 

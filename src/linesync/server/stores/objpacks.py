@@ -34,6 +34,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from linesync.server.stores.common import CacheStats
 from linesync.server.stores.objects import (
     ObjectBackend,
     ObjectExistsError,
@@ -76,17 +77,6 @@ def object_name(pack: str) -> str:
     if not isinstance(pack, str) or PACK_NAME_RE.fullmatch(pack) is None:
         raise ChunkStoreError(f"invalid pack name: {pack!r}")
     return PACK_PREFIX + pack + PACK_SUFFIX
-
-
-@dataclass
-class CacheStats:
-    hits: int = 0  # records served from the cache
-    misses: int = 0  # records looked up and not there
-    fills: int = 0  # records put in
-    evictions: int = 0  # records dropped to stay within max_bytes
-    bytes: int = 0  # payload bytes plus a fixed cost per entry, now
-    entries: int = 0
-    max_bytes: int = 0
 
 
 class RecordCache:

@@ -38,6 +38,7 @@ from linesync.server.stores.common import (
     ENTRY_COLUMNS,
     MAX_DELTA_DEPTH,
     BlocklistCache,
+    CacheStats,
     entry_row,
 )
 from linesync.server.stores.postgres_admin import PostgresAdmin
@@ -78,6 +79,10 @@ class PostgresStore(PostgresAdmin):
         self._me = secrets.token_hex(8)  # tells this instance's notifications apart
         self._feed: asyncio.Task[None] | None = None
         self.feed_connected = asyncio.Event()  # (for tests) listening right now
+
+    def cache_stats(self) -> CacheStats:
+        """The blocklist cache's counters (``ReportsCache``)."""
+        return self._cache.stats
 
     # -- notifications ---------------------------------------------------------
 

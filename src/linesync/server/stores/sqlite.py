@@ -27,6 +27,7 @@ from linesync.server.stores.common import (
     ENTRY_COLUMNS,
     MAX_DELTA_DEPTH,
     BlocklistCache,
+    CacheStats,
     entry_row,
 )
 from linesync.server.stores.sqlite_admin import SqliteAdmin
@@ -48,6 +49,10 @@ class SqliteStore(SqliteAdmin):
         super().__init__(path, executor)
         self._cache = BlocklistCache(max_ids=2_000_000)
         self._listeners: list[CommitListener] = []
+
+    def cache_stats(self) -> CacheStats:
+        """The blocklist cache's counters (``ReportsCache``)."""
+        return self._cache.stats
 
     # -- journal -----------------------------------------------------------
 

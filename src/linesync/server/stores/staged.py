@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from linesync.server.stores.common import CacheStats, ReportsCache
 from linesync.server.stores.packs import (
     PACK_HEADER,
     PACK_MAGIC,
@@ -139,8 +140,13 @@ class StagedChunkStore:
         self.big = big
         self.stage = stage
         self.small_max = small_max
+
         # Staged packs a drain emptied, and when: deleted by a later one (gc.drain).
         self.drained: dict[str, float] = {}
+
+    def cache_stats(self) -> CacheStats:
+        """The object store's record cache (``ReportsCache``)."""
+        return self.big.cache_stats() if isinstance(self.big, ReportsCache) else CacheStats()
 
     @property
     def current_pack(self) -> str | None:
