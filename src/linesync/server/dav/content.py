@@ -28,6 +28,7 @@ from linesync.server.stores.packs import ChunkStoreError, Location
 
 BLOCK = 2**20  # bytes spooled or chunked at a time
 BATCH = 4 * 2**20  # bytes of chunks handed to the intake at a time
+INTAKE_BYTES = 64 * 2**20  # chunk bytes one intake takes before they are indexed
 
 
 def spool_dir(ctx: Context) -> Path | None:
@@ -93,7 +94,11 @@ async def store(ctx: Context, ns_id: int, f: IO[bytes], text: bool) -> list[Chun
     cutter = _Cutter(f, text)
     intake = ctx.chunks.intake(ns_id, ctx.config.limits.max_file_size + 1)
     ids: list[ChunkId] = []
+    taken = 0  # bytes the current intake took
     while not cutter.done:
+        if taken >= INTAKE_BYTES:  # index what it holds: its records leave memory
+            await intake.finish()
+            intake, taken = ctx.chunks.intake(ns_id, ctx.config.limits.max_file_size + 1), 0
         batch = await asyncio.to_thread(cutter.next_batch)
         ids += [c[0] for c in batch]
         if len(ids) > ctx.config.limits.max_blocklist:
@@ -101,48 +106,50 @@ async def store(ctx: Context, ns_id: int, f: IO[bytes], text: bool) -> list[Chun
         unique = list(dict.fromkeys(c[0] for c in batch))
         absent = await ctx.meta.missing(ns_id, unique) if unique else set()
         frames: list[Frame] = []
-        for cid, _, kind, payload in batch:
+        for cid, size, kind, payload in batch:
             if cid in absent:
                 absent.discard(cid)
                 frames.append(Frame(cid, int(kind), None, payload))
+                taken += size
         await intake.add(frames)
     await intake.finish()
     return ids
 
 
-async def locate(ctx: Context, ns_id: int, ids: Sequence[ChunkId]) -> list[ChunkLoc]:
-    found = await ctx.meta.locate(ns_id, list(dict.fromkeys(ids)))
-    if any(c not in found for c in ids):
-        raise DavError(500, "the file's content is not available on this server")
-    return [found[c] for c in ids]
+WINDOW = 1024  # chunk ids located at a time while a GET streams
 
 
 async def read(
-    ctx: Context, locs: Sequence[ChunkLoc], start: int, end: int
+    ctx: Context, ns_id: int, ids: Sequence[ChunkId], start: int, end: int
 ) -> AsyncIterator[bytes]:
-    """Bytes ``start`` to ``end`` (exclusive) of a file made of ``locs``."""
+    """Bytes ``start`` to ``end`` (exclusive) of a file made of the chunks
+    ``ids``: located a window at a time, read and decoded a few MiB at a time."""
     pos = 0
     group: list[tuple[ChunkLoc, int]] = []  # chunk, its offset in the file
-    stored = 0
-    for loc in locs:
-        if pos + loc.raw_size > start and pos < end:
-            group.append((loc, pos))
-            stored += loc.length
-        pos += loc.raw_size
-        if group and (stored >= READ_BYTES or pos >= end):
-            async for piece in _read_group(ctx, group, start, end):
-                yield piece
-            group, stored = [], 0
-        if pos >= end:
-            break
+    size = 0
+    for w in range(0, len(ids), WINDOW):
+        window = ids[w : w + WINDOW]
+        found = await ctx.meta.locate(ns_id, list(dict.fromkeys(window)))
+        for cid in window:
+            loc = found.get(cid)
+            if loc is None:
+                raise DavError(500, "the file's content is not available on this server")
+            if pos + loc.raw_size > start and pos < end:
+                group.append((loc, pos))
+                size += loc.raw_size
+            pos += loc.raw_size
+            if group and (size >= READ_BYTES or pos >= end):
+                yield await _read_group(ctx, group, start, end)
+                group, size = [], 0
+            if pos >= end:
+                return
     if group:
-        async for piece in _read_group(ctx, group, start, end):
-            yield piece
+        yield await _read_group(ctx, group, start, end)
 
 
 async def _read_group(
     ctx: Context, group: list[tuple[ChunkLoc, int]], start: int, end: int
-) -> AsyncIterator[bytes]:
+) -> bytes:
     try:
         payloads = await ctx.chunks.packs.read_many(
             [Location(c.pack, c.offset, c.length) for c, _ in group]
@@ -159,7 +166,7 @@ async def _read_group(
             out += memoryview(data)[lo:hi]
         return bytes(out)
 
-    yield await asyncio.to_thread(decode)
+    return await asyncio.to_thread(decode)
 
 
 def close_quietly(f: IO[bytes]) -> None:

@@ -186,10 +186,9 @@ async def get(call: Call, head: bool) -> Response:
     ids = await call.ctx.meta.blocklist(call.ns.id, row.jid)
     if ids is None:
         raise DavError(404, "no such file")
-    locs = await content.locate(call.ctx, call.ns.id, ids)
     await reservation(call.request).take(2 * READ_BYTES)  # a group read, and its bytes
     return StreamingResponse(
-        content.read(call.ctx, locs, start, end), status_code=status, headers=headers,
+        content.read(call.ctx, call.ns.id, ids, start, end), status_code=status, headers=headers,
         media_type=ctype,
     )  # fmt: skip
 
