@@ -75,6 +75,10 @@ def _write_config(tmp_path: Path, text: str) -> Path:
         ({"timeout": 30}, {}, {}, "timeout", 30.0, f"file {F}"),
         ({}, {"LINESYNC_CONNECTIONS": "4"}, {}, "connections", 4, "env LINESYNC_CONNECTIONS"),
         ({}, {}, {"verbose": 2}, "verbose", 2, "flag -v/--verbose"),
+        ({}, {}, {}, "progress", None, "default"),
+        ({"progress": False}, {}, {"progress": None}, "progress", False, f"file {F}"),
+        ({"progress": False}, {"LINESYNC_PROGRESS": "1"}, {}, "progress", True, "env LINESYNC_PROGRESS"),  # noqa: E501
+        ({"progress": False}, {}, {"progress": True}, "progress", True, "flag --progress/--no-progress"),  # noqa: E501
     ],
 )  # fmt: skip
 def test_each_layer_beats_the_one_below(

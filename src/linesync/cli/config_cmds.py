@@ -16,7 +16,12 @@ from linesync.client import settings as S
 
 # command -> {argparse dest: option name}: the flags that set an option.
 FLAGS: dict[str, dict[str, str]] = {
-    "sync": {"retry_for": "retry_for", "stream": "stream", "quiet": "quiet"},
+    "sync": {
+        "retry_for": "retry_for",
+        "stream": "stream",
+        "quiet": "quiet",
+        "progress": "progress",
+    },
     "log": {"limit": "log_limit"},
 }
 VERBOSE_DEST = "verbose"
@@ -163,6 +168,8 @@ def _show(folder: Path | None) -> int:
 
 
 def _text(value: object) -> str:
+    if value is None:
+        return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -123,7 +123,7 @@ class Option:
     name: str  # the key in the file; LINESYNC_<NAME> in the environment
     parse: Callable[[object], Any]  # a file or environment value -> the value; ValueError
     allowed: str  # what values are allowed, in words
-    default: Any  # None: computed (see :func:`defaults`)
+    default: Any  # None: unset, or computed (see :func:`defaults`)
     help: str
     flag: str | None = None  # the command-line flag that sets it, if any
     commands: tuple[str, ...] = ()  # where that flag is
@@ -154,6 +154,9 @@ OPTIONS: tuple[Option, ...] = (
          "with --watch, fetch a big file's chunks while another device still uploads it",
          "--no-stream", ("sync",)),
     _opt("quiet", _bool(), False, "print only problems", "-q/--quiet", ("sync",)),
+    _opt("progress", _bool(), None,
+         "progress bars on stderr: true always, false never (unset: when stderr is a "
+         "terminal and not quiet)", "--progress/--no-progress", ("sync",)),
     _opt("verbose", _whole(0, 2), 0,
          "what is logged to stderr: 0 warnings, 1 (-v) information, 2 (-vv) debugging",
          "-v/--verbose", CLIENT),
