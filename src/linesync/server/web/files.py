@@ -8,6 +8,7 @@ makes the new version current (or reports a conflict)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zipfile
 from collections.abc import AsyncIterator, Sequence
@@ -103,7 +104,7 @@ async def store(ctx: Context, ns_id: int, fileobj: IO[bytes]) -> tuple[list[Chun
     while True:
         block = fileobj.read(BLOCK)
         pieces = chunker.feed(block) if block else chunker.finish()
-        frames = [Frame(chunk_id(p), codec.Codec.RAW, None, p) for p in pieces]
+        frames = await asyncio.to_thread(_frames, pieces)
         if taken + sum(len(p) for p in pieces) > ctx.config.max_request_decoded:
             await intake.finish()  # one intake holds at most so much: start another
             intake, taken = ctx.chunks.intake(ns_id, ctx.config.max_request_decoded), 0
@@ -144,6 +145,16 @@ async def commit_ops(ctx: Context, ns_id: int, ops: list[CommitOp], device: str)
                 Code.BAD_REQUEST,
                 f"{r.path}: not saved ({r.reason or r.status}); reload the page and try again",
             )
+
+
+def _frames(pieces: list[bytes]) -> list[Frame]:
+    """Chunks as the client sends them: each with its id, compressed when that
+    is smaller (the chunk store keeps them so)."""
+    out = []
+    for p in pieces:
+        kind, payload = codec.encode(p)
+        out.append(Frame(chunk_id(p), kind, None, payload))
+    return out
 
 
 class _Sink:
