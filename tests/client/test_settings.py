@@ -278,3 +278,11 @@ def test_log_limit_layers_through_linesync_log(
     monkeypatch.setenv("LINESYNC_LOG_LIMIT", "3")
     assert versions() == 3
     assert versions("--limit", "1") == 1
+
+
+def test_config_help_lists_every_setting_with_its_default() -> None:
+    rc, out, _ = _cli("config", "--help")
+    assert rc == 0
+    for o in S.OPTIONS:
+        assert f"\n  {o.name} (default " in out, o.name
+    assert "  retry_for (default 120.0, --retry-for on sync)" in out

@@ -35,6 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "(TOML), then the environment (LINESYNC_<NAME>), then command-line flags; what "
         "belongs to one folder (server, token, namespace) is in FOLDER/.linesync/config.json.",
     )
+    p.epilog = settings_table()
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser(
         "show",
@@ -51,6 +52,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "$XDG_CONFIG_HOME/linesync/config.toml, else ~/.config/linesync/config.toml). "
         "It need not exist.",
     )
+
+
+def settings_table() -> str:
+    """Every setting for ``config --help``: its key, variable, flag, default and use."""
+    import textwrap
+
+    lines = ["settings (a key in the config file; LINESYNC_<KEY> in the environment):"]
+    for o in S.OPTIONS:
+        default = "below" if o.name == "log_file" else _text(o.default)
+        where = "/".join(o.commands) if len(o.commands) < 3 else "every client command"
+        flag = f", {o.flag} on {where}" if o.flag else ""
+        lines.append(f"  {o.name} (default {default}{flag})")
+        lines += textwrap.wrap(f"{o.help}; {o.allowed}", 74, initial_indent="      ",
+                               subsequent_indent="      ")  # fmt: skip
+    return "\n".join(lines)
 
 
 def bind(parser: argparse.ArgumentParser) -> None:
