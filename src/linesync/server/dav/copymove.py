@@ -13,7 +13,7 @@ from linesync.protocol.schemas import CommitOp, Kind
 from linesync.server.dav import rules, tree
 from linesync.server.dav.base import Call, conflict_error, now_ns
 from linesync.server.dav.rules import DavError
-from linesync.server.dav.writes import _parent, file_op, parent_folder, remove_tree, results_ok
+from linesync.server.dav.writes import file_op, first_failure, parent_folder, remove_tree
 from linesync.server.model import Row
 
 
@@ -41,11 +41,11 @@ async def _prepare(call: Call, move: bool) -> tuple[Row, str, Row | None, str]:
     await parent_folder(call, dst.path)
     await call.check_preconditions(src)
     if move:
-        call.check_locks(changed=[_parent(call.path)], tree_paths=[call.path])
+        call.check_locks(changed=[paths.parent(call.path)], tree_paths=[call.path])
     if there is not None:
-        call.check_locks(changed=[_parent(dst.path)], tree_paths=[dst.path])
+        call.check_locks(changed=[paths.parent(dst.path)], tree_paths=[dst.path])
     else:
-        call.check_locks(changed=[dst.path, _parent(dst.path)])
+        call.check_locks(changed=[dst.path, paths.parent(dst.path)])
     return src, dst.path, there, depth
 
 
@@ -80,9 +80,7 @@ async def _copy_op(call: Call, row: Row, path: str, base: int) -> CommitOp:
         ids = await call.ctx.meta.blocklist(call.ns.id, row.jid)
         if ids is None:
             raise DavError(409, f"{row.path} changed while it was copied")
-        op = file_op(path, None, ids, row.size, now_ns(), row.exec)
-        op.base_jid = base
-        return op
+        return file_op(path, base, ids, row.size, now_ns(), row.exec)
     return CommitOp(path=path, kind=row.kind, base_jid=base, mtime_ns=now_ns(), target=row.target)
 
 
@@ -95,7 +93,7 @@ async def copy(call: Call) -> Response:
             path = paths.rebase(r.path, src.path, dst)
             before = await call.entry_at(path)
             ops.append(await _copy_op(call, r, path, before.jid if before is not None else 0))
-    failed = results_ok(await call.commit(ops))
+    failed = first_failure(await call.commit(ops))
     if failed is not None:
         raise conflict_error(failed)
     call.state.props.copy(call.ns.id, src.path, dst)

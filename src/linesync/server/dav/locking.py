@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from linesync.core import paths
 from linesync.server.dav import rules, xmlbody
 from linesync.server.dav.base import Call, conflict_error, now_ns
 from linesync.server.dav.locks import Lock
 from linesync.server.dav.reads import XML, read_body
 from linesync.server.dav.rules import DavError
-from linesync.server.dav.writes import _parent, file_op, parent_folder
+from linesync.server.dav.writes import file_op, parent_folder
 
 
 def _answer(call: Call, lk: Lock, status: int, token_header: bool) -> Response:
@@ -51,13 +52,13 @@ async def lock(call: Call) -> Response:
     await call.check_preconditions(row)
     if row is None:
         await parent_folder(call, call.path)
-        call.check_locks(changed=[_parent(call.path)])
+        call.check_locks(changed=[paths.parent(call.path)])
     lk = call.state.locks.create(
         call.ns.id, call.path, depth, info.scope, info.owner, seconds, call.token.user_id
     )
     if row is None:
         before = await call.entry_at(call.path)
-        op = file_op(call.path, before, [], 0, now_ns())
+        op = file_op(call.path, before.jid if before is not None else 0, [], 0, now_ns())
         try:
             (result,) = await call.commit([op])
         except BaseException:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from linesync.core import blocklist as bl
+from linesync.core import paths
 from linesync.core.ids import ChunkId, pack_ids
 from linesync.protocol.schemas import CommitOp, CommitResult, Content, Kind
 from linesync.server.budget import reservation
@@ -22,7 +23,7 @@ TRIES = 5  # commits a PUT tries when other writers keep changing the path
 
 async def parent_folder(call: Call, path: str) -> None:
     """409 unless ``path``'s parent is a folder (RFC 4918 §9.7.1, §9.3.1)."""
-    row = await call.live(_parent(path))
+    row = await call.live(paths.parent(path))
     if row is None or row.kind is not Kind.DIRECTORY:
         raise DavError(409, "the parent folder does not exist")
 
@@ -36,10 +37,10 @@ def _mtime(call: Call) -> int:
     return now_ns()
 
 
-def file_op(path: str, base: Row | None, ids: list[ChunkId], size: int, mtime: int,
+def file_op(path: str, base_jid: int, ids: list[ChunkId], size: int, mtime: int,
             exec_: bool = False) -> CommitOp:  # fmt: skip
     return CommitOp(
-        path=path, kind=Kind.FILE, base_jid=base.jid if base else 0, size=size,
+        path=path, kind=Kind.FILE, base_jid=base_jid, size=size,
         mtime_ns=mtime, exec=exec_, content=Content(ids=pack_ids(ids)),
     )  # fmt: skip
 
@@ -56,7 +57,7 @@ async def put(call: Call) -> Response:
     await parent_folder(call, call.path)
     await call.check_preconditions(row)
     created = row is None
-    call.check_locks(changed=[call.path] + ([_parent(call.path)] if created else []))
+    call.check_locks(changed=[call.path] + ([paths.parent(call.path)] if created else []))
     cfg = call.ctx.config
     await reservation(call.request).take(cfg.max_chunk + 2 * FLUSH_BYTES + 2 * content.BATCH)
     limit = cfg.limits.max_file_size
@@ -75,7 +76,8 @@ async def put(call: Call) -> Response:
             if now.kind is Kind.DIRECTORY:
                 raise DavError(409, "a folder was made at this path meanwhile")
             await call.check_preconditions(now)
-        op = file_op(call.path, base, ids, size, mtime, now.exec if now else False)
+        base_jid = base.jid if base is not None else 0
+        op = file_op(call.path, base_jid, ids, size, mtime, now.exec if now else False)
         (result,) = await call.commit([op])
         if result.status == "ok":
             etag = rules.etag(Row(jid=result.jid or 0, path=call.path, kind=Kind.FILE,
@@ -85,10 +87,6 @@ async def put(call: Call) -> Response:
             raise conflict_error(result)
         checked = now.jid if now is not None else 0
     raise DavError(409, "the file keeps changing; try again")
-
-
-def _parent(path: str) -> str:
-    return path.rpartition("/")[0]
 
 
 async def mkcol(call: Call) -> Response:
@@ -102,7 +100,7 @@ async def mkcol(call: Call) -> Response:
         raise DavError(405, "something exists at this path already")
     await parent_folder(call, call.path)
     await call.check_preconditions(None)
-    call.check_locks(changed=[call.path, _parent(call.path)])
+    call.check_locks(changed=[call.path, paths.parent(call.path)])
     op = CommitOp(path=call.path, kind=Kind.DIRECTORY, base_jid=base.jid if base else 0,
                   mtime_ns=now_ns())  # fmt: skip
     (result,) = await call.commit([op])
@@ -141,7 +139,7 @@ async def delete(call: Call) -> Response:
     if row is None:
         raise DavError(404, "no such file or folder")
     await call.check_preconditions(row)
-    call.check_locks(changed=[_parent(call.path)], tree_paths=[call.path])
+    call.check_locks(changed=[paths.parent(call.path)], tree_paths=[call.path])
     await remove_tree(call, row)
     return Response(status_code=204)
 
@@ -164,6 +162,6 @@ async def proppatch(call: Call) -> Response:
     return Response(xmlbody.HEAD + body + xmlbody.TAIL, status_code=207, media_type=XML)
 
 
-def results_ok(results: list[CommitResult]) -> CommitResult | None:
+def first_failure(results: list[CommitResult]) -> CommitResult | None:
     """The first op that did not go through, if any."""
     return next((r for r in results if r.status != "ok"), None)
