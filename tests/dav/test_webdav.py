@@ -334,3 +334,25 @@ def test_a_lock_token_is_no_key_for_another_member(world: World, srv: ServerProc
     assert a.req("PUT", u, b"v2\n", {"If": f"(<{token}>)"}).status == 204
     assert a.req("UNLOCK", u, None, {"Lock-Token": f"<{token}>"}).status == 204
     assert b.req("PUT", u, b"b\n").status == 204
+
+
+def test_a_lock_on_an_unmapped_url_makes_an_empty_file(world: World, srv: ServerProc) -> None:
+    """RFC 4918 §7.3: the empty file is a commit like any other, and the lock
+    holds against writers without its token until UNLOCK."""
+    name = world.user()
+    d = Dav(srv.url, name, world.token(name, "webdav"))
+    laptop = world.client(name, "laptop")
+    u = d.url(name, "reserved.txt")
+    locked = d.req("LOCK", u, LOCKINFO, {"Depth": "0"})
+    assert locked.status == 201
+    assert locked.xml().find(".//{DAV:}locktoken/{DAV:}href") is not None
+    token = locked.headers["lock-token"].strip("<>")
+    settle(laptop)
+    assert (laptop.folder / "reserved.txt").read_bytes() == b""
+    assert d.req("PUT", u, b"no token\n").status == 423
+    assert d.req("DELETE", u).status == 423
+    assert d.req("PUT", u, b"with it\n", {"If": f"(<{token}>)"}).status == 204
+    assert d.req("UNLOCK", u, None, {"Lock-Token": f"<{token}>"}).status == 204
+    assert d.req("UNLOCK", u, None, {"Lock-Token": f"<{token}>"}).status == 409
+    settle(laptop)
+    assert (laptop.folder / "reserved.txt").read_bytes() == b"with it\n"
