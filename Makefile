@@ -100,5 +100,12 @@ fuzz: $(BIN)/linesync
 	  $(BIN)/python -m tests.fuzz $$t -max_total_time=$(TIME) --out $(FUZZ_OUT)/$$t || exit 1; \
 	done
 
+# A wheel of linesync in dist/ (both commands: `linesync` and `linesync-server`).
+.PHONY: dist
+dist: $(BIN)/linesync
+	rm -rf dist build
+	$(BIN)/pip wheel -q --no-deps --wheel-dir dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache dist build
