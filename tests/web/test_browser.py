@@ -258,6 +258,27 @@ def test_conflict_copies_resolved_in_the_browser(driver: Any, site: ServerProc) 
     )
 
 
+A11Y = """
+const bad = [];
+for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+  const byFor = el.id && document.querySelector('label[for="' + el.id + '"]');
+  if (!byFor && !el.closest("label") && !el.getAttribute("aria-label")) bad.push(el.outerHTML);
+}
+for (const el of document.querySelectorAll("button, a")) {
+  if (!el.textContent.trim() && !el.getAttribute("aria-label")) bad.push(el.outerHTML);
+}
+if (document.querySelectorAll("h1").length !== 1) bad.push("one h1 per page");
+if (!document.documentElement.lang) bad.push("a lang attribute");
+if (!document.querySelector("main")) bad.push("a main landmark");
+return bad;
+"""
+
+
+def accessibility_problems(d: Any) -> list[str]:
+    """Form fields without labels, buttons and links without names, headings."""
+    return list(d.execute_script(A11Y))
+
+
 PAGES = ["/web/", "/web/ns/{ns}/browse", "/web/ns/{ns}/browse?path=Recipes",
          "/web/ns/{ns}/history?path=Recipes/bread.md", "/web/tokens", "/web/ns/{ns}/share",
          "/web/ns/{ns}/conflicts"]  # fmt: skip
@@ -269,8 +290,8 @@ def test_usable_on_a_phone(driver: Any, site: ServerProc) -> None:
     d = driver
     dave = Person(site, "dave")
     dave.mkdir("Recipes")
-    dave.put("Recipes/bread.md", b"flour\nwater\n")
-    dave.put("Recipes/bread.md", b"flour\nwater\nsalt\n")
+    v1 = dave.put("Recipes/bread.md", b"flour\nwater\n")
+    v2 = dave.put("Recipes/bread.md", b"flour\nwater\nsalt\n")
     dave.put("a-rather-long-file-name-that-could-push-the-layout-sideways.txt", b"x\n")
     d.set_window_size(*browser.PHONE)
     d.execute_cdp_cmd(
@@ -279,10 +300,15 @@ def test_usable_on_a_phone(driver: Any, site: ServerProc) -> None:
          "mobile": True},
     )  # fmt: skip
     try:
+        d.delete_all_cookies()
+        go(d, site, "/web/signin")
+        assert not accessibility_problems(d)
         sign_in(d, site, dave)
-        for page in PAGES:
+        diff = f"/web/ns/{{ns}}/diff?path=Recipes/bread.md&a={v1}&b={v2}"
+        for page in [*PAGES, diff]:
             go(d, site, page.format(ns=dave.ns))
             wait_for(lambda: d.find_elements(By.ID, "main"), what=page)
+            assert not accessibility_problems(d), page
             inner = d.execute_script("return window.innerWidth")
             scroll = d.execute_script("return document.documentElement.scrollWidth")
             assert inner == browser.PHONE[0] and scroll <= inner, (page, scroll, inner)

@@ -620,6 +620,14 @@ def test_sharing_by_the_owner(srv: ServerProc) -> None:
     assert r.status == 303
     members = web.get(f"/web/ns/{owner.ns}/share").text
     assert other.name in members and "read-only" in members
+    users = re.findall(r'data-user="([^"]+)"', members)
+    assert users == [owner.name, other.name]  # the owner once, as the owner
+    # The owner's own access cannot be taken away.
+    r = web.post(
+        f"/web/ns/{owner.ns}/share", {"csrf": page.csrf(), "user": owner.name, "role": "none"}
+    )
+    assert r.status == 303 and "error=" in r.location
+    assert web.get(f"/web/ns/{owner.ns}/browse").status == 200
     web2, _ = signed_in(srv, other)
     assert owner.name in web2.get("/web/").text
     assert web2.get(f"/web/ns/{owner.ns}/download?path=shared.txt").body == b"for you\n"
