@@ -70,6 +70,42 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         if action == "uninstall":
             p.add_argument("--disable", action="store_true",
                            help="first stop and disable it (runs systemctl/launchctl)")  # fmt: skip
+    add_exclude_parser(sub)
+
+
+def add_exclude_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ex = sub.add_parser(
+        "exclude",
+        help="leave folders of the namespace out on this device (selective sync)",
+        description="Folders left out stay on the server and on other devices; this device "
+        "never downloads them, and never deletes them on the server because they are not "
+        "here. Files here that are as the server has them are removed at the next sync; a "
+        "folder holding changes not synced yet is refused until they are synced. Files made "
+        "here under a left-out folder stay here, are not uploaded, and `linesync status` "
+        "lists them. Including a folder again downloads it at the next sync.",
+        epilog="examples:\n  linesync exclude add Videos Archive/2019 --folder ~/Notes\n"
+        "  linesync exclude list --folder ~/Notes\n  linesync exclude remove Videos --folder "
+        "~/Notes",
+        formatter_class=_RAW,
+    )
+    actions = ex.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("add", "leave these folders out on this device"),
+        ("remove", "include these folders again (downloaded at the next sync)"),
+        ("list", "the folders left out on this device"),
+    ):
+        p = actions.add_parser(
+            action, help=text, description=text[0].upper() + text[1:] + ".",
+            epilog=f"example:\n  linesync exclude {action}"
+            + (" Videos" if action != "list" else "") + " --folder ~/Notes",
+            formatter_class=_RAW,
+        )  # fmt: skip
+        if action != "list":
+            p.add_argument("paths", nargs="+", metavar="PATH",
+                           help="a folder inside the synced folder (relative to its root, or "
+                           "to the current folder inside it, or absolute)")  # fmt: skip
+        p.add_argument("--folder", type=Path, default=Path("."),
+                       help="the synced folder (default: .)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,4 +261,39 @@ def _run_all(cmds: list[list[str]], tolerate: bool = False) -> bool:
 
 
 def _exclude(args: argparse.Namespace) -> int:
-    raise AssertionError("not built")
+    from linesync.client import selective
+    from linesync.client.config import FolderConfig
+
+    folder = _folder(args.folder)
+    if args.action == "list":
+        excluded = FolderConfig.load(folder).excluded
+        for e in excluded:
+            print(f"{e}/")
+        if not excluded:
+            print("nothing is left out: every folder syncs here")
+        return 0
+    wanted = list(dict.fromkeys(selective.folder_path(folder, p) for p in args.paths))
+    if args.action == "remove":
+        gone = selective.remove(folder, wanted)
+        for p in gone:
+            print(f"included again: {p}/ (downloaded at the next sync)")
+        for p in wanted:
+            if p not in gone:
+                print(f"{p}/ was not left out")
+        return 0
+    added, refused = selective.add(folder, wanted)
+    for p in added:
+        print(f"left out here: {p}/ (stays on the server; files here as the server has them "
+              "are removed at the next sync)")  # fmt: skip
+    for p in wanted:
+        if p not in added and p not in refused:
+            print(f"{p}/ was already left out")
+    for p, found in refused.items():
+        names = ", ".join(found[: selective.MAX_LISTED])
+        more = f" and {len(found) - selective.MAX_LISTED} more" if len(found) > 10 else ""
+        print(
+            f"linesync: not leaving out {p}/: it holds changes not synced yet ({names}{more}); "
+            f"run `linesync sync {folder}` first, then exclude it",
+            file=sys.stderr,
+        )
+    return 1 if refused else 0

@@ -56,6 +56,8 @@ class FolderConfig:
     namespace_name: str
     device: str
     read_only: bool = False
+    # Folders this device leaves out (selective sync: linesync exclude).
+    excluded: tuple[str, ...] = ()
 
     @staticmethod
     def path(folder: Path) -> Path:
@@ -66,6 +68,8 @@ class FolderConfig:
         p = cls.path(folder)
         try:
             data = json.loads(p.read_text())
+            if "excluded" in data:
+                data["excluded"] = tuple(str(e) for e in data["excluded"])
             return cls(**data)
         except FileNotFoundError:
             raise FileNotFoundError(
@@ -79,8 +83,13 @@ class FolderConfig:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        data = asdict(self)
+        if not self.excluded:
+            del data["excluded"]  # (as older linesyncs wrote it)
+        else:
+            data["excluded"] = list(self.excluded)
         with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=2)
+            json.dump(data, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

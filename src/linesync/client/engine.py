@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from linesync.client import planner as pl
-from linesync.client import rail, status
+from linesync.client import rail, selective, status
 from linesync.client.base import (  # re-exported: the engine's public names
     CACHE_MAX_BYTES,
     CACHE_MAX_FILE,
@@ -71,6 +71,7 @@ __all__ = ["CARRIED", "Engine", "MassDelete", "SyncResult", "open_folder"]
 class Engine(Committing):
     path_errors: dict[str, str]  # this sync's paths it could not read or write: why
     _files_up: list[int]  # this round's files uploaded, and to upload (progress)
+    excluded: frozenset[str] = frozenset()  # folders left out here (selective sync)
 
     # -- the loop ----------------------------------------------------------
 
@@ -88,6 +89,7 @@ class Engine(Committing):
         says so: no list request unless the news could not be taken whole."""
         with self.fs.lock():
             self.path_errors = {}
+            self.excluded = selective.excluded_in(self.folder, self.config)
             try:
                 result = await self._sync_once(touched, news, pull)
             except Exception as exc:
@@ -148,7 +150,11 @@ class Engine(Committing):
         """Whether a file another device is uploading is worth fetching while it
         goes up: a big one this folder does not ignore."""
         ignore = getattr(self, "ignore", None)
-        return size >= STREAM_MIN and (ignore is None or not ignore.ignored(path, False))
+        return (
+            size >= STREAM_MIN
+            and (ignore is None or not ignore.ignored(path, False))
+            and not pl.is_excluded(path, self.excluded)
+        )
 
     def _pushes(self, plan: pl.Plan) -> bool:
         """Local changes to commit, on a folder that has listed before: the commit
@@ -166,7 +172,7 @@ class Engine(Committing):
         path's when more than ``FOCUS_MAX`` disagree (one read of the whole
         index then costs less than a query per path). The planner decides
         nothing for a path whose views agree, so both plans are the same."""
-        dirty = [*self.index.dirty(), *self.skipped]
+        dirty = [*self.index.dirty(), *self.skipped, *self.excluded]
         partial = len(dirty) <= FOCUS_MAX
         if partial:
             states = self.index.states_at(dirty)
@@ -193,6 +199,7 @@ class Engine(Committing):
         result = SyncResult()
         self.refused_moves = set()
         self.path_errors = {}
+        self.excluded = selective.excluded_in(self.folder, self.config)
         self.skipped = self._load_skipped()
         await self.pull()
         self.scan(result)
@@ -206,7 +213,8 @@ class Engine(Committing):
         and the ops it holds back."""
         states, partial = self._visible_states()
         self._prune_skipped(states)
-        plan = pl.plan(states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves))
+        plan = pl.plan(states, read_only=self.config.read_only, avoid=frozenset(self.refused_moves),
+                       excluded=self.excluded)  # fmt: skip
         if partial:
             plan.synced_files = self.index.synced_files()  # the rail weighs the whole folder
         plan.ops = [op for op in plan.ops if not self._skips(op)]
@@ -728,8 +736,8 @@ class Engine(Committing):
             self.fs.remove(op.path, op.local.stat)
         self.index.set_local(op.path, None)
         self.index.set_synced(op.path, op.remote)
-        if op.local.node.kind is not Kind.DIRECTORY:  # folders are not counted
-            result.deleted_local += 1
+        if op.local.node.kind is not Kind.DIRECTORY and not isinstance(op, pl.Exclude):
+            result.deleted_local += 1  # (folders are not counted, nor files left out)
 
     def _rmdir_junk(self, path: str) -> bool:
         """Remove a folder that holds nothing but OS and editor leftovers

@@ -14,7 +14,7 @@ moves are recognised on both sides so that no content travels again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from linesync.client.model import Local, Node, PathState, Version
@@ -67,6 +67,14 @@ class DeleteLocal:
 
 
 @dataclass(frozen=True)
+class Exclude(DeleteLocal):
+    """A path this device leaves out (selective sync), unchanged since it was
+    last synced: removed here only, and recorded as never synced (``remote``
+    None), so that nothing is deleted on the server because it is gone here,
+    and including its folder again downloads it."""
+
+
+@dataclass(frozen=True)
 class MoveLocal:
     """A remote move: rename the local ``src`` (unchanged) to ``dst``."""
 
@@ -110,6 +118,7 @@ Op = (
     | MoveRemote
     | Download
     | DeleteLocal
+    | Exclude
     | MoveLocal
     | Merge
     | Conflict
@@ -230,13 +239,21 @@ def plan(
     *,
     read_only: bool = False,
     avoid: frozenset[tuple[str, str]] = frozenset(),
+    excluded: frozenset[str] = frozenset(),
 ) -> Plan:
     """``avoid``: (source, destination) moves the server refused this sync; they
-    go up as plain changes instead, so a refused move is never retried forever."""
+    go up as plain changes instead, so a refused move is never retried forever.
+    ``excluded``: folders this device leaves out (selective sync): nothing at
+    or below them is downloaded, uploaded or deleted on the server; what is here
+    unchanged since it was synced is removed here (:class:`Exclude`), anything
+    else here is kept (and not uploaded)."""
     ops: dict[str, Op | None] = {p: decide(s) for p, s in states.items()}
-    _keep_needed_folders(states, ops)
+    left_out = {p for p in states if excluded and is_excluded(p, excluded)}
+    _keep_needed_folders(states, ops, left_out)
+    for p in left_out:
+        ops[p] = _left_out(states[p])
     _match_remote_moves(states, ops)
-    _match_local_moves(states, ops, avoid)
+    _match_local_moves(states, ops, avoid, excluded)
     out = Plan(synced_files=sum(1 for s in states.values() if _is_file(s.synced_node)))
     for path in sorted(ops):
         op = ops[path]
@@ -251,6 +268,25 @@ def plan(
     return out
 
 
+def is_excluded(path: str, excluded: frozenset[str]) -> bool:
+    """Is ``path`` one of the ``excluded`` folders or below one?"""
+    return path in excluded or any(a in excluded for a in paths.ancestors(path))
+
+
+def _left_out(s: PathState) -> Op | None:
+    """The op for a path this device leaves out: never one that reaches the
+    server or brings the server's version here. What is here as it was last
+    synced goes (its bytes are on the server); what is gone here is forgotten
+    as synced (so it is never deleted on the server, and comes back when the
+    folder is included again); anything made or changed here stays."""
+    if s.local is None:
+        return Record(s.path, None) if s.synced is not None else None
+    sn = s.synced_node
+    if sn is not None and s.local.node.same(sn):
+        return Exclude(s.path, s.local, None)
+    return None
+
+
 def _is_folder(node: Node | None) -> bool:
     return node is not None and node.kind is Kind.DIRECTORY
 
@@ -259,15 +295,18 @@ def _is_file(node: Node | None) -> bool:
     return node is not None and node.kind is not Kind.DIRECTORY
 
 
-def _keep_needed_folders(states: Mapping[str, PathState], ops: dict[str, Op | None]) -> None:
+def _keep_needed_folders(
+    states: Mapping[str, PathState], ops: dict[str, Op | None], left_out: Collection[str] = ()
+) -> None:
     """A folder that will still hold something is not deleted on either side;
-    a path whose parent will be a file or absent must get that parent."""
+    a path whose parent will be a file or absent must get that parent. (A path
+    left out stays on the server whatever happens here.)"""
     by_depth = sorted(states, key=lambda p: -p.count("/"))
     alive: dict[str, bool] = {}
     for path in by_depth:  # deepest first, so children are known before parents
         s = states[path]
         op = ops[path]
-        present = _present_after(op, s)
+        present = _present_after(op, s) or (path in left_out and s.remote_node is not None)
         if present:
             for anc in paths.ancestors(path):
                 alive[anc] = True
@@ -355,6 +394,7 @@ def _match_local_moves(
     states: Mapping[str, PathState],
     ops: dict[str, Op | None],
     avoid: frozenset[tuple[str, str]] = frozenset(),
+    excluded: frozenset[str] = frozenset(),
 ) -> None:
     """A path whose bytes vanished here and reappeared elsewhere in the same scan
     is a move: committed as one, so no content is uploaded again. A chain of
@@ -393,7 +433,7 @@ def _match_local_moves(
             wanted.add(_key(op_p.node))
         ops[p] = None
 
-    _match_folder_moves(states, ops, gone, put_off, avoid)
+    _match_folder_moves(states, ops, gone, put_off, avoid, excluded)
     for path in sorted(ops):
         op = ops[path]
         if not isinstance(op, Upload) or op.node.kind is Kind.DIRECTORY:
@@ -429,9 +469,12 @@ def _match_folder_moves(
     gone: dict[Key, list[str]],
     put_off: Callable[[str], None],
     avoid: frozenset[tuple[str, str]],
+    excluded: frozenset[str] = frozenset(),
 ) -> None:
     """A new folder here that is a synced folder moved: one move commit carries
-    everything below it (only worth looking when a synced folder vanished)."""
+    everything below it (only worth looking when a synced folder vanished). A
+    folder holding one left out is not moved whole: the server would move what
+    this device leaves out."""
     if not any(
         isinstance(op, DeleteRemote) and _is_folder(states[p].synced_node) for p, op in ops.items()
     ):
@@ -453,6 +496,8 @@ def _match_folder_moves(
         if not isinstance(op, Upload) or not isinstance(ops[src], DeleteRemote):
             continue  # one of them was taken by a better pair
         if (src, path) in avoid or paths.is_under(path, src) or states[src].synced is None:
+            continue
+        if any(e == src or paths.is_under(e, src) for e in excluded):
             continue
         if not _fits(states, src, path):
             continue  # the server would refuse the move whole: plain uploads and deletes

@@ -137,14 +137,9 @@ def conflict_copies(folder: Path) -> list[str]:
 def unsynced_excluded(index: Index, excluded: Iterable[str]) -> list[str]:
     """Files here under excluded folders that the server does not have as they
     are (made or changed here): kept, never uploaded while excluded."""
-    out = []
-    for p, s in index.states_at(list(excluded)).items():
-        ln = s.local_node
-        if ln is None or ln.kind is Kind.DIRECTORY:
-            continue
-        if not ln.same(s.synced_node):
-            out.append(p)
-    return sorted(out)
+    from linesync.client.selective import unsynced_below
+
+    return sorted({p for e in excluded for p in unsynced_below(index, e)})
 
 
 @dataclass
