@@ -142,7 +142,13 @@ async def _tokens_page(
     ctx: Context, request: Request, sess: Session, new: str = "", error: str = "", status: int = 200
 ) -> Response:
     now = time.time()
-    records = [r for r in await ctx.meta.list_tokens(sess.info.user) if r.revoked is None]
+    records = [
+        r
+        for r in await ctx.meta.list_tokens(sess.info.user)
+        # Ended web sessions are no devices to manage.
+        if r.revoked is None
+        and not (r.device.startswith("web-") and r.expires is not None and r.expires <= now)
+    ]
     rows = [
         {
             "device": r.device,

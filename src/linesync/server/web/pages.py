@@ -32,6 +32,7 @@ from linesync.server.web.common import (
 MAX_UPLOAD_FILES = 100
 MAX_UPLOAD_BYTES = 1024 * 2**20
 HISTORY_PAGE = 100
+MAX_CONFLICTS = 500  # conflict copies one page shows
 
 
 def _browse_url(ns: Namespace, folder: str) -> str:
@@ -54,7 +55,10 @@ def _path(request: Request, name: str = "path") -> str:
 async def browse(ctx: Context, request: Request) -> Response:
     sess, ns = await _open(ctx, request)
     folder = tree.clean_folder(request.query_params.get("path"))
-    rows, partial = await files.current_rows(ctx, ns.id)
+    rows, partial = await files.scan(
+        ctx, ns.id, lambda r: r.path == folder or paths.parent(r.path) == folder
+        or tree.conflict_of(r.path) is not None,
+    )  # fmt: skip
     if folder:
         here = next((r for r in rows if r.path == folder), None)
         if here is None or here.kind is not Kind.DIRECTORY:
@@ -95,12 +99,17 @@ async def download(ctx: Context, request: Request) -> Response:
 async def zip_folder(ctx: Context, request: Request) -> Response:
     sess, ns = await _open(ctx, request)
     folder = tree.clean_folder(request.query_params.get("path"))
-    rows, partial = await files.current_rows(ctx, ns.id)
+    prefix = f"{folder}/" if folder else ""
+    rows, partial = await files.scan(
+        ctx,
+        ns.id,
+        lambda r: r.path == folder or (r.kind is Kind.FILE and r.path.startswith(prefix)),
+    )
     if folder and not any(r.path == folder and r.kind is Kind.DIRECTORY for r in rows):
         raise LinesyncError(Code.NOT_FOUND, "no such folder")
     chosen = tree.under(rows, folder)
     refused = files.zip_check(chosen) or (
-        f"the namespace has more than {files.MAX_SCAN} entries" if partial else None
+        "the folder is too large to list whole" if partial else None
     )
     if refused:
         raise LinesyncError(Code.PAYLOAD_TOO_LARGE, f"Not zipped: {refused}.")
@@ -255,7 +264,13 @@ async def restore(ctx: Context, request: Request) -> Response:
 
 async def conflicts(ctx: Context, request: Request) -> Response:
     sess, ns = await _open(ctx, request)
-    rows, partial = await files.current_rows(ctx, ns.id)
+    copies, partial = await files.scan(
+        ctx, ns.id, lambda r: r.kind is Kind.FILE and tree.conflict_of(r.path) is not None
+    )
+    copies = copies[:MAX_CONFLICTS]
+    originals = {c.original for r in copies if (c := tree.conflict_of(r.path)) is not None}
+    found = [await files.current(ctx, ns.id, p) for p in sorted(originals)]
+    rows = copies + [r for r in found if r is not None]
     return render(
         request, "conflicts.html", sess, ns=ns, pairs=tree.conflicts(rows), partial=partial,
         writable=ns.role == "rw" and not sess.read_only,
