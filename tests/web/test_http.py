@@ -9,13 +9,14 @@ import asyncio
 import io
 import json
 import re
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from linesync.protocol.schemas import Kind
+from linesync.protocol.schemas import Entry, Kind
 from tests.support.api import Remote, User, admin, new_token, new_user, put_file, unique
 from tests.support.server import ServerProc
 from tests.web.webclient import Resp, Web
@@ -383,7 +384,7 @@ async def _put(srv: ServerProc, user: User, path: str, data: bytes) -> int:
         return await put_file(r, user.ns, path, data, cur[0].jid if cur else 0)
 
 
-async def _history(srv: ServerProc, user: User, path: str) -> list[object]:
+async def _history(srv: ServerProc, user: User, path: str) -> list[Entry]:
     async with Remote(srv.url, user.token) as r:
         return list((await r.history(user.ns, path)).entries)
 
@@ -452,8 +453,8 @@ def test_upload_commits_through_the_journal_and_downloads_the_same_bytes(
         assert got.status == 200 and got.body == data, name
     # The API sees the same versions, committed by the web session's device.
     (entry,) = asyncio.run(_history(srv, user, "Notes/big.txt"))
-    assert entry.kind is Kind.FILE and entry.size == len(text)  # type: ignore[attr-defined]
-    assert str(entry.device).startswith("web-")  # type: ignore[attr-defined]
+    assert entry.kind is Kind.FILE and entry.size == len(text)
+    assert str(entry.device).startswith("web-")
     # Uploading again over it is a new version; the old one stays.
     assert upload(web, user.ns, "big.txt", text + b"one more\n", "Notes").status == 303
     assert len(asyncio.run(_history(srv, user, "Notes/big.txt"))) == 2
@@ -644,3 +645,55 @@ def test_sharing_by_the_owner(srv: ServerProc) -> None:
         f"/web/ns/{owner.ns}/share", {"csrf": page.csrf(), "user": other.name, "role": "none"}
     )
     assert web2.get(f"/web/ns/{owner.ns}/browse").status == 404
+
+
+def test_a_linesync_client_and_the_web_see_each_others_changes(
+    srv: ServerProc, tmp_path: Path
+) -> None:
+    """An upload is a commit like a client's: a real client syncs it down with
+    the same bytes; the client's edit shows in the web history as a diff; a
+    web restore reaches the client."""
+    from linesync.client.api import Client
+
+    web, user = signed_in(srv)
+    client = Client.init(tmp_path / "laptop", server=srv.url, token=user.token)
+    (tmp_path / "laptop" / "notes.md").write_bytes(b"one\ntwo\nthree\n")
+    client.sync_once()
+    first = asyncio.run(_history(srv, user, "notes.md"))[0].jid
+    data = b"".join(b"uploaded line %d\n" % i for i in range(3000))
+    assert upload(web, user.ns, "from-web.txt", data).status == 303
+    client.sync_once()
+    assert (tmp_path / "laptop" / "from-web.txt").read_bytes() == data
+    (tmp_path / "laptop" / "notes.md").write_bytes(b"one\n2\nthree\n")
+    client.sync_once()
+    versions = asyncio.run(_history(srv, user, "notes.md"))
+    second = versions[0].jid
+    page = web.get(f"/web/ns/{user.ns}/diff?path=notes.md&a={first}&b={second}").text
+    assert re.search(r'class="del">.*?two', page, re.S) and re.search(
+        r'class="add">.*?2', page, re.S
+    )
+    csrf = web.csrf()
+    r = web.post(
+        f"/web/ns/{user.ns}/restore", {"csrf": csrf, "path": "notes.md", "jid": str(first)}
+    )
+    assert r.status == 303
+    client.sync_once()
+    assert (tmp_path / "laptop" / "notes.md").read_bytes() == b"one\ntwo\nthree\n"
+
+
+def test_a_session_never_outlives_the_token_it_was_made_from(srv: ServerProc) -> None:
+    user = new_user(srv)
+    short = admin(srv, "token", "create", user.name, "--device", "brief", "--expires", "3s")
+    web = Web(srv.url)
+    r = web.signin(user.name, short.splitlines()[-1])
+    assert r.status == 303
+    (cookie,) = [c for c in r.cookies() if c.startswith("linesync_session=")]
+    max_age = int(re.search(r"Max-Age=(\d+)", cookie).group(1))  # type: ignore[union-attr]
+    assert 0 < max_age <= 3
+    (dev,) = web_devices(srv, user.name)
+    assert float(dev["expires"]) <= time.time() + 3.5  # type: ignore[arg-type]
+    assert web.get("/web/").status == 200
+    deadline = time.monotonic() + 10
+    while web.get("/web/").status == 200 and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert web.get("/web/").status == 303  # expired: signed out (even with the cookie kept)
