@@ -286,3 +286,19 @@ def test_config_help_lists_every_setting_with_its_default() -> None:
     for o in S.OPTIONS:
         assert f"\n  {o.name} (default " in out, o.name
     assert "  retry_for (default 120.0, --retry-for on sync)" in out
+
+
+def test_a_file_named_in_the_environment_is_used_and_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = tmp_path / "elsewhere.toml"
+    monkeypatch.setenv("LINESYNC_CLIENT_CONFIG", str(named))
+    rc, out, err = _cli("config", "show")
+    assert rc == 2 and f"LINESYNC_CLIENT_CONFIG names {named}, which does not exist" in err
+    named.write_text("log_limit = 9\n")
+    rc, out, err = _cli("config", "show")
+    assert rc == 0 and f"config file: {named}\n" in out, (out, err)
+    assert [line.split()[1:] for line in out.splitlines() if line.startswith("log_limit")] == [
+        ["9", "file", str(named)]
+    ]
+    assert _cli("config", "path")[1].strip() == str(named)

@@ -277,6 +277,8 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
     """:func:`resolve` with this process's environment and the user's file."""
     env = dict(os.environ if environ is None else environ)
     path = config_path(env)
+    if env.get(PATH_ENV) and not path.exists():  # named on purpose: it must be there
+        raise SettingsError(f"{PATH_ENV} names {path}, which does not exist")
     return resolve(read_file(path), path, env, flags)
 
 
