@@ -256,7 +256,7 @@ def test_every_action_needs_the_csrf_token_and_this_origin(srv: ServerProc) -> N
         for bad in [{}, {"csrf": ""}, {"csrf": "0" * 64}, {"csrf": good[:-1] + "x"}]:
             r = web.post(path, {**fields, **bad})
             assert r.status == 403, (path, bad, r.status)
-        for origin in ["http://evil.example", "null", f"https://{srv.url.split('//')[1]}"]:
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:1", "http://localhost"]:
             r = web.post(path, {**fields, "csrf": good}, origin=origin)
             assert r.status == 403, (path, origin, r.status)
         r = web.post(
@@ -697,3 +697,34 @@ def test_a_session_never_outlives_the_token_it_was_made_from(srv: ServerProc) ->
     while web.get("/web/").status == 200 and time.monotonic() < deadline:
         time.sleep(0.25)
     assert web.get("/web/").status == 303  # expired: signed out (even with the cookie kept)
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    """A server that believes its TLS proxy on 127.0.0.1 (X-Forwarded-Proto)."""
+    proc = ServerProc(
+        tmp_path_factory.mktemp("proxied") / "server", extra=["--forwarded-allow-ips", "127.0.0.1"]
+    )
+    yield proc.start()
+    proc.stop()
+
+
+def test_behind_a_tls_proxy_the_cookies_are_secure(proxied: ServerProc) -> None:
+    user = new_user(proxied)
+    web = Web(proxied.url)
+    tls = {"X-Forwarded-Proto": "https"}
+    page = web.get("/web/signin", headers=tls)
+    assert all("; Secure" in c for c in page.cookies())
+    host = proxied.url.split("//")[1].rstrip("/")
+    r = web.post(
+        "/web/signin",
+        {"csrf": page.csrf(), "user": user.name, "token": user.token},
+        origin=f"https://{host}",
+        headers=tls,
+    )
+    assert r.status == 303
+    (cookie,) = [c for c in r.cookies() if c.startswith("linesync_session=")]
+    assert cookie.endswith("; HttpOnly; Secure")
+    # Plain http without the proxy: no Secure flag (the browser would drop it).
+    plain = Web(proxied.url).get("/web/signin")
+    assert not any("Secure" in c for c in plain.cookies())

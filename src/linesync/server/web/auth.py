@@ -83,9 +83,7 @@ def check_write(request: Request, sess: Session, form_csrf: str | None) -> None:
 
 def origin_ok(request: Request) -> bool:
     host = request.headers.get("host", "")
-    return security.same_origin(
-        request.headers.get("origin"), request.headers.get("referer"), host, request.url.scheme
-    )
+    return security.same_origin(request.headers.get("origin"), request.headers.get("referer"), host)
 
 
 def require_rw(sess: Session) -> None:

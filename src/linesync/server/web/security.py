@@ -59,20 +59,21 @@ def new_pre_session() -> str:
     return secrets.token_urlsafe(24)
 
 
-def same_origin(origin: str | None, referer: str | None, host: str, scheme: str) -> bool:
+def same_origin(origin: str | None, referer: str | None, host: str) -> bool:
     """May a state-changing request with these headers go on? The Origin header
-    (else the Referer) must name this very scheme and host when present;
-    ``"null"`` (an opaque origin) never matches. Neither header: allowed (old
-    clients and privacy settings leave both out; the CSRF token still guards)."""
+    (else the Referer) must name this host (and port) when present; ``"null"``
+    (an opaque origin) never matches. The scheme is not compared: behind a TLS
+    proxy the server may see plain http. Neither header: allowed (old clients
+    and privacy settings leave both out; the CSRF token still guards)."""
     claimed = origin if origin is not None else referer
     if claimed is None:
         return True
     if claimed == "null":
         return False
     parts = urlsplit(claimed)
-    if not parts.scheme or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
-    return (parts.scheme.lower(), parts.netloc.lower()) == (scheme.lower(), host.lower())
+    return parts.netloc.lower() == host.lower()
 
 
 def cookie_header(name: str, value: str, max_age: int, secure: bool, http_only: bool = True) -> str:
