@@ -13,6 +13,9 @@ Hypothesis over random three-view states of a small tree, for the promises:
 
 from __future__ import annotations
 
+import functools
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +23,8 @@ from linesync.client import planner as pl
 from linesync.client.model import Local, Node, PathState, Stat, Version
 from linesync.core import paths
 from linesync.protocol.schemas import Kind
+from tests.core.test_planner import Scenario, scenarios
+from tests.support.planner_sim import Sim, lost_versions, protected_versions, tree_nodes, view
 
 DIRS = ("a", "big", "big/sub", "c")
 FILES = ("a/x", "a/y", "big/p", "big/q", "big/sub/r", "c/z", "top.txt")
@@ -255,3 +260,55 @@ def test_a_remote_move_out_of_a_folder_left_out_renames_the_copy_here() -> None:
     ]
     ops = _ops(states)
     assert isinstance(ops["a/x"], pl.MoveLocal) and ops["a/x"].src == "big/p"
+
+
+# -- whole syncs, round after round (the planner simulation) ------------------------------------
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=scenarios(), left_out=st.sampled_from(["a", "b", "a/b", "b/a", "c.txt"]))
+def test_syncs_with_a_folder_left_out_converge_and_keep_their_promises(
+    sc: Scenario, left_out: str
+) -> None:
+    """Random changes on both sides (tests/core/test_planner.py's scenarios),
+    synced with one folder left out: the plan empties; this device wrote
+    nothing at or below the folder on the server (the server holds there
+    exactly what the other device made it); nothing came down there; every
+    version either side made is still on the server or on the disk; and
+    everything else ends equal on both sides."""
+    excluded = frozenset({left_out})
+    inside = functools.partial(pl.is_excluded, excluded=excluded)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pl, "plan", functools.partial(pl.plan, excluded=excluded))
+        sim = sc.sim()
+        out = sc.run(sim)
+    assert out.converged, out.describe()
+    others_only = Sim.scenario(sc.base, sc.base, sc.remote.events).server
+    for p in set(sim.server.rows) | set(others_only.rows):
+        if inside(p):
+            assert sim.server.rows.get(p) == others_only.rows.get(p), (p, out.describe())
+    local_nodes = tree_nodes(sc.local)
+    for p, n in sim.disk.nodes().items():
+        if inside(p) and n.kind is Kind.FILE:  # here only if it was made or changed here
+            assert p in local_nodes and local_nodes[p].same(n), (p, out.describe())
+    final = {f"server:{p}": n for p, n in sim.server.live().items()}
+    final.update({f"disk:{p}": n for p, n in sim.disk.nodes().items()})
+    lost = lost_versions(protected_versions(sc.base, sc.local, sc.remote), final)
+    assert not lost, "versions lost:\n" + "\n".join(lost) + "\n" + out.describe()
+    outside_server = {p: n for p, n in sim.server.live().items() if not inside(p)}
+    outside_disk = {p: n for p, n in sim.disk.nodes().items() if not inside(p)}
+    assert view(outside_disk) == view(outside_server), out.describe()
+    # Included again: it comes back whole, and its absence here deleted nothing
+    # (what the server had there stays, unless it was changed here: an edit, a
+    # move, made while it was left out or before, goes up like any other).
+    again = sim.run()
+    assert again.converged, again.describe()
+    assert view(sim.disk.nodes()) == view(sim.server.live()), again.describe()
+    base_nodes, live = tree_nodes(sc.base), sim.server.live()
+    for p in others_only.live():
+        untouched = p not in local_nodes or (p in base_nodes and local_nodes[p].same(base_nodes[p]))
+        if inside(p) and untouched:
+            assert p in live, f"{p}\n{out.describe()}\n{again.describe()}"
+    final = {f"server:{p}": n for p, n in sim.server.live().items()}
+    lost = lost_versions(protected_versions(sc.base, sc.local, sc.remote), final)
+    assert not lost, "versions lost:\n" + "\n".join(lost) + "\n" + again.describe()

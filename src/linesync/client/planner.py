@@ -473,8 +473,8 @@ def _match_folder_moves(
 ) -> None:
     """A new folder here that is a synced folder moved: one move commit carries
     everything below it (only worth looking when a synced folder vanished). A
-    folder holding one left out is not moved whole: the server would move what
-    this device leaves out."""
+    folder holding one left out, or moved to where one is, is not moved whole:
+    the server would move what this device leaves out, or put things there."""
     if not any(
         isinstance(op, DeleteRemote) and _is_folder(states[p].synced_node) for p, op in ops.items()
     ):
@@ -497,7 +497,8 @@ def _match_folder_moves(
             continue  # one of them was taken by a better pair
         if (src, path) in avoid or paths.is_under(path, src) or states[src].synced is None:
             continue
-        if any(e == src or paths.is_under(e, src) for e in excluded):
+        if any(e in (src, path) or paths.is_under(e, src) or paths.is_under(e, path)
+               for e in excluded):  # fmt: skip
             continue
         if not _fits(states, src, path):
             continue  # the server would refuse the move whole: plain uploads and deletes
