@@ -302,3 +302,63 @@ def test_a_file_named_in_the_environment_is_used_and_must_exist(
         ["9", "file", str(named)]
     ]
     assert _cli("config", "path")[1].strip() == str(named)
+
+
+def test_the_built_in_defaults_are_the_library_s_own() -> None:
+    from linesync.cli import client_cmds
+    from linesync.client import base, remote
+
+    assert S.DEFAULT_RETRY_FOR == client_cmds.DEFAULT_RETRY_FOR
+    assert S.DEFAULT_DOWNLOAD_CONCURRENCY == base.DOWNLOAD_CONCURRENCY
+    assert S.DEFAULT_UPLOAD_CONCURRENCY == base.UPLOAD_CONCURRENCY
+    assert (S.DEFAULT_TIMEOUT, S.DEFAULT_CONNECTIONS) == (
+        remote.DEFAULT_TIMEOUT,
+        remote.DEFAULT_CONNECTIONS,
+    )
+
+
+def test_a_command_runs_with_the_settings_where_the_library_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from linesync.cli.config_cmds import configured
+    from linesync.client import committing, engine, remote
+
+    monkeypatch.setenv("LINESYNC_DOWNLOAD_CONCURRENCY", "1")
+    monkeypatch.setenv("LINESYNC_UPLOAD_CONCURRENCY", "2")
+    monkeypatch.setenv("LINESYNC_TIMEOUT", "33")
+    monkeypatch.setenv("LINESYNC_CONNECTIONS", "5")
+    args = argparse.Namespace(command="sync", retry_for=None, stream=None, quiet=None,
+                              progress=None, verbose=None)  # fmt: skip
+    with configured(args) as ok:
+        assert ok
+        assert (engine.DOWNLOAD_CONCURRENCY, committing.UPLOAD_CONCURRENCY) == (1, 2)
+        assert (remote.DEFAULT_TIMEOUT, remote.DEFAULT_CONNECTIONS) == (33.0, 5)
+        assert remote.Remote("http://h", "t")._timeout.total == 33.0
+        assert (args.retry_for, args.stream, args.quiet, args.progress) == (
+            120.0,
+            True,
+            False,
+            None,
+        )
+    assert (engine.DOWNLOAD_CONCURRENCY, committing.UPLOAD_CONCURRENCY) == (4, 3)
+    assert (remote.DEFAULT_TIMEOUT, remote.DEFAULT_CONNECTIONS) == (120.0, 16)
+
+
+def test_a_sync_with_one_transfer_at_a_time_converges(
+    server: ServerProc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
+    for i in range(30):
+        (a.folder / f"n{i}.md").write_text(f"note {i}\n" * (i + 1))
+    (a.folder / "big.bin").write_bytes(os.urandom(3 * 2**20))
+    _write_config(tmp_path, "download_concurrency = 1\nupload_concurrency = 1\n")
+    rc, out, err = _cli("sync", str(a.folder))
+    assert rc == 0 and "31 uploaded" in out, (out, err)
+    b = tmp_path / "B"
+    token = server.new_token("admin", "b")
+    assert _cli("init", str(b), "--server", server.url, "--token", token)[0] == 0
+    rc, out, err = _cli("sync", str(b))
+    assert rc == 0 and "31 downloaded" in out, (out, err)
+    assert (b / "big.bin").read_bytes() == (a.folder / "big.bin").read_bytes()

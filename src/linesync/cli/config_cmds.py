@@ -118,13 +118,9 @@ def configured(args: argparse.Namespace) -> Iterator[bool]:
     for dest, opt in FLAGS.get(args.command, {}).items():
         if hasattr(args, dest):
             setattr(args, dest, v[opt])
-    from linesync.client import remote
-
-    remote.DEFAULT_TIMEOUT = v["timeout"]
-    remote.DEFAULT_CONNECTIONS = v["connections"]
     from linesync.cli.logs import logging_to
 
-    with logging_to(
+    with _module_settings(v), logging_to(
         v["log_file"], level=v["log_level"], max_bytes=v["log_max_bytes"],
         backups=v["log_backups"], verbose=v["verbose"], quiet=bool(v["quiet"]),
     ) as log:  # fmt: skip
@@ -134,6 +130,29 @@ def configured(args: argparse.Namespace) -> Iterator[bool]:
         for name, value in values.items():
             log.debug("setting %s = %r (%s)", name, value.value, value.source)
         yield True
+
+
+@contextlib.contextmanager
+def _module_settings(v: dict[str, Any]) -> Iterator[None]:
+    """The settings the client library reads from its modules' globals (the
+    names the request and transfer code look up when it runs), set while the
+    command runs and put back after (the library's defaults are unchanged)."""
+    from linesync.client import committing, engine, remote
+
+    places: list[tuple[object, str, str]] = [
+        (remote, "DEFAULT_TIMEOUT", "timeout"),
+        (remote, "DEFAULT_CONNECTIONS", "connections"),
+        (engine, "DOWNLOAD_CONCURRENCY", "download_concurrency"),
+        (committing, "UPLOAD_CONCURRENCY", "upload_concurrency"),
+    ]
+    old = [getattr(module, name) for module, name, _ in places]
+    for module, name, key in places:
+        setattr(module, name, v[key])
+    try:
+        yield
+    finally:
+        for (module, name, _), value in zip(places, old, strict=True):
+            setattr(module, name, value)
 
 
 def run_own(args: argparse.Namespace) -> int:

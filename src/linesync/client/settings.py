@@ -142,6 +142,8 @@ CLIENT = ("init", "sync", "status", "log", "restore", "conflicts")
 DEFAULT_RETRY_FOR = 120.0
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_CONNECTIONS = 16
+DEFAULT_DOWNLOAD_CONCURRENCY = 4  # client/base.py
+DEFAULT_UPLOAD_CONCURRENCY = 3
 DEFAULT_LOG_LIMIT = 20
 LOG_MAX_BYTES = 5 * 2**20
 LOG_BACKUPS = 3
@@ -166,6 +168,10 @@ OPTIONS: tuple[Option, ...] = (
          "seconds one request to the server may take in all (a long-poll gets its wait more)"),
     _opt("connections", _whole(1, 256), DEFAULT_CONNECTIONS,
          "connections to the server at most, at once"),
+    _opt("download_concurrency", _whole(1, 64), DEFAULT_DOWNLOAD_CONCURRENCY,
+         "download requests in flight at once during a sync"),
+    _opt("upload_concurrency", _whole(1, 64), DEFAULT_UPLOAD_CONCURRENCY,
+         "chunk uploads in flight at once during a sync"),
     _opt("log_file", _path(), None,
          "the log file (default: $XDG_STATE_HOME/linesync/linesync.log, "
          "~/.local/state/linesync/linesync.log)"),
