@@ -137,7 +137,6 @@ def test_a_day_with_the_web_interface(driver: Any, site: ServerProc) -> None:
     session = cookies["linesync_session"]
     assert session["httpOnly"] and session["sameSite"] == "Strict"
     assert d.execute_script("return document.cookie") == ""  # invisible to scripts
-    screenshot(d, "namespaces")
 
     # Browse into a folder.
     d.find_element(By.LINK_TEXT, "alice").click()
@@ -224,6 +223,7 @@ def test_a_day_with_the_web_interface(driver: Any, site: ServerProc) -> None:
     # Bob signs in and sees alice's namespace, but cannot upload to it.
     sign_in(d, site, bob)
     assert "alice" in text_of(d)
+    screenshot(d, "namespaces")
     d.find_element(By.LINK_TEXT, "alice").click()
     wait_for(lambda: d.find_elements(By.ID, "files-table"), what="alice's files, as bob")
     assert "todo.txt" in text_of(d) and not d.find_elements(By.ID, "dropzone")
