@@ -446,6 +446,7 @@ def test_upload_commits_through_the_journal_and_downloads_the_same_bytes(
         [("files", "big.txt", text), ("files", "blob.bin", binary), ("files", "empty", b"")],
     )
     assert r.status == 303, r.text[:300]
+    assert "Uploaded 3 file(s)." in web.get(r.location).text
     page = web.get(f"/web/ns/{user.ns}/browse?path=Notes").text
     assert "big.txt" in page and "blob.bin" in page
     for name, data in [("big.txt", text), ("blob.bin", binary), ("empty", b"")]:
@@ -461,6 +462,15 @@ def test_upload_commits_through_the_journal_and_downloads_the_same_bytes(
     # Into a folder that does not exist: refused, nothing written.
     r = upload(web, user.ns, "x.txt", b"x", "Nowhere")
     assert r.status == 400 and "not saved" in r.text
+    # A bad Content-Length is refused, not a crash.
+    for bad in ["\u00b2", "-1", "1" * 30]:
+        r = web.request(
+            "POST",
+            f"/web/ns/{user.ns}/upload",
+            b"",
+            {"Content-Length": bad, "Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert r.status in (400, 413), (bad, r.status)
 
 
 def test_zip_of_a_folder(srv: ServerProc) -> None:

@@ -125,7 +125,7 @@ async def upload(ctx: Context, request: Request) -> Response:
     """Files into a folder (multipart: ``folder``, ``files``): each a commit."""
     sess = await auth.session(ctx, request)
     declared = request.headers.get("content-length", "")
-    if not declared.isdigit():
+    if not (declared.isascii() and declared.isdigit() and len(declared) < 19):
         raise LinesyncError(Code.BAD_REQUEST, "an upload needs a Content-Length")
     if int(declared) > MAX_UPLOAD_BYTES:
         raise LinesyncError(
@@ -154,9 +154,10 @@ async def upload(ctx: Context, request: Request) -> Response:
             result = await files.commit_file(ctx, ns.id, path, ids, size, sess.info.device)
             if result.status != "ok":
                 why = {"parent": "its folder is gone", "case_collision": "a file differs in case"}
+                done = f" ({len(saved)} file(s) before it were saved)" if saved else ""
                 raise LinesyncError(
                     Code.BAD_REQUEST,
-                    f"{path}: not saved ({why.get(result.reason or '', result.reason)})",
+                    f"{path}: not saved ({why.get(result.reason or '', result.reason)}){done}",
                 )
             saved.append(path)
     if wants_json(request):
