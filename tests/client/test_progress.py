@@ -32,7 +32,7 @@ def _linesync(*args: str, stderr: int | None = None) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
-def _fill(folder: Path, n: int = 120, size: int = 50_000) -> int:
+def _fill(folder: Path, n: int = 101, size: int = 20_000) -> int:
     (folder / "data").mkdir()
     for i in range(n):
         (folder / "data" / f"f{i:03}.bin").write_bytes(corpus.random_bytes(size, seed=i))
@@ -70,10 +70,10 @@ def test_cli_progress_off_without_a_terminal_forced_with_flag(
 ) -> None:
     a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
     size = _fill(a.folder)
-    assert size > THRESHOLD_BYTES
+    assert size < THRESHOLD_BYTES  # (past the threshold by its 101 files)
     done = _linesync("sync", str(a.folder))  # stderr a pipe: no bars, no escape codes
     assert done.returncode == 0, done.stderr
-    assert ESC not in done.stdout + done.stderr and "120 uploaded" in done.stdout
+    assert ESC not in done.stdout + done.stderr and "101 uploaded" in done.stdout
     for device, flag in (("b", "--no-progress"), ("c", "--progress")):
         c = Client.init(tmp_path / device, server=server.url,
                         token=server.new_token("admin", device))  # fmt: skip
@@ -83,8 +83,8 @@ def test_cli_progress_off_without_a_terminal_forced_with_flag(
         if flag == "--no-progress":
             assert ESC not in done.stdout + done.stderr
         else:
-            assert ESC in done.stderr and "120/120 files" in done.stderr
-            assert "6.0 MB of 6.0 MB" in done.stderr
+            assert ESC in done.stderr and "101/101 files" in done.stderr
+            assert "2.0 MB of 2.0 MB" in done.stderr
             assert ESC not in done.stdout  # bars go to stderr only
 
 
@@ -130,7 +130,7 @@ def test_a_terminal_gets_bars_for_a_big_sync_and_none_for_a_small_one(
     b = Client.init(tmp_path / "B", server=server.url, token=server.new_token("admin", "b"))
     code, shown = _through_pty(["sync", str(b.folder)])
     assert code == 0 and files(b.folder) == files(a.folder)
-    assert ESC in shown and "120/120 files" in shown
+    assert ESC in shown and "101/101 files" in shown
     (a.folder / "small.txt").write_text("one line\n")
     assert a.sync_once().converged
     code, shown = _through_pty(["sync", str(b.folder)])
@@ -138,3 +138,68 @@ def test_a_terminal_gets_bars_for_a_big_sync_and_none_for_a_small_one(
     assert "files" not in shown  # a small sync: no bars
     code, shown = _through_pty(["sync", str(b.folder), "--no-progress"])
     assert code == 0 and ESC not in shown
+
+
+def test_watch_draws_bars_for_its_first_pass_only(server: ServerProc, tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
+    _fill(a.folder)
+    assert a.sync_once().converged
+    b = Client.init(tmp_path / "B", server=server.url, token=server.new_token("admin", "b"))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "linesync", "sync", "--watch", str(b.folder)],
+        stdout=subprocess.DEVNULL, stderr=slave, env=dict(os.environ, COLUMNS="100", TERM="xterm"),
+    )  # fmt: skip
+    os.close(slave)
+    seen = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def wait_for(check: object, what: str, seconds: float = 60.0) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if check():  # type: ignore[operator]
+                return
+            assert proc.poll() is None, seen.decode(errors="replace")
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: {seen.decode(errors='replace')[-2000:]}")
+
+    try:
+        wait_for(lambda: b"101/101 files" in seen, "the first pass's bars")
+        wait_for(lambda: files(b.folder) == files(a.folder), "the first pass")
+        wait_for(lambda: b"\x1b[?25h" in seen, "the bars' end (the cursor shown again)")
+        mark = len(seen)
+        (a.folder / "more").mkdir()
+        for i in range(101):  # as big again: the steady state stays quiet
+            (a.folder / "more" / f"g{i:03}.bin").write_bytes(
+                corpus.random_bytes(20_000, seed=900 + i)
+            )
+        assert a.sync_once().converged
+        wait_for(lambda: files(b.folder) == files(a.folder), "the second batch")
+        time.sleep(0.5)
+        assert b"files" not in seen[mark:], seen[mark:].decode(errors="replace")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+            reader.join(timeout=5)
+    assert proc.returncode == 0
