@@ -251,3 +251,17 @@ def test_https_to_a_plain_http_server_is_explained(server: ServerProc) -> None:
     assert r.kind == "tls", r
     check = dr.check_server(replace(HEALTHY, reaches=(r,)))[0]
     assert check.verdict is Verdict.FAIL and "use http://" in check.fix
+
+
+def test_a_clock_two_minutes_off_is_caught_from_the_servers_date(server: ServerProc) -> None:
+    """The server's Date header against a local clock that runs 120 s late (an
+    injected clock: the one seam; the server and its answer are real)."""
+    import time
+
+    r = asyncio.run(dr.reach(server.url, server.token, clock=lambda: time.time() - 120))
+    assert r.kind == "ok" and r.skew is not None and 118 <= r.skew <= 122, r
+    c = dr.check_clock(replace(HEALTHY, reaches=(r,)))
+    assert c.verdict is Verdict.WARN and "s behind the server's" in c.message
+    r = asyncio.run(dr.reach(server.url, server.token))
+    assert r.skew is not None and abs(r.skew) <= 2
+    assert dr.check_clock(replace(HEALTHY, reaches=(r,))).verdict is Verdict.OK
