@@ -32,6 +32,7 @@ from linesync.server.web.common import (
 MAX_UPLOAD_FILES = 100
 MAX_UPLOAD_BYTES = 1024 * 2**20
 HISTORY_PAGE = 100
+GZIP_MAX = 8 * 2**20  # downloads up to this size may be gzipped (by the app's middleware)
 MAX_CONFLICTS = 500  # conflict copies one page shows
 
 
@@ -92,6 +93,8 @@ async def download(ctx: Context, request: Request) -> Response:
         headers={
             "content-disposition": tree.attachment(path.rpartition("/")[2]),
             "content-length": str(row.size),
+            # Big files go as they are (gzip would cost the server CPU in proportion).
+            **({"content-encoding": "identity"} if row.size > GZIP_MAX else {}),
         },
     )
 
@@ -117,7 +120,7 @@ async def zip_folder(ctx: Context, request: Request) -> Response:
     return StreamingResponse(
         files.zip_stream(ctx, ns.id, chosen, folder),
         media_type="application/zip",
-        headers={"content-disposition": tree.attachment(name)},
+        headers={"content-disposition": tree.attachment(name), "content-encoding": "identity"},
     )
 
 
