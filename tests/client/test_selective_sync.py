@@ -153,3 +153,63 @@ def test_exclude_paths_are_checked(pair: tuple[Client, Client], tmp_path: Path) 
     code, out, _ = _cli("exclude", "remove", "nothere", "--folder", str(root))
     assert code == 0 and "was not left out" in out
     assert _cli("exclude", "list", "--folder", str(root))[1].startswith("nothing is left out")
+
+
+def test_a_running_watch_takes_an_exclusion_at_its_next_round(
+    pair: tuple[Client, Client], tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    a, b = pair
+    (a.folder / "big").mkdir()
+    for i in range(3):
+        (a.folder / "big" / f"{i}.txt").write_text(f"big {i}\n")
+    assert a.sync_once().converged and b.sync_once().converged
+    log = (tmp_path / "watch.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "linesync", "sync", "--watch", str(b.folder)],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )  # fmt: skip
+
+    def until(check: object, what: str, seconds: float = 60.0) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if check():  # type: ignore[operator]
+                return
+            assert proc.poll() is None, (tmp_path / "watch.log").read_text()
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: {(tmp_path / 'watch.log').read_text()}")
+
+    def nudge(name: str) -> None:  # a change elsewhere wakes the watcher's long-poll
+        (a.folder / f"{name}.txt").write_text(name)
+        assert a.sync_once().converged
+
+    try:
+        until(lambda: "watching" in (tmp_path / "watch.log").read_text(), "the watch to start")
+        assert _cli("exclude", "add", "big", "--folder", str(b.folder))[0] == 0
+        nudge("one")
+        until(lambda: (b.folder / "one.txt").exists() and not (b.folder / "big").exists(),
+              "big/ removed at the next round")  # fmt: skip
+        (a.folder / "big" / "new.txt").write_text("made on A\n")
+        nudge("two")
+        until(lambda: (b.folder / "two.txt").exists(), "the next change")
+        time.sleep(0.5)
+        assert not (b.folder / "big").exists()
+        assert _cli("exclude", "remove", "big", "--folder", str(b.folder))[0] == 0
+        nudge("three")
+        until(lambda: files(b.folder) == files(a.folder), "big/ back")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+    assert proc.returncode == 0
+    assert a.sync_once().converged and files(a.folder)["big/new.txt"] == b"made on A\n"
