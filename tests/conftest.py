@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,16 @@ from tests.support.deploy import drops_done, stores_for
 from tests.support.pg import pg_url  # noqa: F401  (a database per test)
 from tests.support.s3 import s3_objects, s3_server  # noqa: F401  (S3 server fixtures)
 from tests.support.server import ServerProc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The client's settings file and log (XDG directories) are the test run's
+    own: a developer's ~/.config/linesync/config.toml must not change what the
+    tests see, and the tests must not write to their ~/.local/state."""
+    home = Path(tempfile.mkdtemp(prefix="linesync-xdg-"))
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        os.environ[name] = str(home / name.lower())
+    os.environ.pop("LINESYNC_CLIENT_CONFIG", None)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
