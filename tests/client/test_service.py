@@ -168,3 +168,38 @@ def test_install_refuses_a_folder_that_is_not_synced(tmp_path: Path, home: Path)
     code, _, err = _cli("service", "install", str(tmp_path), "--for", "systemd")
     assert code == 2 and "not a linesync folder" in err
     assert not (home / ".config").exists()
+
+
+def test_enable_and_disable_run_the_service_managers_commands(
+    server: ServerProc, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--enable / --disable run what install prints. This machine has no user
+    systemd to talk to, so a stand-in ``systemctl`` on the PATH records its
+    arguments (and can fail, to show a failure is reported)."""
+    token = server.new_token("admin", "alpha")
+    folder = Client.init(tmp_path / "Notes", server=server.url, token=token).folder
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    tool = bin_dir / "systemctl"
+    tool.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexit ${{FAKE_EXIT:-0}}\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    code, out, _ = _cli("service", "install", str(folder), "--for", "systemd", "--enable")
+    assert code == 0, out
+    assert calls.read_text().splitlines() == [
+        "--user daemon-reload", "--user enable --now linesync-Notes.service",
+    ]  # fmt: skip
+    code, out, _ = _cli("service", "status", str(folder), "--for", "systemd")
+    assert code == 0 and "is-enabled" in out and "is-active" in out
+    monkeypatch.setenv("FAKE_EXIT", "1")
+    code, _, err = _cli("service", "install", str(folder), "--for", "systemd", "--enable")
+    assert code == 1 and "systemctl failed (exit 1)" in err
+    monkeypatch.delenv("FAKE_EXIT")
+    calls.unlink()
+    code, out, _ = _cli("service", "uninstall", str(folder), "--for", "systemd", "--disable")
+    assert code == 0 and "removed" in out
+    assert calls.read_text().splitlines() == [
+        "--user disable --now linesync-Notes.service", "--user daemon-reload",
+    ]  # fmt: skip
+    assert not (home / ".config" / "systemd" / "user" / "linesync-Notes.service").exists()

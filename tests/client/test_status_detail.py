@@ -119,6 +119,7 @@ def test_files_it_could_not_write_or_read_are_listed_with_why(pair: tuple[Client
     assert "could not read or write (2)" in text
     assert "big.txt: could not write it: [Errno 28] No space left on device" in text
     assert "did not finish in sync" in text
+    assert "    - big.txt: [Errno 28] No space left on device; retried next round" in text
     # Room again: the next sync converges and the list is gone.
     assert b.sync_once().converged
     code, st = _json(b.folder)

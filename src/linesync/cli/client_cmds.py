@@ -373,6 +373,11 @@ def _print_status(client: Client, got: Preview) -> None:
     run = st.last_run
     if run is not None and not run.get("converged") and run.get("finished_ns"):
         out.print(f"  last sync [yellow]did not finish in sync[/] ({ago(run['finished_ns'])})")
+        said = run.get("problems") or []
+        for problem in said[:10]:
+            print(f"    - {problem}")
+        if len(said) > 10:
+            print(f"    ... and {len(said) - 10} more (--json lists them)")
     if st.last_error is not None:
         when = ago(st.last_error.get("at_ns"))
         out.print(f"  [red]last error[/] ({when}): {escape(str(st.last_error.get('message')))}")
