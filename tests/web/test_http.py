@@ -750,3 +750,24 @@ def test_the_rule_tests_cover_every_web_route() -> None:
     pages = {p.replace("{ns:id}", str(ns)) for m, p, _ in _TABLE if m == "GET" and "{ns:id}" in p}
     looked_at = {p.split("?")[0] for p in _NS_PAGES.format(ns=ns).split()}
     assert pages == looked_at
+
+
+def test_a_form_body_past_its_limit_is_refused_unread(srv: ServerProc) -> None:
+    """Forms are small: a big urlencoded body (sign-in needs no session) is
+    refused by its length, and one that lies about its length by what arrives."""
+    from linesync.server.web.common import MAX_FORM_BYTES
+
+    web = Web(srv.url)
+    page = web.get("/web/signin")
+    big = b"user=x&token=" + b"a" * (MAX_FORM_BYTES + 10) + b"&csrf=" + page.csrf().encode()
+    r = web.request(
+        "POST", "/web/signin", big, {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status == 413
+    r = web.request("POST", "/web/signin", b"user=x", {"Content-Type": "text/plain"})
+    assert r.status == 415
+    many = "&".join(f"f{i}=1" for i in range(100)).encode()
+    r = web.request(
+        "POST", "/web/signin", many, {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status == 400

@@ -14,7 +14,7 @@ from linesync.server.model import NamespaceRecord, TokenRole
 from linesync.server.stores.base import StoreError
 from linesync.server.web import auth, security
 from linesync.server.web.auth import Session, SignedOut
-from linesync.server.web.common import back, field, form, render
+from linesync.server.web.common import back, field, form, render, small_form
 
 _DEVICE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _USER = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
@@ -60,7 +60,7 @@ def _signin_form(request: Request, nxt: str, user: str, error: str, status: int 
 
 async def signin(ctx: Context, request: Request) -> Response:
     """User name and a token as password; a fresh session token on success."""
-    data = await request.form(max_files=0, max_fields=16, max_part_size=4096)
+    data = await small_form(ctx, request)
     user = data.get("user")
     token = data.get("token")
     nxt = data.get("next")
@@ -124,7 +124,7 @@ def _signed_out(request: Request) -> Response:
 
 async def signout(ctx: Context, request: Request) -> Response:
     sess = await auth.session(ctx, request)
-    await form(request, sess)
+    await form(ctx, request, sess)
     await ctx.meta.revoke_tokens(sess.info.user, sess.info.device)
     return _signed_out(request)
 
@@ -172,7 +172,7 @@ async def tokens(ctx: Context, request: Request) -> Response:
 async def token_create(ctx: Context, request: Request) -> Response:
     """A new token, shown once in this answer (never in a URL, never again)."""
     sess = await auth.session(ctx, request)
-    data = await form(request, sess)
+    data = await form(ctx, request, sess)
     auth.require_rw(sess)
     device = field(data, "device").strip()
     if not _DEVICE.fullmatch(device):
@@ -192,7 +192,7 @@ async def token_create(ctx: Context, request: Request) -> Response:
 async def token_revoke(ctx: Context, request: Request) -> Response:
     """Revoke a device's tokens; one's own session's device signs out."""
     sess = await auth.session(ctx, request)
-    data = await form(request, sess)
+    data = await form(ctx, request, sess)
     device = field(data, "device")
     if device != sess.info.device:
         auth.require_rw(sess)
@@ -224,7 +224,7 @@ async def share_page(ctx: Context, request: Request) -> Response:
 async def share(ctx: Context, request: Request) -> Response:
     """Give a user access (rw or ro), or take it away: the owner only."""
     sess = await auth.session(ctx, request)
-    data = await form(request, sess)
+    data = await form(ctx, request, sess)
     auth.require_rw(sess)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=False)
     rec = await _record(ctx, ns.id)

@@ -9,10 +9,10 @@ import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -37,9 +37,11 @@ templates.env.filters["when_ns"] = lambda ns: tree.when(ns / 1e9) if ns else ""
 
 Handler = Callable[[Context, Request], Awaitable[Response]]
 
-# Form fields (not files) of one request at most, and bytes of one field.
+# Form fields (not files) of one request at most, bytes of one field (in an
+# upload), and bytes of a form without files.
 MAX_FIELDS = 64
 MAX_FIELD_BYTES = 64 * 2**10
+MAX_FORM_BYTES = 64 * 2**10
 
 
 def wants_json(request: Request) -> bool:
@@ -126,9 +128,27 @@ def _is_script(request: Request) -> bool:
     return request.headers.get("x-requested-with", "") == "linesync-web"
 
 
-async def form(request: Request, sess: Session) -> FormData:
+async def small_form(ctx: Context, request: Request) -> FormData:
+    """A urlencoded form of at most MAX_FORM_BYTES, read with the API's body
+    limits (declared and streamed length, stalls): Starlette's own parser would
+    take a urlencoded body of any size."""
+    ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise LinesyncError(Code.UNSUPPORTED_MEDIA_TYPE, "expected a form")
+    raw = bytearray()
+    async for piece in ctx.stream(request, MAX_FORM_BYTES):
+        raw += piece
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise LinesyncError(Code.BAD_REQUEST, f"malformed form: {exc}") from exc
+    items: list[tuple[str, str | UploadFile]] = list(pairs)
+    return FormData(items)
+
+
+async def form(ctx: Context, request: Request, sess: Session) -> FormData:
     """A form without files, CSRF and origin checked."""
-    data = await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+    data = await small_form(ctx, request)
     csrf = data.get(security.CSRF_FIELD)
     auth.check_write(request, sess, csrf if isinstance(csrf, str) else None)
     return data

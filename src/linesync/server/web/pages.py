@@ -170,7 +170,7 @@ async def upload(ctx: Context, request: Request) -> Response:
 
 async def mkdir(ctx: Context, request: Request) -> Response:
     sess = await auth.session(ctx, request)
-    data = await form(request, sess)
+    data = await form(ctx, request, sess)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=True)
     folder = tree.clean_folder(field(data, "folder", ""))
     name = field(data, "name").strip()
@@ -187,7 +187,7 @@ async def mkdir(ctx: Context, request: Request) -> Response:
 async def delete(ctx: Context, request: Request) -> Response:
     """Delete a file (a tombstone: its versions stay in the history)."""
     sess = await auth.session(ctx, request)
-    data = await form(request, sess)
+    data = await form(ctx, request, sess)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=True)
     path = paths.normalize(field(data, "path"))
     cur = await files.current(ctx, ns.id, path)
@@ -245,7 +245,7 @@ async def restore(ctx: Context, request: Request) -> Response:
     """Make an old version current again (also undeletes): a new commit, as the
     API's restore does; nothing is lost, the replaced version stays in history."""
     sess = await auth.session(ctx, request)
-    data = await form(request, sess)
+    data = await form(ctx, request, sess)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=True)
     path = paths.normalize(field(data, "path"))
     old = await _version(ctx, ns, path, int_field(data, "jid"))
@@ -286,7 +286,7 @@ async def resolve(ctx: Context, request: Request) -> Response:
     content at the original's path; the copy is deleted either way. One commit;
     both versions stay in history."""
     sess = await auth.session(ctx, request)
-    data = await form(request, sess)
+    data = await form(ctx, request, sess)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=True)
     copy_path = paths.normalize(field(data, "copy"))
     keep = field(data, "keep")
