@@ -16,6 +16,7 @@ from linesync.client.api import Client
 from linesync.client.config import check_server_url
 from linesync.client.engine import Engine, MassDelete, SyncResult
 from linesync.client.localfs import FolderBusy
+from linesync.client.metrics import METRICS
 from linesync.client.remote import Remote, RemoteUnavailable
 from linesync.client.retry import RetriesExhausted, retryable
 from linesync.client.status import Preview
@@ -104,6 +105,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "while they go up)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    p.add_argument(
+        "--metrics-port",
+        type=_whole(1, 65535, "a port"),
+        metavar="PORT",
+        help="with --watch: serve Prometheus metrics (requests, bytes, passes, files, "
+        "conflicts, last sync) at http://127.0.0.1:PORT/metrics (this machine only)",
+    )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -238,6 +246,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     client = Client(args.folder, report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     if args.command == "sync":
+        if args.metrics_port is not None and not args.watch:
+            print("linesync: --metrics-port needs --watch", file=sys.stderr)
+            return 2
         if args.watch:
             return _watch(client, args)
         started = time.monotonic()
@@ -301,6 +312,7 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         print(f"watching {client.folder} (Ctrl-C to stop)", flush=True)
 
         def on_result(r: SyncResult) -> None:
+            METRICS.sync_pass(r)
             if bars is not None:
                 bars.close()  # the first pass only: quiet after it
             did = (r.uploaded or r.downloaded or r.moved or r.merged or r.conflicts
@@ -314,6 +326,16 @@ def _watch(client: Client, args: argparse.Namespace) -> int:
         )
         print("stopped", flush=True)
 
+    if args.metrics_port is not None:
+        try:
+            METRICS.serve(args.metrics_port)
+        except OSError as exc:
+            print(
+                f"linesync: cannot serve metrics on 127.0.0.1:{args.metrics_port}: "
+                f"{exc.strerror or exc} (choose another --metrics-port)",
+                file=sys.stderr,
+            )
+            return 2
     bars = _bars(args)
     if bars is not None:  # the first pass's engine draws them
         make = client._engine

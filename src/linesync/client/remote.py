@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
 
+from linesync.client.metrics import METRICS
 from linesync.client.retry import RetriesExhausted, RetryPolicy, parse_retry_after, retryable
 from linesync.core.ids import ChunkId, pack_ids
 from linesync.protocol import version
@@ -185,11 +187,14 @@ class Remote:
         else:
             data = body
         extra = aiohttp.ClientTimeout(total=timeout) if timeout else None
+        sent = sum(map(len, body)) if isinstance(body, list) else len(body or b"")
+        began = time.monotonic()
         try:
             async with self.session.request(
                 method, self.url + path, data=data, params=params, headers=headers, timeout=extra
             ) as resp:
                 raw = await resp.read()
+                METRICS.request(path, str(resp.status), time.monotonic() - began, sent, len(raw))
                 refusal = version.client_verdict(resp.headers.get(version.HEADER), self.url)
                 if refusal is not None:  # one clear line, whatever the body says
                     raise LinesyncError(Code(refusal.code), refusal.message)
@@ -198,6 +203,7 @@ class Remote:
                     raise _error(resp.status, raw, asked)
                 return resp.status, raw
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            METRICS.request(path, "unreachable", time.monotonic() - began, 0, 0)
             raise RemoteUnavailable(
                 f"cannot reach {self.url}: {exc or type(exc).__name__}"
             ) from exc
