@@ -12,7 +12,7 @@ from linesync.protocol.errors import Code, LinesyncError
 from linesync.server.context import Context
 from linesync.server.model import NamespaceRecord, TokenRole
 from linesync.server.stores.base import StoreError
-from linesync.server.web import auth, security
+from linesync.server.web import auth, directory, security
 from linesync.server.web.auth import Session, SignedOut
 from linesync.server.web.common import back, field, form, render, small_form
 
@@ -206,10 +206,7 @@ async def token_revoke(ctx: Context, request: Request) -> Response:
 
 
 async def _record(ctx: Context, ns_id: int) -> NamespaceRecord:
-    for rec in await ctx.meta.list_namespaces():
-        if rec.id == ns_id:
-            return rec
-    raise LinesyncError(Code.NOT_FOUND, "namespace not found")
+    return await directory.of(ctx.meta).record(ns_id)
 
 
 async def share_page(ctx: Context, request: Request) -> Response:
@@ -243,4 +240,6 @@ async def share(ctx: Context, request: Request) -> Response:
         await ctx.meta.share(rec.name, user, None if action == "none" else action)  # type: ignore[arg-type]
     except StoreError as exc:
         return back(url, error=str(exc))
+    finally:
+        directory.of(ctx.meta).forget()
     return back(url)
