@@ -234,8 +234,6 @@ async def share(ctx: Context, request: Request) -> Response:
         return back(url, error="Name another user than the owner.")
     if action not in ("rw", "ro", "none"):
         raise LinesyncError(Code.BAD_REQUEST, "role is rw, ro or none")
-    if action != "none" and user not in await ctx.meta.list_users():
-        return back(url, error=f"There is no user {user!r}.")
     try:
         await ctx.meta.share(rec.name, user, None if action == "none" else action)  # type: ignore[arg-type]
     except StoreError as exc:
