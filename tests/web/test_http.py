@@ -146,6 +146,17 @@ def test_a_metrics_token_cannot_sign_in(srv: ServerProc) -> None:
     assert r.status == 403 and "linesync_session" not in web.cookies
 
 
+def test_two_sign_in_tabs_both_work(srv: ServerProc) -> None:
+    user = new_user(srv)
+    web = Web(srv.url)
+    first, second = web.get("/web/signin"), web.get("/web/signin")
+    assert first.csrf() == second.csrf()
+    r = web.post("/web/signin", {"csrf": first.csrf(), "user": user.name, "token": user.token})
+    assert r.status == 303
+    # Another browser gets another value.
+    assert Web(srv.url).get("/web/signin").csrf() != first.csrf()
+
+
 def test_sign_in_needs_its_form_token_and_this_origin(srv: ServerProc) -> None:
     """Another site cannot sign a browser in (as its own user, to watch it)."""
     user = new_user(srv)

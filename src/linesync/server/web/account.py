@@ -16,6 +16,7 @@ from linesync.server.web import auth, directory, security
 from linesync.server.web.auth import Session, SignedOut
 from linesync.server.web.common import back, field, form, render, small_form
 
+_PRE = re.compile(r"[A-Za-z0-9_-]{32}")
 _DEVICE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _USER = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 # Expiry choices of the token form, in days (0: never).
@@ -47,7 +48,10 @@ async def signin_page(ctx: Context, request: Request) -> Response:
 
 
 def _signin_form(request: Request, nxt: str, user: str, error: str, status: int = 200) -> Response:
-    pre = security.new_pre_session()
+    # The same value while it lasts: two sign-in tabs both work.
+    pre = request.cookies.get(security.PRE_COOKIE, "")
+    if not _PRE.fullmatch(pre):
+        pre = security.new_pre_session()
     resp = render(
         request, "signin.html", None, status=status,
         pre_csrf=security.csrf_token(pre), next=_safe_next(nxt), user=user, error=error,
