@@ -38,6 +38,12 @@ dav-tools:
 browser:
 	@sh tests/support/ensure_browser.sh
 
+# The web interface's screenshots in docs/screenshots/ (README, docs/WEB.md), taken by
+# its browser tests (which otherwise write them to $TMPDIR/linesync-screenshots/).
+.PHONY: screenshots
+screenshots: $(BIN)/linesync browser
+	LINESYNC_SCREENSHOTS=docs $(BIN)/pytest -q tests/web/test_browser.py
+
 unit: $(BIN)/linesync fuse dav-tools browser
 	$(BIN)/pytest -q -n 2 --durations=30
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+TMP_SHOTS = Path(tempfile.gettempdir()) / "linesync-screenshots"
 DESKTOP = (1280, 860)
 PHONE = (390, 844)
 T = TypeVar("T")
@@ -76,10 +78,15 @@ def downloaded(folder: Path, name: str, timeout: float = 15.0) -> bytes:
 
 
 def screenshot(driver, name: str) -> Path:  # type: ignore[no-untyped-def]
-    """Save the page as docs/screenshots/NAME.png (the README shows some)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    driver.save_screenshot(str(path))
+    """Save the page as NAME.png: in docs/screenshots/ (the README shows some)
+    under ``make screenshots`` (LINESYNC_SCREENSHOTS=docs), else in the temporary
+    directory (linesync-screenshots/), so that a test run leaves the work tree
+    as it was."""
+    folder = SCREENSHOTS if os.environ.get("LINESYNC_SCREENSHOTS") == "docs" else TMP_SHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    assert driver.save_screenshot(str(path)), name
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000, name
     return path
 
 
