@@ -213,3 +213,12 @@ def test_a_running_watch_takes_an_exclusion_at_its_next_round(
             log.close()
     assert proc.returncode == 0
     assert a.sync_once().converged and files(a.folder)["big/new.txt"] == b"made on A\n"
+
+
+def test_a_damaged_index_is_a_message_not_a_traceback(pair: tuple[Client, Client]) -> None:
+    _, b = pair
+    (b.folder / ".linesync" / "index.sqlite3").write_bytes(b"not a database" * 100)
+    code, out, err = _cli("exclude", "add", "big", "--folder", str(b.folder))
+    assert code == 1 and err.startswith("linesync: ") and "unreadable" in err, err
+    assert "Traceback" not in out + err
+    assert FolderConfig.load(b.folder).excluded == ()

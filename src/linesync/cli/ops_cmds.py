@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"linesync: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a damaged index, ...: a message, never a traceback
+        print(f"linesync: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     raise AssertionError(args.command)
 
 
