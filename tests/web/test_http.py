@@ -782,3 +782,34 @@ def test_a_form_body_past_its_limit_is_refused_unread(srv: ServerProc) -> None:
         "POST", "/web/signin", many, {"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert r.status == 400
+
+
+def test_a_users_web_sessions_are_bounded(srv: ServerProc) -> None:
+    """Signing in over and over cannot pile up tokens: past MAX_SESSIONS the
+    oldest session ends."""
+    from linesync.server.web.account import MAX_SESSIONS
+
+    user = new_user(srv)
+    browsers = [signed_in(srv, user)[0] for _ in range(MAX_SESSIONS + 2)]
+    active = [t for t in web_devices(srv, user.name) if t["state"] == "active"]
+    assert len(active) == MAX_SESSIONS
+    assert browsers[0].get("/web/").status == 303  # the oldest two ended
+    assert browsers[1].get("/web/").status == 303
+    assert browsers[2].get("/web/").status == 200 and browsers[-1].get("/web/").status == 200
+
+
+def test_tokens_made_on_the_web_are_bounded(srv: ServerProc) -> None:
+    from linesync.server.web.account import MAX_TOKENS
+
+    web, user = signed_in(srv)
+    csrf = web.csrf()
+    active = 2  # the user's first token and this session
+    statuses = []
+    for i in range(MAX_TOKENS - active + 1):
+        fields = {"csrf": csrf, "device": f"d{i}", "role": "ro", "days": "7"}
+        statuses.append(web.post("/web/tokens", fields).status)
+    assert statuses[:-1] == [201] * (MAX_TOKENS - active) and statuses[-1] == 409
+    r = web.post("/web/tokens/revoke", {"csrf": csrf, "device": "d0"})
+    assert r.status == 303
+    fields = {"csrf": csrf, "device": "again", "role": "ro", "days": "7"}
+    assert web.post("/web/tokens", fields).status == 201

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.server.context import Context
-from linesync.server.model import NamespaceRecord, TokenRole
+from linesync.server.model import NamespaceRecord, TokenRecord, TokenRole
 from linesync.server.stores.base import StoreError
 from linesync.server.web import auth, directory, security
 from linesync.server.web.auth import Session, SignedOut
@@ -19,8 +19,16 @@ from linesync.server.web.common import back, field, form, render, small_form
 _PRE = re.compile(r"[A-Za-z0-9_-]{32}")
 _DEVICE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _USER = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+# Web sessions a user has at once (signing in past it ends the oldest), and
+# tokens the web makes while the user has so many active ones.
+MAX_SESSIONS = 20
+MAX_TOKENS = 200
 # Expiry choices of the token form, in days (0: never).
 EXPIRY_DAYS = (7, 30, 90, 365, 0)
+
+
+def _active(rec: TokenRecord, now: float) -> bool:
+    return rec.revoked is None and (rec.expires is None or rec.expires > now)
 
 
 def _secure(request: Request) -> bool:
@@ -99,10 +107,17 @@ async def signin(ctx: Context, request: Request) -> Response:
     if info is None:
         return _signin_form(request, nxt, user, "Wrong user name or token.", 401)
     expires = None
-    for rec in await ctx.meta.list_tokens(info.user):
+    now = time.time()
+    records = await ctx.meta.list_tokens(info.user)
+    for rec in records:
         if rec.id == info.token_id:
             expires = rec.expires
-    now = time.time()
+    sessions = [r for r in records if r.device.startswith("web-") and _active(r, now)]
+    # A user's web sessions are bounded: the oldest ends when one more begins.
+    for old in sorted(sessions, key=lambda r: r.created)[
+        : max(0, len(sessions) + 1 - MAX_SESSIONS)
+    ]:
+        await ctx.meta.revoke_tokens(info.user, old.device)
     seconds = security.session_seconds(now, expires)
     if seconds <= 0:
         return _signin_form(request, nxt, user, "This token is about to expire.", 401)
@@ -189,6 +204,13 @@ async def token_create(ctx: Context, request: Request) -> Response:
         raise LinesyncError(Code.BAD_REQUEST, "pick an expiry from the list")
     days = int(raw_days)
     expires = time.time() + days * 86400 if days else None
+    now = time.time()
+    active = [r for r in await ctx.meta.list_tokens(sess.info.user) if _active(r, now)]
+    if len(active) >= MAX_TOKENS:
+        return await _tokens_page(
+            ctx, request, sess, status=409,
+            error=f"You have {MAX_TOKENS} tokens: revoke some before you make another.",
+        )  # fmt: skip
     new = await ctx.meta.create_token(sess.info.user, device, role, expires)
     return await _tokens_page(ctx, request, sess, new=new, status=201)
 
