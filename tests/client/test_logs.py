@@ -3,8 +3,6 @@ a token reaches neither."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import stat
@@ -14,19 +12,9 @@ from pathlib import Path
 import pytest
 
 from linesync.cli.logs import logging_to, redact
-from linesync.cli.main import main as cli_main
 from linesync.client.config import FolderConfig
+from tests.support.api import cli
 from tests.support.server import ServerProc
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli_main(list(args))
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -51,11 +39,11 @@ def _folder(tmp_path: Path, token: str = "lst_x", url: str = "http://127.0.0.1:9
 
 def test_stderr_is_quiet_by_default_and_says_more_with_v(log_dir: Path, tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    rc, out, err = _cli("conflicts", str(folder))
+    rc, out, err = cli("conflicts", str(folder))
     assert rc == 0 and out.strip() == "no conflict copies" and err == "", err
-    rc, _, err = _cli("conflicts", str(folder), "-v")
+    rc, _, err = cli("conflicts", str(folder), "-v")
     assert rc == 0 and "conflicts (pid" in err and "setting " not in err, err
-    rc, _, err = _cli("conflicts", str(folder), "-vv")
+    rc, _, err = cli("conflicts", str(folder), "-vv")
     assert rc == 0 and "setting log_limit = 20 (default)" in err, err
     # The file has the information line of every run, whatever stderr showed.
     log = (log_dir / "linesync.log").read_text()
@@ -69,7 +57,7 @@ def test_quiet_shows_only_errors_and_the_file_keeps_what_was_printed(
     log_dir: Path, tmp_path: Path
 ) -> None:
     folder = _folder(tmp_path)  # a server that is not there
-    rc, _, err = _cli("sync", str(folder), "-q", "-vv", "--retry-for", "0")
+    rc, _, err = cli("sync", str(folder), "-q", "-vv", "--retry-for", "0")
     assert rc == 5 and "cannot reach" in err, err
     assert "setting " not in err and "(pid" not in err  # -q wins over -vv on stderr
     log = (log_dir / "linesync.log").read_text()
@@ -84,7 +72,7 @@ def test_the_log_file_rotates_and_every_file_is_private(
     monkeypatch.setenv("LINESYNC_LOG_LEVEL", "debug")  # a dozen lines a run
     folder = _folder(tmp_path)
     for _ in range(6):
-        assert _cli("conflicts", str(folder))[0] == 0
+        assert cli("conflicts", str(folder))[0] == 0
     names = sorted(p.name for p in log_dir.iterdir())
     assert names == ["linesync.log", "linesync.log.1", "linesync.log.2"], names
     for p in log_dir.iterdir():
@@ -97,7 +85,7 @@ def test_a_log_file_that_cannot_be_written_is_said_once_and_the_command_runs(
 ) -> None:
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("LINESYNC_LOG_FILE", str(tmp_path / "a-file" / "linesync.log"))
-    rc, out, err = _cli("conflicts", str(_folder(tmp_path)))
+    rc, out, err = cli("conflicts", str(_folder(tmp_path)))
     assert rc == 0 and "no conflict copies" in out
     assert err.count("cannot write the log file") == 1 and "Traceback" not in err, err
 
@@ -110,17 +98,17 @@ def test_a_token_never_reaches_the_log(
     secret = token.removeprefix("lst_")
     folder = tmp_path / "A"
     runs = [
-        _cli("init", str(folder), "--server", server.url, "--token", token, "-vv"),
-        _cli("sync", str(folder), "-vv"),
-        _cli("status", str(folder), "-vv"),
-        _cli("config", "show", "--folder", str(folder)),
+        cli("init", str(folder), "--server", server.url, "--token", token, "-vv"),
+        cli("sync", str(folder), "-vv"),
+        cli("status", str(folder), "-vv"),
+        cli("config", "show", "--folder", str(folder)),
     ]
     (folder / "n.md").write_text("x\n")
-    runs.append(_cli("sync", str(folder), "-vv"))
-    runs.append(_cli("log", str(folder), "n.md", "-vv"))
+    runs.append(cli("sync", str(folder), "-vv"))
+    runs.append(cli("log", str(folder), "n.md", "-vv"))
     assert [r[0] for r in runs] == [0] * 6, runs
     server.admin("token", "revoke", "admin", "--device", "laptop")
-    runs.append(_cli("sync", str(folder), "-vv"))  # refused: the error is logged
+    runs.append(cli("sync", str(folder), "-vv"))  # refused: the error is logged
     assert runs[-1][0] != 0 and "unauthenticated" in runs[-1][2], runs[-1]
     # Whatever logs it, a token-shaped string is masked.
     with logging_to(log_dir / "linesync.log", level="debug", max_bytes=0, backups=0,

@@ -3,8 +3,6 @@ that name the file, key and what is allowed, and `linesync config show`."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import time
 from pathlib import Path
@@ -14,23 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linesync.cli.main import main as cli_main
 from linesync.client import settings as S
 from linesync.client.api import Client
 from linesync.client.config import FolderConfig
+from tests.support.api import cli
 from tests.support.server import ServerProc
 
 F = Path("/home/u/.config/linesync/config.toml")
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli_main(list(args))
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(autouse=True)
@@ -175,12 +163,12 @@ def test_a_file_that_is_not_toml_is_named(tmp_path: Path) -> None:
 def test_config_path_and_show_tell_where_each_value_came_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rc, out, _ = _cli("config", "path")
+    rc, out, _ = cli("config", "path")
     path = tmp_path / "xdg-config" / "linesync" / "config.toml"
     assert rc == 0 and out.strip() == str(path)
     _write_config(tmp_path, "retry_for = 30\nlog_level = 'debug'\n")
     monkeypatch.setenv("LINESYNC_LOG_LIMIT", "7")
-    rc, out, err = _cli("config", "show")
+    rc, out, err = cli("config", "show")
     assert rc == 0, err
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert rows["retry_for"][1:] == ["30.0", "file", str(path)]
@@ -196,13 +184,13 @@ def test_config_show_with_a_folder_masks_its_token(tmp_path: Path) -> None:
     folder = tmp_path / "notes"
     token = "lst_SECRETsecretSECRETsecret0123456789"
     FolderConfig("http://127.0.0.1:9", token, 3, "alice", "laptop").save(folder)
-    rc, out, err = _cli("config", "show", "--folder", str(folder))
+    rc, out, err = cli("config", "show", "--folder", str(folder))
     assert rc == 0, err
     assert token not in out and "SECRET" not in out
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "lst_…6789" in rows["token"] and "folder config" in rows["token"]
     assert "http://127.0.0.1:9" in rows["server"] and "alice (id 3)" in rows["namespace"]
-    rc, _, err = _cli("config", "show", "--folder", str(tmp_path / "nope"))
+    rc, _, err = cli("config", "show", "--folder", str(tmp_path / "nope"))
     assert rc == 2 and "is not a linesync folder" in err
 
 
@@ -221,7 +209,7 @@ def test_a_bad_file_stops_a_command_before_it_does_anything(
     folder = tmp_path / "notes"
     FolderConfig("http://127.0.0.1:9", "lst_x", 3, "alice", "laptop").save(folder)
     for args in (("sync", str(folder)), ("config", "show"), ("status", str(folder))):
-        rc, out, err = _cli(*args)
+        rc, out, err = cli(*args)
         assert rc == 2, (args, out, err)
         assert str(path) in err and says in err, err
         assert "Traceback" not in err
@@ -244,16 +232,16 @@ def test_retry_for_from_the_file_the_environment_and_the_flag_takes_effect(
     folder = _closed_port_folder(tmp_path)
     _write_config(tmp_path, "retry_for = 0\n")
     started = time.monotonic()
-    rc, out, err = _cli("sync", str(folder))
+    rc, out, err = cli("sync", str(folder))
     assert rc == 5 and "cannot reach" in err, (out, err)  # no retries: at once
     assert time.monotonic() - started < 10
     monkeypatch.setenv("LINESYNC_RETRY_FOR", "2")  # the environment beats the file
     started = time.monotonic()
-    rc, out, err = _cli("sync", str(folder))
+    rc, out, err = cli("sync", str(folder))
     assert rc == 5 and "retrying in" in err, (out, err)
     assert 0.5 < time.monotonic() - started < 30
     started = time.monotonic()
-    rc, out, err = _cli("sync", str(folder), "--retry-for", "0")  # the flag beats both
+    rc, out, err = cli("sync", str(folder), "--retry-for", "0")  # the flag beats both
     assert rc == 5 and "retrying in" not in err, (out, err)
     assert time.monotonic() - started < 10
 
@@ -268,7 +256,7 @@ def test_log_limit_layers_through_linesync_log(
     folder = str(client.folder)
 
     def versions(*extra: str) -> int:
-        rc, out, err = _cli("log", folder, "note.md", *extra)
+        rc, out, err = cli("log", folder, "note.md", *extra)
         assert rc == 0, err
         return len([line for line in out.splitlines() if line.startswith("jid")])
 
@@ -281,7 +269,7 @@ def test_log_limit_layers_through_linesync_log(
 
 
 def test_config_help_lists_every_setting_with_its_default() -> None:
-    rc, out, _ = _cli("config", "--help")
+    rc, out, _ = cli("config", "--help")
     assert rc == 0
     for o in S.OPTIONS:
         assert f"\n  {o.name} (default " in out, o.name
@@ -293,15 +281,15 @@ def test_a_file_named_in_the_environment_is_used_and_must_exist(
 ) -> None:
     named = tmp_path / "elsewhere.toml"
     monkeypatch.setenv("LINESYNC_CLIENT_CONFIG", str(named))
-    rc, out, err = _cli("config", "show")
+    rc, out, err = cli("config", "show")
     assert rc == 2 and f"LINESYNC_CLIENT_CONFIG names {named}, which does not exist" in err
     named.write_text("log_limit = 9\n")
-    rc, out, err = _cli("config", "show")
+    rc, out, err = cli("config", "show")
     assert rc == 0 and f"config file: {named}\n" in out, (out, err)
     assert [line.split()[1:] for line in out.splitlines() if line.startswith("log_limit")] == [
         ["9", "file", str(named)]
     ]
-    assert _cli("config", "path")[1].strip() == str(named)
+    assert cli("config", "path")[1].strip() == str(named)
 
 
 def test_the_built_in_defaults_are_the_library_s_own() -> None:
@@ -354,11 +342,11 @@ def test_a_sync_with_one_transfer_at_a_time_converges(
         (a.folder / f"n{i}.md").write_text(f"note {i}\n" * (i + 1))
     (a.folder / "big.bin").write_bytes(os.urandom(3 * 2**20))
     _write_config(tmp_path, "download_concurrency = 1\nupload_concurrency = 1\n")
-    rc, out, err = _cli("sync", str(a.folder))
+    rc, out, err = cli("sync", str(a.folder))
     assert rc == 0 and "31 uploaded" in out, (out, err)
     b = tmp_path / "B"
     token = server.new_token("admin", "b")
-    assert _cli("init", str(b), "--server", server.url, "--token", token)[0] == 0
-    rc, out, err = _cli("sync", str(b))
+    assert cli("init", str(b), "--server", server.url, "--token", token)[0] == 0
+    rc, out, err = cli("sync", str(b))
     assert rc == 0 and "31 downloaded" in out, (out, err)
     assert (b / "big.bin").read_bytes() == (a.folder / "big.bin").read_bytes()

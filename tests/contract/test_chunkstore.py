@@ -861,6 +861,7 @@ def test_hostile_reads_keep_memory_and_cache_bounded(tmp_path: Path) -> None:
                 read += sum(map(len, got))
                 del got
                 assert store.cache_stats.bytes <= cache
+            gc.collect()  # kept: what is still reachable (not garbage awaiting a collection)
             kept, peak = (m - heap for m in tracemalloc.get_traced_memory())
         finally:
             tracemalloc.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -19,22 +18,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from linesync.cli.main import main as cli_main
 from linesync.protocol import version
-from tests.support.api import Api, User
+from tests.support.api import Api, User, cli
 from tests.support.server import ServerProc
 
 UPGRADE = "upgrade linesync on this device (pip install -U linesync)"
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli_main(list(args))
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-    return rc, out.getvalue(), err.getvalue()
 
 
 Answer = tuple[int, dict[str, str], dict[str, object]]
@@ -100,11 +88,11 @@ def test_an_old_client_gets_one_clear_line_from_linesync_sync(
     srv: ServerProc, user: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "notes"
-    rc, out, err = _cli("init", str(folder), "--server", srv.url, "--token", user.token)
+    rc, out, err = cli("init", str(folder), "--server", srv.url, "--token", user.token)
     assert rc == 0, err
     (folder / "recipe.md").write_text("flour\n")
     monkeypatch.setattr(version, "CLIENT_SPEAKS", (0,))  # this client claims version 0
-    rc, out, err = _cli("sync", str(folder))
+    rc, out, err = cli("sync", str(folder))
     assert rc == 1, (out, err)
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -116,7 +104,7 @@ def test_an_old_client_gets_one_clear_line_from_linesync_sync(
     assert status == 200 and body["jid"] == 0, body
     # Upgraded (the current version again), the same folder syncs.
     monkeypatch.setattr(version, "CLIENT_SPEAKS", version.SERVER_SPEAKS)
-    rc, out, err = _cli("sync", str(folder))
+    rc, out, err = cli("sync", str(folder))
     assert rc == 0, (out, err)
     assert "1 uploaded" in out
 
@@ -125,7 +113,7 @@ def test_an_old_client_watching_stops_with_the_same_line(
     srv: ServerProc, user: User, tmp_path: Path
 ) -> None:
     folder = tmp_path / "w"
-    assert _cli("init", str(folder), "--server", srv.url, "--token", user.token)[0] == 0
+    assert cli("init", str(folder), "--server", srv.url, "--token", user.token)[0] == 0
     # In a process of its own (it handles signals), claiming version 0.
     claim = (
         "import sys; from linesync.protocol import version; version.CLIENT_SPEAKS = (0,); "
@@ -147,7 +135,7 @@ def test_init_against_an_older_server_says_so(
 ) -> None:
     monkeypatch.setattr(version, "CLIENT_SPEAKS", (2,))  # a client from the future
     folder = tmp_path / "f"
-    rc, out, err = _cli("init", str(folder), "--server", srv.url, "--token", user.token)
+    rc, out, err = cli("init", str(folder), "--server", srv.url, "--token", user.token)
     assert rc == 1 and "Traceback" not in err, (out, err)
     assert f"the server at {srv.url} is older than this linesync" in err, err
     assert "upgrade the server" in err
@@ -186,7 +174,7 @@ def test_a_server_that_speaks_only_a_newer_version_makes_the_client_say_so(
     tmp_path: Path,
 ) -> None:
     with _future_server("2, 3") as url:
-        rc, out, err = _cli("init", str(tmp_path / "f"), "--server", url, "--token", "lst_x")
+        rc, out, err = cli("init", str(tmp_path / "f"), "--server", url, "--token", "lst_x")
     assert rc == 1 and "Traceback" not in err, (out, err)
     line = err.strip()
     assert "\n" not in line, err

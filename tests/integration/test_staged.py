@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def test_one_line_edits_through_a_server_cost_no_put_each(
     """A server on PostgreSQL and S3: a watched folder's one-line edits are
     staged; the bucket gets objects only when the drain runs."""
     from linesync.client.api import Client
+    from tests.support.api import parse_metrics
     from tests.support.s3 import S3Server
     from tests.support.server import ServerProc
 
@@ -171,5 +173,15 @@ def test_one_line_edits_through_a_server_cost_no_put_each(
         fresh = Client.init(tmp_path / "B", server=srv.url, token=srv.token)
         asyncio.run(fresh.sync())
         assert (tmp_path / "B" / "notes.txt").read_text() == (folder / "notes.txt").read_text()
+        # /metrics reports the object store's record cache (the download read through it).
+        scraper = srv.admin("token", "create", "admin", "--device", "prom", "--metrics")
+        req = urllib.request.Request(
+            srv.url + "/metrics", headers={"Authorization": f"Bearer {scraper.splitlines()[-1]}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            metrics = parse_metrics(answer.read().decode())
+        records = [f'linesync_cache_{k}_total{{cache="chunk records"}}' for k in ("hits", "misses")]
+        assert sum(metrics[k] for k in records) > 0, metrics
+        assert 'linesync_cache_hits_total{cache="blocklists"}' in metrics
     finally:
         srv.stop()

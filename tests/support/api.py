@@ -41,6 +41,17 @@ def unique(prefix: str) -> str:
 # -- admin CLI (in process: same code path as ``linesync ...``, much faster) --
 
 
+def cli(*args: str) -> tuple[int, str, str]:
+    """Run ``linesync ARGS`` in this process: its exit code, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli_main(list(args))
+        except SystemExit as exc:
+            rc = int(exc.code or 0)
+    return rc, out.getvalue(), err.getvalue()
+
+
 def admin(srv: ServerProc, *args: str) -> str:
     """Run ``linesync ARGS --data DIR`` (with the server's ``--db`` and ``--chunks``
     when it has them) in this process; its stdout. Never call it

@@ -67,7 +67,7 @@ class Context:
 
         def cache(field: str) -> list[Reading]:
             return [
-                ({"cache": name}, float(getattr(store.cache_stats(), field)))
+                ({"cache": name}, float(getattr(store.cache_stats, field)))
                 for name, store in caches.items()
                 if isinstance(store, ReportsCache)
             ]

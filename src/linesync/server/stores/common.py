@@ -71,6 +71,7 @@ class CacheStats:
 class ReportsCache(Protocol):
     """A store with a cache whose counters ``/metrics`` reports."""
 
+    @property
     def cache_stats(self) -> CacheStats: ...
 
 

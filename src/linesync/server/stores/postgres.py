@@ -80,6 +80,7 @@ class PostgresStore(PostgresAdmin):
         self._feed: asyncio.Task[None] | None = None
         self.feed_connected = asyncio.Event()  # (for tests) listening right now
 
+    @property
     def cache_stats(self) -> CacheStats:
         """The blocklist cache's counters (``ReportsCache``)."""
         return self._cache.stats

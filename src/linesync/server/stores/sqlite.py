@@ -50,6 +50,7 @@ class SqliteStore(SqliteAdmin):
         self._cache = BlocklistCache(max_ids=2_000_000)
         self._listeners: list[CommitListener] = []
 
+    @property
     def cache_stats(self) -> CacheStats:
         """The blocklist cache's counters (``ReportsCache``)."""
         return self._cache.stats

@@ -144,9 +144,10 @@ class StagedChunkStore:
         # Staged packs a drain emptied, and when: deleted by a later one (gc.drain).
         self.drained: dict[str, float] = {}
 
+    @property
     def cache_stats(self) -> CacheStats:
         """The object store's record cache (``ReportsCache``)."""
-        return self.big.cache_stats() if isinstance(self.big, ReportsCache) else CacheStats()
+        return self.big.cache_stats if isinstance(self.big, ReportsCache) else CacheStats()
 
     @property
     def current_pack(self) -> str | None:
