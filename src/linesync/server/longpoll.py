@@ -40,7 +40,6 @@ KEY = "linesync.poll"  # the request scope's Poll
 class Poll:
     """A list request's state across its passes through the handler."""
 
-    passes: int = 0  # the handler's passes that parked
     deadline: float = 0.0  # time.monotonic() by which it answers
     cursor: Cursor | None = None  # as checked by the first pass
     own: list[range] = field(default_factory=list)  # this session's JIDs committed meanwhile
@@ -51,7 +50,6 @@ class Poll:
 
     def park(self, wake: Wake, cursor: Cursor, deadline: float) -> Response:
         self.wake, self.cursor, self.deadline = wake, cursor, deadline
-        self.passes += 1
         return PARKED
 
 
