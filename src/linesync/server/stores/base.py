@@ -87,6 +87,9 @@ class AdminStore(Protocol):
 
     async def namespace(self, ns_id: int, user_id: int) -> Namespace | None: ...
     async def namespaces_of(self, user_id: int) -> list[Namespace]: ...
+    async def namespace_record(self, ns_id: int) -> NamespaceRecord | None:
+        """One namespace as ``list_namespaces`` gives it (None: no such id)."""
+        ...
 
 
 class JournalStore(Protocol):
@@ -126,6 +129,27 @@ class JournalStore(Protocol):
         ...
 
     async def history(self, ns_id: int, path: str, before: int, limit: int) -> list[Row]: ...
+
+    async def children(
+        self, ns_id: int, folder: str, after: str, limit: int, deleted: bool = False
+    ) -> list[Row]:
+        """The current entries right inside ``folder`` ("" for the top) whose
+        paths sort after ``after`` ("": from the first), at most ``limit``, by
+        path (byte order of UTF-8); tombstones too with ``deleted``. Costs in
+        proportion to the children and child folders read, not to the
+        namespace's size."""
+        ...
+
+    async def under(self, ns_id: int, folder: str, after: str, limit: int) -> list[Row]:
+        """The live current entries anywhere below ``folder`` ("" for all),
+        after ``after``, at most ``limit``, by path."""
+        ...
+
+    async def find(self, ns_id: int, text: str, after: str, limit: int) -> list[Row]:
+        """The live current files whose path contains ``text`` (exactly, case
+        and all), after ``after``, at most ``limit``, by path. Reads the
+        namespace's current entries inside the database."""
+        ...
 
 
 class ChunkIndex(Protocol):

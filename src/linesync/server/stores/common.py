@@ -19,6 +19,25 @@ ENTRY_COLUMNS = (
 )
 
 
+# What a folder listing finds conflict copies by (linesync.client.naming).
+CONFLICT_MARK = " (conflict from "
+
+
+def folder_range(folder: str) -> tuple[str, str | None]:
+    """The path range of everything under ``folder`` ("" for the top): every
+    such path starts with the prefix and sorts before the end (byte order of
+    UTF-8, which SQLite's BINARY and PostgreSQL's "C" collation compare by:
+    "/" + 1 is "0"). None: no end."""
+    return (f"{folder}/", f"{folder}0") if folder else ("", None)
+
+
+def child_of(prefix: str, path: str) -> str:
+    """The child of the folder with ``prefix`` that ``path`` is, or is under."""
+    rest = path[len(prefix) :]
+    slash = rest.find("/")
+    return path if slash < 0 else prefix + rest[:slash]
+
+
 class Columns(Protocol):
     """A database row: a tuple (SQLite) or a Record (asyncpg)."""
 

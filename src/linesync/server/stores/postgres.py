@@ -40,6 +40,7 @@ from linesync.server.stores.common import (
     BlocklistCache,
     CacheStats,
     entry_row,
+    folder_range,
 )
 from linesync.server.stores.postgres_admin import PostgresAdmin
 
@@ -51,6 +52,30 @@ _E_COLS = ", ".join("e." + c.strip() for c in _COLS.split(","))
 _LOC_COLS = "id, pack, pack_offset, length, codec, raw_size"
 
 # How often a commit that met garbage collection mid-way is planned again.
+# A folder's children by a skip scan (PostgreSQL has none built in): each
+# step reads the first path of the folder's range past the last one; a path
+# deeper down names a child folder, whose subtree the next step jumps ("/" + 1
+# is "0"). ``n`` counts the children met, to stop at the limit. $2: the path
+# to start after; $3: the prefix's length + 1; $4: the limit; $5: the range's end.
+_CHILD = "strpos(substr({p}, $3), '/') = 0"
+_CHILDREN = (
+    "WITH RECURSIVE walk(path, n) AS ("
+    " (SELECT c.path, CASE WHEN " + _CHILD.format(p="c.path") + " THEN 1 ELSE 0 END"
+    "  FROM current_entries c WHERE c.ns_id=$1 AND c.path>$2 {upper} {live}"
+    "  ORDER BY c.path LIMIT 1)"
+    " UNION ALL"
+    " SELECT nxt.path, w.n + CASE WHEN " + _CHILD.format(p="nxt.path") + " THEN 1 ELSE 0 END"
+    " FROM walk w CROSS JOIN LATERAL ("
+    "  SELECT c.path FROM current_entries c"
+    "  WHERE c.ns_id=$1 AND c.path>w.path {upper} {live} AND c.path >= CASE"
+    "   WHEN " + _CHILD.format(p="w.path") + " THEN w.path"
+    "   ELSE left(w.path, $3 - 2 + strpos(substr(w.path, $3), '/')) || '0' END"
+    "  ORDER BY c.path LIMIT 1) nxt"
+    " WHERE w.n < $4)"
+    " SELECT {cols} FROM walk w JOIN current_entries c ON c.ns_id=$1 AND c.path=w.path"
+    " JOIN entries e ON e.ns_id=c.ns_id AND e.jid=c.jid"
+    " WHERE " + _CHILD.format(p="w.path") + " ORDER BY w.path LIMIT $4"
+)
 _COMMIT_TRIES = 5
 # Commits are announced on this channel: [instance, namespace, session, first
 # JID, JID after the last].
@@ -447,6 +472,47 @@ class PostgresStore(PostgresAdmin):
             ns_id,
             path,
             before,
+            limit,
+        )
+        return [entry_row(r) for r in rows]
+
+    # -- folders -----------------------------------------------------------
+
+    async def children(
+        self, ns_id: int, folder: str, after: str, limit: int, deleted: bool = False
+    ) -> list[Row]:
+        prefix, end = folder_range(folder)
+        sql = _CHILDREN.format(
+            cols=_E_COLS,
+            live="" if deleted else "AND c.live",
+            upper="" if end is None else "AND c.path<$5",
+        )
+        args = (ns_id, max(after, prefix), len(prefix) + 1, limit)
+        rows = await self.pool.fetch(sql, *args, *(() if end is None else (end,)))
+        return [entry_row(r) for r in rows]
+
+    async def under(self, ns_id: int, folder: str, after: str, limit: int) -> list[Row]:
+        prefix, end = folder_range(folder)
+        upper = "" if end is None else " AND c.path<$4"
+        rows = await self.pool.fetch(
+            f"SELECT {_E_COLS} FROM current_entries c JOIN entries e "
+            "ON e.ns_id=c.ns_id AND e.jid=c.jid "
+            f"WHERE c.ns_id=$1 AND c.path>$2{upper} AND c.live ORDER BY c.path LIMIT $3",
+            ns_id,
+            max(after, prefix),
+            limit,
+            *(() if end is None else (end,)),
+        )
+        return [entry_row(r) for r in rows]
+
+    async def find(self, ns_id: int, text: str, after: str, limit: int) -> list[Row]:
+        rows = await self.pool.fetch(
+            f"SELECT {_E_COLS} FROM current_entries c JOIN entries e "
+            "ON e.ns_id=c.ns_id AND e.jid=c.jid WHERE c.ns_id=$1 AND c.path>$2 AND c.live "
+            "AND e.kind='file' AND strpos(c.path, $3)>0 ORDER BY c.path LIMIT $4",
+            ns_id,
+            after,
+            text,
             limit,
         )
         return [entry_row(r) for r in rows]

@@ -283,15 +283,24 @@ class PostgresAdmin:
                 )
 
     async def list_namespaces(self) -> list[NamespaceRecord]:
+        return await self._records(None)
+
+    async def namespace_record(self, ns_id: int) -> NamespaceRecord | None:
+        found = await self._records(ns_id)
+        return found[0] if found else None
+
+    async def _records(self, only: int | None) -> list[NamespaceRecord]:
         async with self.pool.acquire() as con, con.transaction(readonly=True):
             spaces = await con.fetch(
                 "SELECT n.id, n.name, n.head, u.name FROM namespaces n "
-                "JOIN users u ON u.id=n.owner_id ORDER BY n.id"
+                "JOIN users u ON u.id=n.owner_id WHERE $1::bigint IS NULL OR n.id=$1 ORDER BY n.id",
+                only,
             )
             members: dict[int, dict[str, Role]] = {}
             for ns_id, name, role in await con.fetch(
                 "SELECT m.ns_id, u.name, m.role FROM members m JOIN users u ON u.id=m.user_id "
-                "ORDER BY u.name"
+                "WHERE $1::bigint IS NULL OR m.ns_id=$1 ORDER BY u.name",
+                only,
             ):
                 members.setdefault(ns_id, {})[name] = role
         return [

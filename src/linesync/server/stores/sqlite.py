@@ -28,7 +28,9 @@ from linesync.server.stores.common import (
     MAX_DELTA_DEPTH,
     BlocklistCache,
     CacheStats,
+    child_of,
     entry_row,
+    folder_range,
 )
 from linesync.server.stores.sqlite_admin import SqliteAdmin
 
@@ -276,6 +278,66 @@ class SqliteStore(SqliteAdmin):
             ]
 
         return await self._run(go)
+
+    # -- folders -----------------------------------------------------------
+
+    def _current_rows(self, where: str, args: tuple[object, ...]) -> list[Row]:
+        cols = ", ".join("e." + c.strip() for c in _ENTRY_COLS.split(","))
+        return [
+            entry_row(r)
+            for r in self.db.execute(
+                f"SELECT {cols} FROM current c JOIN entries e ON e.ns_id=c.ns_id AND e.jid=c.jid "
+                f"WHERE {where}",
+                args,
+            )
+        ]
+
+    async def children(
+        self, ns_id: int, folder: str, after: str, limit: int, deleted: bool = False
+    ) -> list[Row]:
+        prefix, end = folder_range(folder)
+
+        def go() -> list[Row]:
+            # A skip scan: each step reads the next path in the folder's range;
+            # a path deeper down names a child folder, whose subtree is jumped.
+            out: list[Row] = []
+            bound, op = max(after, prefix), ">"
+            live = "" if deleted else " AND c.live=1"
+            upper = "" if end is None else " AND c.path<?"
+            while len(out) < limit:
+                found = self._current_rows(
+                    f"c.ns_id=? AND c.path{op}?{upper}{live} ORDER BY c.path LIMIT 1",
+                    (ns_id, bound, *(() if end is None else (end,))),
+                )
+                if not found:
+                    break
+                row = found[0]
+                child = child_of(prefix, row.path)
+                if child == row.path:
+                    out.append(row)
+                    bound, op = row.path, ">"
+                else:
+                    bound, op = child + "0", ">="  # past every path under ``child/``
+            return out
+
+        return await self._run(go)
+
+    async def under(self, ns_id: int, folder: str, after: str, limit: int) -> list[Row]:
+        prefix, end = folder_range(folder)
+        upper = "" if end is None else " AND c.path<?"
+        return await self._run(
+            self._current_rows,
+            f"c.ns_id=? AND c.path>?{upper} AND c.live=1 ORDER BY c.path LIMIT ?",
+            (ns_id, max(after, prefix), *(() if end is None else (end,)), limit),
+        )
+
+    async def find(self, ns_id: int, text: str, after: str, limit: int) -> list[Row]:
+        return await self._run(
+            self._current_rows,
+            "c.ns_id=? AND c.path>? AND c.live=1 AND e.kind='file' AND instr(c.path, ?)>0 "
+            "ORDER BY c.path LIMIT ?",
+            (ns_id, after, text, limit),
+        )
 
     # -- chunks ------------------------------------------------------------
 

@@ -309,24 +309,29 @@ class SqliteAdmin:
         await self._run(self._tx, go)
 
     async def list_namespaces(self) -> list[NamespaceRecord]:
-        def go() -> list[NamespaceRecord]:
-            out: list[NamespaceRecord] = []
-            for ns_id, name, head, owner in self.db.execute(
-                "SELECT n.id, n.name, n.head, u.name FROM namespaces n "
-                "JOIN users u ON u.id=n.owner_id ORDER BY n.id"
-            ).fetchall():
-                members = {
-                    u: r
-                    for u, r in self.db.execute(
-                        "SELECT u.name, m.role FROM members m JOIN users u ON u.id=m.user_id "
-                        "WHERE m.ns_id=? ORDER BY u.name",
-                        (ns_id,),
-                    )
-                }
-                out.append(NamespaceRecord(ns_id, name, owner, head, members))
-            return out
+        return await self._run(self._records, None)
 
-        return await self._run(go)
+    async def namespace_record(self, ns_id: int) -> NamespaceRecord | None:
+        found = await self._run(self._records, ns_id)
+        return found[0] if found else None
+
+    def _records(self, only: int | None) -> list[NamespaceRecord]:
+        out: list[NamespaceRecord] = []
+        for ns_id, name, head, owner in self.db.execute(
+            "SELECT n.id, n.name, n.head, u.name FROM namespaces n "
+            "JOIN users u ON u.id=n.owner_id WHERE ? IS NULL OR n.id=? ORDER BY n.id",
+            (only, only),
+        ).fetchall():
+            members = {
+                u: r
+                for u, r in self.db.execute(
+                    "SELECT u.name, m.role FROM members m JOIN users u ON u.id=m.user_id "
+                    "WHERE m.ns_id=? ORDER BY u.name",
+                    (ns_id,),
+                )
+            }
+            out.append(NamespaceRecord(ns_id, name, owner, head, members))
+        return out
 
     async def reset_namespace(self, namespace: str) -> None:
         """Erase a namespace's journal and mint a new journal id (cursors die)."""
