@@ -12,7 +12,7 @@ from linesync.protocol.errors import Code, LinesyncError
 from linesync.server.context import Context
 from linesync.server.model import NamespaceRecord, TokenRecord, TokenRole
 from linesync.server.stores.base import StoreError
-from linesync.server.web import auth, directory, security
+from linesync.server.web import auth, security
 from linesync.server.web.auth import Session, SignedOut
 from linesync.server.web.common import back, field, form, render, small_form
 
@@ -232,7 +232,11 @@ async def token_revoke(ctx: Context, request: Request) -> Response:
 
 
 async def _record(ctx: Context, ns_id: int) -> NamespaceRecord:
-    return await directory.of(ctx.meta).record(ns_id)
+    """The namespace's record (the caller checked that the user is a member)."""
+    rec = await ctx.meta.namespace_record(ns_id)
+    if rec is None:
+        raise LinesyncError(Code.NOT_FOUND, "namespace not found")
+    return rec
 
 
 async def share_page(ctx: Context, request: Request) -> Response:
@@ -264,6 +268,4 @@ async def share(ctx: Context, request: Request) -> Response:
         await ctx.meta.share(rec.name, user, None if action == "none" else action)  # type: ignore[arg-type]
     except StoreError as exc:
         return back(url, error=str(exc))
-    finally:
-        directory.of(ctx.meta).forget()
     return back(url)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zipfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import IO
 
 from linesync.core.chunking import Chunker, TextSniffer
@@ -28,31 +28,6 @@ _FETCH_IDS = 64  # chunk ids asked from the chunk service at a time
 # A folder's zip: at most so many files and bytes (refused past them, with a message).
 MAX_ZIP_FILES = 10_000
 MAX_ZIP_BYTES = 2 * 2**30
-# Current entries a page reads at most (the journal's current rows are read a
-# page at a time and only those the page needs are kept: a namespace with more
-# is shown in part), and rows it keeps at most.
-MAX_SCAN = 1_000_000
-MAX_KEEP = 100_000
-_PAGE = 1000
-
-
-async def scan(ctx: Context, ns_id: int, keep: Callable[[Row], bool]) -> tuple[list[Row], bool]:
-    """The current entry of every path (tombstones too) that ``keep`` takes, and
-    whether the scan stopped (at MAX_SCAN read or MAX_KEEP kept) before the end.
-    Memory: a page of rows plus those kept."""
-    rows: list[Row] = []
-    after = 0
-    read = 0
-    while read < MAX_SCAN and len(rows) < MAX_KEEP:
-        page, _ = await ctx.meta.changes(ns_id, after, _PAGE)
-        read += len(page)
-        rows.extend(r for r in page if keep(r))
-        if len(page) < _PAGE:
-            return rows[:MAX_KEEP], False
-        after = page[-1].jid
-    return rows[:MAX_KEEP], True
-
-
 async def current(ctx: Context, ns_id: int, path: str) -> Row | None:
     """The newest entry at ``path`` (a tombstone when deleted), or None."""
     rows = await ctx.meta.history(ns_id, path, 2**62, 1)

@@ -15,6 +15,7 @@ from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import CommitOp, Content, Kind
 from linesync.server.context import Context
 from linesync.server.model import Namespace, Row
+from linesync.server.stores.common import CONFLICT_MARK
 from linesync.server.web import auth, diffs, files, security, tree
 from linesync.server.web.auth import Session
 from linesync.server.web.common import (
@@ -34,6 +35,8 @@ MAX_UPLOAD_BYTES = 1024 * 2**20
 HISTORY_PAGE = 100
 GZIP_MAX = 8 * 2**20  # downloads up to this size may be gzipped (by the app's middleware)
 MAX_CONFLICTS = 500  # conflict copies one page shows
+MAX_LISTED = 2000  # a folder page's entries (more: a link to the next page)
+_ZIP_PAGE = 1000
 
 
 def _browse_url(ns: Namespace, folder: str) -> str:
@@ -54,23 +57,25 @@ def _path(request: Request, name: str = "path") -> str:
 
 
 async def browse(ctx: Context, request: Request) -> Response:
+    """A folder's children, a page of MAX_LISTED at a time (in path order
+    across pages; folders first and by name within one)."""
     sess, ns = await _open(ctx, request)
     folder = tree.clean_folder(request.query_params.get("path"))
-    rows, partial = await files.scan(
-        ctx, ns.id, lambda r: r.path == folder or paths.parent(r.path) == folder
-        or tree.conflict_of(r.path) is not None,
-    )  # fmt: skip
     if folder:
-        here = next((r for r in rows if r.path == folder), None)
+        here = await files.current(ctx, ns.id, folder)
         if here is None or here.kind is not Kind.DIRECTORY:
             raise LinesyncError(Code.NOT_FOUND, "no such folder")
     show_deleted = request.query_params.get("deleted") == "1"
-    items = tree.children(rows, folder, deleted=show_deleted)
+    after = request.query_params.get("after", "")
+    rows = await ctx.meta.children(ns.id, folder, after, MAX_LISTED + 1, show_deleted)
+    more = rows[MAX_LISTED - 1].path if len(rows) > MAX_LISTED else None
+    copies = await ctx.meta.find(ns.id, CONFLICT_MARK, "", MAX_CONFLICTS + 1)
+    found = sum(1 for r in copies if tree.conflict_of(r.path) is not None)
     return render(
         request, "folder.html", sess, ns=ns, folder=folder, crumbs=tree.crumbs(folder),
-        items=items, partial=partial, show_deleted=show_deleted,
-        writable=ns.role == "rw" and not sess.read_only,
-        conflicts=len(tree.conflicts(rows)),
+        items=tree.children(rows[:MAX_LISTED], folder, deleted=show_deleted), more=more,
+        after=after, show_deleted=show_deleted, writable=ns.role == "rw" and not sess.read_only,
+        conflicts=f"{MAX_CONFLICTS}+" if found > MAX_CONFLICTS else found,
     )  # fmt: skip
 
 
@@ -102,18 +107,19 @@ async def download(ctx: Context, request: Request) -> Response:
 async def zip_folder(ctx: Context, request: Request) -> Response:
     sess, ns = await _open(ctx, request)
     folder = tree.clean_folder(request.query_params.get("path"))
-    prefix = f"{folder}/" if folder else ""
-    rows, partial = await files.scan(
-        ctx,
-        ns.id,
-        lambda r: r.path == folder or (r.kind is Kind.FILE and r.path.startswith(prefix)),
-    )
-    if folder and not any(r.path == folder and r.kind is Kind.DIRECTORY for r in rows):
-        raise LinesyncError(Code.NOT_FOUND, "no such folder")
-    chosen = tree.under(rows, folder)
-    refused = files.zip_check(chosen) or (
-        "the folder is too large to list whole" if partial else None
-    )
+    if folder:
+        here = await files.current(ctx, ns.id, folder)
+        if here is None or here.kind is not Kind.DIRECTORY:
+            raise LinesyncError(Code.NOT_FOUND, "no such folder")
+    chosen: list[Row] = []
+    after = ""
+    while len(chosen) <= files.MAX_ZIP_FILES:  # one more than allowed: refused below
+        page = await ctx.meta.under(ns.id, folder, after, _ZIP_PAGE)
+        chosen += [r for r in page if r.kind is Kind.FILE]
+        if len(page) < _ZIP_PAGE:
+            break
+        after = page[-1].path
+    refused = files.zip_check(chosen)
     if refused:
         raise LinesyncError(Code.PAYLOAD_TOO_LARGE, f"Not zipped: {refused}.")
     name = (folder.rpartition("/")[2] or ns.name) + ".zip"
@@ -268,13 +274,12 @@ async def restore(ctx: Context, request: Request) -> Response:
 
 async def conflicts(ctx: Context, request: Request) -> Response:
     sess, ns = await _open(ctx, request)
-    copies, partial = await files.scan(
-        ctx, ns.id, lambda r: r.kind is Kind.FILE and tree.conflict_of(r.path) is not None
-    )
-    copies = copies[:MAX_CONFLICTS]
+    found = await ctx.meta.find(ns.id, CONFLICT_MARK, "", MAX_CONFLICTS + 1)
+    partial = len(found) > MAX_CONFLICTS
+    copies = [r for r in found[:MAX_CONFLICTS] if tree.conflict_of(r.path) is not None]
     originals = {c.original for r in copies if (c := tree.conflict_of(r.path)) is not None}
-    found = [await files.current(ctx, ns.id, p) for p in sorted(originals)]
-    rows = copies + [r for r in found if r is not None]
+    now = [await files.current(ctx, ns.id, p) for p in sorted(originals)]
+    rows = copies + [r for r in now if r is not None]
     return render(
         request, "conflicts.html", sess, ns=ns, pairs=tree.conflicts(rows), partial=partial,
         writable=ns.role == "rw" and not sess.read_only,

@@ -104,15 +104,6 @@ def conflicts(rows: Iterable[Row]) -> list[tuple[Row, Row | None]]:
     return out
 
 
-def under(rows: Iterable[Row], folder: str) -> list[Row]:
-    """The live files somewhere below ``folder`` ("" for all), by path."""
-    prefix = f"{folder}/" if folder else ""
-    return sorted(
-        (r for r in rows if r.kind is Kind.FILE and r.path.startswith(prefix)),
-        key=lambda r: r.path,
-    )
-
-
 def crumbs(path: str) -> list[tuple[str, str]]:
     """(name, path) of each folder from the top down to ``path``."""
     out: list[tuple[str, str]] = []
