@@ -95,8 +95,27 @@ class Engine(Committing):
             except Exception as exc:
                 status.record_error(self.index, exc, self.clock())
                 raise
+            if result.converged:
+                self._excluded_applied(self.excluded)
             status.record_result(self.index, result, self.path_errors, self.clock())
             return result
+
+    def _excluded_applied(self, done: frozenset[str] | None = None) -> frozenset[str]:
+        """The left-out folders a sync converged with: every path below them was
+        planned once with the folder left out (what was here as synced is gone
+        here, what was gone here is no longer recorded as synced), so a round
+        needs only the few there that still have a synced view
+        (:meth:`Index.dirty`). ``done``: record these instead."""
+        if done is not None:
+            value = json.dumps(sorted(done)) if done else None
+            if self.index.get("excluded_done") != value:
+                with self.index.transaction():
+                    self.index.set("excluded_done", value)
+            return done
+        try:
+            return frozenset(str(p) for p in json.loads(self.index.get("excluded_done") or "[]"))
+        except (ValueError, TypeError):
+            return frozenset()
 
     async def _sync_once(
         self, touched: set[str] | None, news: News | None, pull: bool
@@ -117,7 +136,7 @@ class Engine(Committing):
         self.need_pull = self.need_pull or must_pull
         for rnd in range(1, MAX_ROUNDS + 1):
             result.rounds = rnd
-            focus = None if touched is None else touched | set(self.index.dirty())
+            focus = None if touched is None else touched | set(self.index.dirty(self.excluded))
             self.scan(result, focus)
             plan, verdict, _ = self._plan()
             if self.need_pull and (must_pull or not (rnd == 1 and self._pushes(plan))):
@@ -171,13 +190,20 @@ class Engine(Committing):
         could not hold), with what lies below them and their folders; every
         path's when more than ``FOCUS_MAX`` disagree (one read of the whole
         index then costs less than a query per path). The planner decides
-        nothing for a path whose views agree, so both plans are the same."""
-        dirty = [*self.index.dirty(), *self.skipped, *self.excluded]
+        nothing for a path whose views agree, so both plans are the same.
+        Below a left-out folder: everything until a sync converged with it
+        left out, then only what still has a synced view there (the planner
+        leaves the rest alone), and the folder itself (it keeps the folders
+        above it alive)."""
+        applied = self._excluded_applied() & self.excluded
+        fresh = self.excluded - applied
+        dirty = [*self.index.dirty(self.excluded), *self.skipped, *fresh]
         partial = len(dirty) <= FOCUS_MAX
         if partial:
             states = self.index.states_at(dirty)
-            folders = {a for p in dirty for a in paths.ancestors(p)} - states.keys()
-            states.update(self.index.states_at(folders, below=False))
+            folders = {a for p in [*dirty, *applied] for a in paths.ancestors(p)}
+            folders |= applied
+            states.update(self.index.states_at(folders - states.keys(), below=False))
         else:
             states = self.index.states()
         visible = {

@@ -25,11 +25,12 @@ import zstandard
 
 from linesync.client.localfs import fsync_dir
 from linesync.client.model import Local, Node, PathState, Stat, Version
+from linesync.core import paths
 from linesync.core.blocklist import content_hash
 from linesync.core.ids import ChunkId, join_ids, split_ids
 from linesync.protocol.schemas import Kind
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The paths whose views may disagree, as the planner compares them; and the
 # files and symlinks both sides agree on. The same text in the partial indexes
@@ -40,6 +41,9 @@ _DIRTY = (
     "OR l_mtime IS NOT s_mtime)) OR (l_kind='symlink' AND l_target IS NOT s_target)"
 )
 _SYNCED_FILE = "s_kind IS NOT NULL AND s_kind<>'directory'"
+# The disagreeing paths that have a synced view: below a folder this device
+# leaves out, the only ones a round still acts on (see :meth:`Index.dirty`).
+_BASED = f"s_jid IS NOT NULL AND ({_DIRTY})"
 
 _MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -89,6 +93,12 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX paths_dirty ON paths (path) WHERE {_DIRTY};
     CREATE INDEX paths_synced_files ON paths (s_kind) WHERE {_SYNCED_FILE};
     """,
+    # 5: of those, the ones with a synced view: below a folder left out
+    # (selective sync) a round asks for these alone, not for every path the
+    # server changed there
+    f"""
+    CREATE INDEX paths_based ON paths (path) WHERE {_BASED};
+    """,
 ]
 
 _local = threading.local()  # zstd contexts are not thread-safe: a pair per thread
@@ -132,6 +142,16 @@ def _parts(ids: Sequence[_T], size: int = 500) -> Iterator[Sequence[_T]]:
     uniq = list(dict.fromkeys(ids))
     for i in range(0, len(uniq), size):
         yield uniq[i : i + size]
+
+
+def _ranges(excluded: Iterable[str]) -> list[tuple[str, str]]:
+    """What lies strictly below each of the ``excluded`` folders (those below
+    another one dropped), as sorted, disjoint ``[start, end)`` ranges of paths:
+    from ``"e/"`` up to (not including) ``"e0"`` ("0" follows "/"; SQLite
+    compares text as bytes, UTF-8 in code point order, as Python does)."""
+    wanted = set(excluded)
+    top = {e for e in wanted if not any(a in wanted for a in paths.ancestors(e))}
+    return sorted((e + "/", e + "0") for e in top)
 
 
 class Index:
@@ -274,10 +294,47 @@ class Index:
             out.extend(r[0] for r in self.db.execute(sql, part))
         return out
 
-    def dirty(self) -> list[str]:
+    def dirty(self, excluded: Iterable[str] = ()) -> list[str]:
         """The paths whose views may disagree (a superset: a path not listed has
-        its local, synced and remote views equal, as the planner compares them)."""
-        return [r[0] for r in self.db.execute(f"SELECT path FROM paths WHERE {_DIRTY}")]
+        its local, synced and remote views equal, as the planner compares them).
+
+        Below the folders in ``excluded`` (left out here: selective sync) only
+        those with a synced view (:data:`_BASED`): the planner leaves a path
+        there without one as it is (what the server changed there is neither
+        downloaded nor recorded; what was made here is kept, not uploaded), so
+        a round does not look at them again and again. Their rows stay as they
+        are: when the folder is taken back in they are listed again, and
+        synced both ways. (The excluded folders themselves are listed like any
+        path.) A few range queries on partial indexes: a left-out folder costs
+        nothing per round whatever the server keeps there."""
+        ranges = _ranges(excluded)
+        out: list[str] = []
+        lo: str | None = None
+        for start, end in [*ranges, (None, None)]:
+            # The paths from ``lo`` up to ``start`` (outside every excluded range).
+            terms, args = [_DIRTY], []
+            if lo is not None:
+                terms.append("path>=?")
+                args.append(lo)
+            if start is not None:
+                terms.append("path<?")
+                args.append(start)
+            sql = "SELECT path FROM paths INDEXED BY paths_dirty WHERE " + " AND ".join(
+                f"({t})" for t in terms
+            )
+            out.extend(r[0] for r in self.db.execute(sql, args))
+            if start is None:
+                break
+            out.extend(
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT path FROM paths INDEXED BY paths_based WHERE s_jid IS NOT NULL "
+                    f"AND ({_DIRTY}) AND path>=? AND path<?",
+                    (start, end),
+                )
+            )
+            lo = end
+        return out
 
     def synced_files(self) -> int:
         """How many files and symlinks both sides agree on (as the planner counts)."""
