@@ -24,6 +24,18 @@ log = logging.getLogger("linesync.server.dav")
 
 Handler = Callable[[Call], Awaitable[Response]]
 
+# Sent with every answer. /dav shares its origin with the web interface: a file
+# served inline (an uploaded HTML or SVG file, or one a shared namespace's other
+# member wrote) must never run as the site (read the pages' CSRF tokens, make
+# tokens). A sandboxed document has an opaque origin and runs no script;
+# WebDAV clients ignore these headers.
+SAFE_HEADERS = {
+    "content-security-policy": "default-src 'none'; sandbox",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+}
+
 READS: dict[str, Handler] = {
     "PROPFIND": reads.propfind,
     "GET": lambda call: reads.get(call, head=False),
@@ -86,6 +98,8 @@ class DavApp:
             else:
                 response = _error(DavError(503, "the server's database is unavailable",
                                            headers={"retry-after": "1"}))  # fmt: skip
+        for k, v in SAFE_HEADERS.items():
+            response.headers.setdefault(k, v)
         ctx = self.state.ctx
         ctx.metrics.inc("linesync_requests_total", route="dav", status=str(response.status_code))
         try:

@@ -18,6 +18,7 @@ from linesync.core import paths
 from linesync.server.dav.rules import DavError
 
 MAX_LOCKS = 10_000  # held at once, over every namespace
+MAX_LOCKS_PER_USER = 500  # held at once by one user (others can still lock)
 
 
 @dataclass
@@ -42,36 +43,93 @@ def _under(path: str, folder: str) -> bool:
     return folder == "" and path != "" or paths.is_under(path, folder)
 
 
+def _self_and_above(path: str) -> list[str]:
+    """``path``, the folders above it, and the namespace's root ("")."""
+    out = [path]
+    while path:
+        path = paths.parent(path)
+        out.append(path)
+    return out
+
+
 class LockManager:
+    """The locks, indexed by token, and by namespace and root: what covers a
+    path is found by looking at the path and its folders, whatever the number
+    of locks held elsewhere (a PROPFIND asks it for every child it lists)."""
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.locks: dict[str, Lock] = {}
+        self._at: dict[int, dict[str, dict[str, Lock]]] = {}  # ns -> root -> token -> lock
+        self._held: dict[int, int] = {}  # user -> locks held (expired ones until swept)
 
-    def _live(self) -> Iterable[Lock]:
+    def _add(self, lk: Lock) -> None:
+        self.locks[lk.token] = lk
+        self._at.setdefault(lk.ns_id, {}).setdefault(lk.root, {})[lk.token] = lk
+        self._held[lk.user_id] = self._held.get(lk.user_id, 0) + 1
+
+    def _drop(self, lk: Lock) -> None:
+        if self.locks.pop(lk.token, None) is None:
+            return
+        roots = self._at.get(lk.ns_id, {})
+        at = roots.get(lk.root, {})
+        at.pop(lk.token, None)
+        if not at:
+            roots.pop(lk.root, None)
+        if not roots:
+            self._at.pop(lk.ns_id, None)
+        left = self._held.get(lk.user_id, 1) - 1
+        if left > 0:
+            self._held[lk.user_id] = left
+        else:
+            self._held.pop(lk.user_id, None)
+
+    def _sweep(self) -> None:
+        """Forget every expired lock."""
         now = self.clock()
-        gone = [t for t, lk in self.locks.items() if lk.expires <= now]
-        for t in gone:
-            del self.locks[t]
-        return list(self.locks.values())
+        for lk in [lk for lk in self.locks.values() if lk.expires <= now]:
+            self._drop(lk)
+
+    def _rooted(self, ns_id: int, root: str) -> list[Lock]:
+        """The live locks rooted at ``root`` (expired ones are forgotten)."""
+        at = self._at.get(ns_id, {}).get(root)
+        if not at:
+            return []
+        now = self.clock()
+        out = []
+        for lk in list(at.values()):
+            if lk.expires <= now:
+                self._drop(lk)
+            else:
+                out.append(lk)
+        return out
 
     def get(self, token: str) -> Lock | None:
         lk = self.locks.get(token)
         if lk is not None and lk.expires <= self.clock():
-            del self.locks[token]
+            self._drop(lk)
             return None
         return lk
 
     def covering(self, ns_id: int, path: str) -> list[Lock]:
         """The locks on ``path`` or on a folder above it at depth infinity."""
-        return [lk for lk in self._live() if lk.ns_id == ns_id and lk.covers(path)]
+        if ns_id not in self._at:
+            return []
+        return [
+            lk
+            for root in _self_and_above(path)
+            for lk in self._rooted(ns_id, root)
+            if lk.covers(path)
+        ]
 
     def within(self, ns_id: int, path: str) -> list[Lock]:
         """The locks rooted strictly under ``path``."""
-        return [lk for lk in self._live() if lk.ns_id == ns_id and _under(lk.root, path)]
+        roots = [r for r in self._at.get(ns_id, {}) if _under(r, path)]
+        return [lk for r in roots for lk in self._rooted(ns_id, r)]
 
     def on(self, ns_id: int, path: str) -> list[Lock]:
         """The locks rooted at ``path`` itself."""
-        return [lk for lk in self._live() if lk.ns_id == ns_id and lk.root == path]
+        return self._rooted(ns_id, path)
 
     def create(
         self,
@@ -88,11 +146,15 @@ class LockManager:
             clash += self.within(ns_id, root)
         if any(lk.scope == "exclusive" or scope == "exclusive" for lk in clash):
             raise DavError(423, "the resource is locked", condition="no-conflicting-lock")
+        if len(self.locks) >= MAX_LOCKS or self._held.get(user_id, 0) >= MAX_LOCKS_PER_USER:
+            self._sweep()
+        if self._held.get(user_id, 0) >= MAX_LOCKS_PER_USER:
+            raise DavError(503, f"you hold {MAX_LOCKS_PER_USER} locks: unlock some first")
         if len(self.locks) >= MAX_LOCKS:
             raise DavError(503, "too many locks are held on this server; try again later")
         token = f"opaquelocktoken:{uuid.uuid4()}"
         lk = Lock(token, ns_id, root, depth, scope, owner, timeout, self.clock() + timeout, user_id)
-        self.locks[token] = lk
+        self._add(lk)
         return lk
 
     def refresh(self, lk: Lock, timeout: int) -> None:
@@ -100,12 +162,14 @@ class LockManager:
         lk.expires = self.clock() + timeout
 
     def remove(self, token: str) -> None:
-        self.locks.pop(token, None)
+        lk = self.locks.get(token)
+        if lk is not None:
+            self._drop(lk)
 
     def drop_under(self, ns_id: int, path: str) -> None:
         """Forget the locks on ``path`` and under it (the resource is gone)."""
         for lk in self.on(ns_id, path) + self.within(ns_id, path):
-            del self.locks[lk.token]
+            self._drop(lk)
 
     def check(
         self,

@@ -11,10 +11,15 @@ from linesync.core import paths
 from linesync.server.dav.rules import DavError
 
 MAX_BYTES = 64 * 2**20  # of property values held at once, over every namespace
+# What an element or attribute costs in memory beyond its text (a parsed
+# element is some 80 bytes for a few serialized ones: counting only the
+# serialized bytes let 64 MiB of empty elements hold a gigabyte).
+ITEM_BYTES = 128
 
 
 def _size(elem: ET.Element) -> int:
-    return len(ET.tostring(elem)) + 64
+    items = sum(1 + len(e.attrib) for e in elem.iter())
+    return len(ET.tostring(elem)) + 64 + ITEM_BYTES * items
 
 
 class DeadProps:
@@ -58,10 +63,16 @@ class DeadProps:
             self.used -= sum(_size(e) for e in space.pop(p).values())
 
     def copy(self, ns_id: int, src: str, dst: str, move: bool = False) -> None:
+        """The properties of ``src`` and below at ``dst`` (moved, or copied: a
+        copy past MAX_BYTES leaves the rest out, as the limit would have
+        refused them to a PROPPATCH)."""
         space = self.by_ns.get(ns_id, {})
         self.drop(ns_id, dst)
         for p in self._subtree(ns_id, src):
             props = space.pop(p) if move else dict(space[p])
             if not move:
-                self.used += sum(_size(e) for e in props.values())
+                size = sum(_size(e) for e in props.values())
+                if self.used + size > self.max_bytes:
+                    continue
+                self.used += size
             space[paths.rebase(p, src, dst) if src else f"{dst}/{p}"] = props

@@ -213,6 +213,12 @@ class IfList:
     conditions: tuple[Condition, ...]
 
 
+# An If header holds at most so many lists, and conditions in all: each tagged
+# list costs a lookup of its resource, and the HTTP server takes headers of
+# any length (a megabyte of tagged lists cost seconds of work).
+MAX_IF_LISTS = 64
+MAX_IF_CONDITIONS = 256
+
 _IF_TOKEN = re.compile(
     r"\s*(?:<(?P<tag>[^>]*)>\s*)?\(\s*(?P<body>[^)]*)\)",
 )
@@ -223,7 +229,10 @@ def parse_if(header: str | None) -> list[IfList]:
     """The lists of an If header; DavError 400 when it cannot be parsed."""
     if header is None:
         return []
+    if len(header) > 64 * 1024:
+        raise DavError(400, "the If header is too long")
     out: list[IfList] = []
+    count = 0
     pos, text = 0, header.strip()
     tag: str | None = None
     while pos < len(text):
@@ -243,9 +252,14 @@ def parse_if(header: str | None) -> list[IfList]:
                 raise DavError(400, "malformed If header condition")
             conds.append(Condition(bool(c.group("not")), c.group("token"), c.group("etag")))
             cpos = c.end()
+            count += 1
+            if count > MAX_IF_CONDITIONS:
+                raise DavError(400, f"the If header has more than {MAX_IF_CONDITIONS} conditions")
         if not conds:
             raise DavError(400, "an If header list is empty")
         out.append(IfList(tag, tuple(conds)))
+        if len(out) > MAX_IF_LISTS:
+            raise DavError(400, f"the If header has more than {MAX_IF_LISTS} lists")
         pos = m.end()
         while pos < len(text) and text[pos].isspace():
             pos += 1

@@ -1,7 +1,10 @@
 """WebDAV request bodies parsed, and multistatus answers rendered, as pure
 functions. Parsing goes through defusedxml: a DTD, an entity declaration or
 an external reference refuses the body (no entity expansion, no XML bombs).
-Property names are Clark names (``{namespace}local``)."""
+A body is also bounded in depth and in elements and attributes (what its tree
+holds in memory, and what the serializer's recursion meets later, when a
+dead property or a lock's owner is rendered). Property names are Clark names
+(``{namespace}local``)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from linesync.server.dav.rules import DavError
 
 DAV = "DAV:"
 MAX_BODY = 2**20  # bytes of request XML at most
+MAX_DEPTH = 64  # nested elements at most
+MAX_ITEMS = 10_000  # elements and attributes of one body at most
+MAX_OWNER = 4096  # bytes of a lock's DAV:owner (kept as long as the lock)
 ET.register_namespace("D", DAV)
 
 STATUS_TEXT = {
@@ -35,13 +41,40 @@ def dav(local: str) -> str:
     return "{" + DAV + "}" + local
 
 
+class _Bounded(ET.TreeBuilder):
+    """A tree builder that refuses a tree deeper than MAX_DEPTH or holding more
+    than MAX_ITEMS elements and attributes, as it is built."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.items = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
+        self.depth += 1
+        self.items += 1 + len(attrs)
+        if self.depth > MAX_DEPTH:
+            raise DavError(400, f"request XML is nested deeper than {MAX_DEPTH} elements")
+        if self.items > MAX_ITEMS:
+            raise DavError(400, f"request XML holds more than {MAX_ITEMS} elements and attributes")
+        return super().start(tag, attrs)
+
+    def end(self, tag: str) -> ET.Element:
+        self.depth -= 1
+        return super().end(tag)
+
+
 def parse(body: bytes) -> ET.Element:
     """The root element of a request body; DavError 400 for anything that is
-    not well-formed, namespace-valid XML without a DTD."""
+    not well-formed, namespace-valid XML without a DTD, or past the bounds."""
     if len(body) > MAX_BODY:
         raise DavError(413, f"request XML is larger than {MAX_BODY} bytes")
     try:
-        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        parser = SafeET.DefusedXMLParser(
+            target=_Bounded(), forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+        parser.feed(body)
+        root = parser.close()
     except DefusedXmlException:
         raise DavError(400, "request XML with a DTD or entities is refused") from None
     except ET.ParseError as exc:
@@ -120,6 +153,8 @@ def parse_lockinfo(body: bytes) -> LockInfo:
         raise DavError(400, "lockscope is exclusive or shared")
     owner = root.find(dav("owner"))
     text = ET.tostring(owner, encoding="unicode") if owner is not None else None
+    if text is not None and len(text.encode()) > MAX_OWNER:
+        raise DavError(400, f"a lock's owner is at most {MAX_OWNER} bytes")
     return LockInfo("exclusive" if which == dav("exclusive") else "shared", text)
 
 
