@@ -252,6 +252,8 @@ class Client:
             await _wait_either(dirty, stop, timeout)
             if stop.is_set():
                 return
+            if watcher is not None and watcher.settings_changed():
+                dirty.set()  # (its event was missed: `linesync exclude` applies now)
             if watcher is not None and not watcher.alive():
                 watcher.restart()  # what it missed meanwhile: found by a full scan
                 full = True

@@ -25,9 +25,9 @@ MAX_LISTED = 10  # unsynced files named when an exclusion is refused
 
 
 def excluded_in(folder: Path, config: FolderConfig) -> frozenset[str]:
-    """The folders left out now: read again from the folder's config (a running
-    ``sync --watch`` takes a change at its next round); ``config``'s if the file
-    cannot be read."""
+    """The folders left out now: read again from the folder's config at each
+    sync (a running ``sync --watch`` is woken by the config file's change, see
+    :mod:`linesync.client.watcher`); ``config``'s if the file cannot be read."""
     try:
         return frozenset(FolderConfig.load(folder).excluded)
     except (OSError, ValueError):
