@@ -249,6 +249,7 @@ def _actions(ns: int) -> list[tuple[str, dict[str, str]]]:
         ("/web/tokens/revoke", {"device": "laptop"}),
         (f"/web/ns/{ns}/mkdir", {"folder": "", "name": "d"}),
         (f"/web/ns/{ns}/delete", {"path": "a.txt"}),
+        (f"/web/ns/{ns}/move", {"path": "a.txt", "to": "b.txt"}),
         (f"/web/ns/{ns}/restore", {"path": "a.txt", "jid": "1"}),
         (
             f"/web/ns/{ns}/resolve",

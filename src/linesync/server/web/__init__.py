@@ -34,6 +34,7 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("POST", NS + "/upload", pages.upload),
     ("POST", NS + "/mkdir", pages.mkdir),
     ("POST", NS + "/delete", pages.delete),
+    ("POST", NS + "/move", pages.move),
     ("GET", NS + "/history", pages.history),
     ("GET", NS + "/diff", pages.diff),
     ("POST", NS + "/restore", pages.restore),

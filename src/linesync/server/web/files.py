@@ -28,6 +28,8 @@ _FETCH_IDS = 64  # chunk ids asked from the chunk service at a time
 # A folder's zip: at most so many files and bytes (refused past them, with a message).
 MAX_ZIP_FILES = 10_000
 MAX_ZIP_BYTES = 2 * 2**30
+
+
 async def current(ctx: Context, ns_id: int, path: str) -> Row | None:
     """The newest entry at ``path`` (a tombstone when deleted), or None."""
     rows = await ctx.meta.history(ns_id, path, 2**62, 1)
@@ -116,15 +118,28 @@ async def commit_file(
     return outcome.results[0]
 
 
+# Why the journal refused an op, for people (linesync.server.commit's reasons).
+REASONS = {
+    "parent": "its folder does not exist (any more)",
+    "case_collision": "another name there differs from it only in case",
+    "changed": "it changed meanwhile",
+    "source_changed": "it changed meanwhile",
+    "not_empty": "the folder is not empty",
+}
+
+
+def refused(r: CommitResult) -> str:
+    """Why an op did not go through, for people."""
+    return REASONS.get(r.reason or "", r.reason or r.status)
+
+
 async def commit_ops(ctx: Context, ns_id: int, ops: list[CommitOp], device: str) -> None:
     """Commit ``ops`` together; a conflict (the path changed meanwhile) is an error."""
     outcome = await ctx.meta.commit(ns_id, ops, device, ctx.config.limits)
     for r in outcome.results:
         if r.status != "ok":
-            raise LinesyncError(
-                Code.BAD_REQUEST,
-                f"{r.path}: not saved ({r.reason or r.status}); reload the page and try again",
-            )
+            why = f"{r.path}: not saved ({refused(r)}); reload the page and try again"
+            raise LinesyncError(Code.BAD_REQUEST, why)
 
 
 def _frames(pieces: list[bytes]) -> list[Frame]:

@@ -37,6 +37,7 @@ GZIP_MAX = 8 * 2**20  # downloads up to this size may be gzipped (by the app's m
 MAX_CONFLICTS = 500  # conflict copies one page shows
 MAX_LISTED = 2000  # a folder page's entries (more: a link to the next page)
 _ZIP_PAGE = 1000
+MAX_FOLDER_DELETE = 100_000  # entries a folder deleted here may hold
 
 
 def _browse_url(ns: Namespace, folder: str) -> str:
@@ -162,11 +163,9 @@ async def upload(ctx: Context, request: Request) -> Response:
             ids, size = await files.store(ctx, ns.id, up.file)
             result = await files.commit_file(ctx, ns.id, path, ids, size, sess.info.device)
             if result.status != "ok":
-                why = {"parent": "its folder is gone", "case_collision": "a file differs in case"}
                 done = f" ({len(saved)} file(s) before it were saved)" if saved else ""
                 raise LinesyncError(
-                    Code.BAD_REQUEST,
-                    f"{path}: not saved ({why.get(result.reason or '', result.reason)}){done}",
+                    Code.BAD_REQUEST, f"{path}: not saved ({files.refused(result)}){done}"
                 )
             saved.append(path)
     if wants_json(request):
@@ -191,17 +190,63 @@ async def mkdir(ctx: Context, request: Request) -> Response:
 
 
 async def delete(ctx: Context, request: Request) -> Response:
-    """Delete a file (a tombstone: its versions stay in the history)."""
+    """Delete a file, or a folder with everything in it (tombstones: the
+    versions stay in the history)."""
     sess = await auth.session(ctx, request)
     data = await form(ctx, request, sess)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=True)
     path = paths.normalize(field(data, "path"))
     cur = await files.current(ctx, ns.id, path)
-    if cur is None or cur.kind is not Kind.FILE:
-        raise LinesyncError(Code.NOT_FOUND, "no such file")
-    op = CommitOp(path=path, kind=Kind.TOMBSTONE, base_jid=cur.jid)
-    await files.commit_ops(ctx, ns.id, [op], sess.info.device)
+    if cur is None or cur.kind not in (Kind.FILE, Kind.DIRECTORY, Kind.SYMLINK):
+        raise LinesyncError(Code.NOT_FOUND, "no such file or folder")
+    rows = [cur]
+    if cur.kind is Kind.DIRECTORY:
+        while len(rows) - 1 < MAX_FOLDER_DELETE:
+            page = await ctx.meta.under(ns.id, path, rows[-1].path if len(rows) > 1 else "",
+                                        _ZIP_PAGE)  # fmt: skip
+            rows += page
+            if len(page) < _ZIP_PAGE:
+                break
+        if len(rows) - 1 > MAX_FOLDER_DELETE:
+            raise LinesyncError(
+                Code.PAYLOAD_TOO_LARGE,
+                f"{path} holds more than {MAX_FOLDER_DELETE} entries: delete it from a client",
+            )
+    # Deepest first, so that each folder is empty when its turn comes; in
+    # commits of the server's batch size (a big folder goes in several).
+    ops = [CommitOp(path=r.path, kind=Kind.TOMBSTONE, base_jid=r.jid)
+           for r in sorted(rows, key=lambda r: r.path, reverse=True)]  # fmt: skip
+    step = ctx.config.max_batch_paths
+    for i in range(0, len(ops), step):
+        await files.commit_ops(ctx, ns.id, ops[i : i + step], sess.info.device)
     return back(f"/web/ns/{ns.id}/browse", path=paths.parent(path))
+
+
+async def move(ctx: Context, request: Request) -> Response:
+    """Rename or move a file or folder (``path`` to ``to``, both from the
+    namespace's top): one move in the journal, as a client's rename is."""
+    sess = await auth.session(ctx, request)
+    data = await form(ctx, request, sess)
+    ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=True)
+    path = paths.normalize(field(data, "path"))
+    to = paths.normalize(field(data, "to").strip().strip("/"))
+    src = await files.current(ctx, ns.id, path)
+    if src is None or not src.live:
+        raise LinesyncError(Code.NOT_FOUND, "no such file or folder")
+    if to == path:
+        return back(f"/web/ns/{ns.id}/browse", path=paths.parent(path))
+    if paths.is_under(to, path):
+        raise LinesyncError(Code.BAD_REQUEST, "a folder cannot go inside itself")
+    there = await files.current(ctx, ns.id, to)
+    if there is not None and there.live and paths.fold_key(to) != paths.fold_key(path):
+        raise LinesyncError(Code.BAD_REQUEST, f"{to} exists already: choose another name")
+    op = CommitOp(
+        path=to, kind=src.kind, base_jid=there.jid if there else 0,
+        size=src.size if src.kind is Kind.FILE else 0, mtime_ns=src.mtime_ns, exec=src.exec,
+        target=src.target, move_from=src.path, move_base=src.jid,
+    )  # fmt: skip
+    await files.commit_ops(ctx, ns.id, [op], sess.info.device)
+    return back(f"/web/ns/{ns.id}/browse", path=paths.parent(to))
 
 
 # -- history -----------------------------------------------------------------------
