@@ -23,6 +23,12 @@ _USER = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 # tokens the web makes while the user has so many active ones.
 MAX_SESSIONS = 20
 MAX_TOKENS = 200
+# What the sharing page may say after a change was refused (by its code).
+_SHARE_ERRORS = {
+    "owner": "Name another user than the owner.",
+    "no-user": "There is no user by that name.",
+    "failed": "Access could not be changed; try again.",
+}
 # Expiry choices of the token form, in days (0: never).
 EXPIRY_DAYS = (7, 30, 90, 365, 0)
 
@@ -243,7 +249,9 @@ async def share_page(ctx: Context, request: Request) -> Response:
     sess = await auth.session(ctx, request)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=False)
     rec = await _record(ctx, ns.id)
-    error = request.query_params.get("error", "")
+    # Only a message of ours: the query string is anyone's to write (a link
+    # from elsewhere must not put its words on the page).
+    error = _SHARE_ERRORS.get(request.query_params.get("error", ""), "")
     owner = rec.owner == sess.info.user
     return render(request, "share.html", sess, ns=ns, rec=rec, owner=owner, error=error)
 
@@ -261,11 +269,11 @@ async def share(ctx: Context, request: Request) -> Response:
     action = field(data, "role", "rw")
     url = f"/web/ns/{ns.id}/share"
     if not _USER.fullmatch(user) or user == rec.owner:
-        return back(url, error="Name another user than the owner.")
+        return back(url, error="owner")
     if action not in ("rw", "ro", "none"):
         raise LinesyncError(Code.BAD_REQUEST, "role is rw, ro or none")
     try:
         await ctx.meta.share(rec.name, user, None if action == "none" else action)  # type: ignore[arg-type]
     except StoreError as exc:
-        return back(url, error=str(exc))
+        return back(url, error="no-user" if str(exc).startswith("no user") else "failed")
     return back(url)
