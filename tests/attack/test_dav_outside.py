@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.attack.outside_helpers import KeptDav, journal_head, lockinfo, measured, team
 from tests.dav.davclient import PROPFIND_ALL, Dav
 from tests.support.api import User, new_token, new_user
@@ -226,6 +228,34 @@ def test_traversal_in_urls_and_destinations_is_refused(srv: ServerProc, user: Us
     assert inf.status == 403 and b"propfind-finite-depth" in inf.body
     assert d.req("PUT", "/dav/", b"x").status == 405
     assert d.req("MKCOL", "/dav/newns").status in (404, 405)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dav/copymove.py _prepare refuses a destination under the source but not one above "
+    "it: with Overwrite T, _clear deletes the destination's tree (the source with it) first; "
+    "MOVE then fails with 409 after the deletion, COPY answers 204 with an empty folder",
+)
+def test_copy_or_move_onto_the_folder_holding_the_source_deletes_nothing(
+    srv: ServerProc, user: User
+) -> None:
+    """A COPY or MOVE whose Destination is a folder above its source (a/b onto
+    a) must be refused (RFC 4918: the resources overlap), not delete the
+    folder, the source in it, and its other files."""
+    d = dav_of(srv, user)
+    ns = user.name
+    for method in ("COPY", "MOVE"):
+        top = method.lower()
+        assert d.req("MKCOL", d.url(ns, top)).status == 201
+        assert d.req("MKCOL", d.url(ns, f"{top}/b")).status == 201
+        assert d.req("PUT", d.url(ns, f"{top}/b/f.txt"), b"data\n").status == 201
+        assert d.req("PUT", d.url(ns, f"{top}/other.txt"), b"other\n").status == 201
+        got = d.req(
+            method, d.url(ns, f"{top}/b"), None, {"Destination": d.url(ns, top), "Overwrite": "T"}
+        )
+        assert got.status in (403, 409), (method, got.status)
+        assert d.req("GET", d.url(ns, f"{top}/b/f.txt")).body == b"data\n", method
+        assert d.req("GET", d.url(ns, f"{top}/other.txt")).body == b"other\n", method
 
 
 # -- XML and If bodies ---------------------------------------------------------------
