@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from linesync.core.ids import pack_ids
+from linesync.protocol import version
 from linesync.server.config import ServerConfig
-from linesync.server.openapi import schema
+from linesync.server.openapi import VERSIONS_PATTERN, schema
 
 SMALL = ServerConfig(
     max_list_page=7,
@@ -110,3 +111,56 @@ def test_links_point_at_operations_and_their_parameters() -> None:
                 for expr in link.get("parameters", {}).values():
                     assert expr.startswith(("$response.body#/", "$request.")), expr
     assert count >= 15
+
+
+def _codes(answer: dict[str, Any]) -> list[str]:
+    body = answer["content"]["application/json"]["schema"]["allOf"]
+    return list(body[1]["properties"]["error"]["properties"]["code"]["enum"])
+
+
+def test_every_operation_names_the_protocol_versions_both_ways() -> None:
+    """PROTOCOL §1.4 on each operation: the optional ``Linesync-Protocol``
+    request header, the refusals it can bring (426 ``client_too_old``, 400
+    ``client_too_new``, 400 ``bad_request`` for a malformed one), and the
+    server's own header on every answer."""
+    doc = schema()
+    header = version.HEADER
+    pattern = re.compile(VERSIONS_PATTERN)
+    ops = [(f"{m.upper()} {p}", op) for p, item in doc["paths"].items() for m, op in item.items()]
+    assert sum(where.split()[1].startswith("/v1/") for where, _ in ops) >= 12
+    for where, op in ops:
+        params = [p for p in op["parameters"] if p["in"] == "header" and p["name"] == header]
+        assert len(params) == 1, where
+        param = params[0]
+        assert param["required"] is False, where
+        assert "426 `client_too_old`" in param["description"], where
+        assert "400 `client_too_new`" in param["description"], where
+        answers = op["responses"]
+        assert _codes(answers["426"]) == ["client_too_old"], where
+        assert {"client_too_new", "bad_request"} <= set(_codes(answers["400"])), where
+        for status, answer in answers.items():
+            sent = answer["headers"][header]
+            always = not (op["operationId"] == "list" and status == "200")
+            assert sent["required"] is always, (where, status)
+            assert sent["schema"]["pattern"] == VERSIONS_PATTERN, (where, status)
+        # What the client sends, and what the server answers, fit the schema.
+        assert pattern.fullmatch(version.format_versions(version.CLIENT_SPEAKS))
+        assert pattern.fullmatch(version.format_versions(version.SERVER_SPEAKS))
+    # The schema of the header against the parser, as a table.
+    for text, parses in [("1", True), ("1, 2", True), ("0 ,9999", True), ("1,2,3", True),
+                         ("", False), ("1,", False), ("x", False), ("12345", False),
+                         ("-1", False), ("1;2", False), ("1" * 101, False)]:  # fmt: skip
+        fits = bool(pattern.fullmatch(text)) and len(text) <= version.MAX_HEADER
+        try:
+            version.parse_versions(text)
+            ok = True
+        except ValueError:
+            ok = False
+        assert fits is parses and ok is parses, text
+    # The refusals are the ones the server makes, with the statuses listed.
+    old = version.server_verdict("0")
+    new = version.server_verdict(str(version.MAX_VERSION))
+    bad = version.server_verdict("x")
+    assert old is not None and (old.code, old.status) == ("client_too_old", 426)
+    assert new is not None and (new.code, new.status) == ("client_too_new", 400)
+    assert bad is not None and (bad.code, bad.status) == ("bad_request", 400)

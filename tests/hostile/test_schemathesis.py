@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from linesync.core.ids import chunk_id, pack_ids
+from linesync.protocol import version
 from linesync.protocol.codec import Codec
 from linesync.protocol.framing import MEDIA_TYPE, Frame, encode_frames
 from linesync.server.config import ServerConfig, tunable
@@ -304,12 +305,23 @@ def _aim_ns(case: schemathesis.Case, roll: int) -> None:
         }
 
 
+def _aim_version(case: schemathesis.Case, roll: int) -> None:
+    """Most cases carrying a generated ``Linesync-Protocol`` header send the
+    version both sides speak instead, so they reach the handler; one in four
+    keeps the generated one (mostly refused: 426 or 400, as documented)."""
+    sent = case.headers or {}
+    name = next((k for k in sent if k.lower() == version.HEADER.lower()), None)
+    if name is not None and (roll // 35) % 4:
+        case.headers = {**sent, name: version.format_versions(version.CLIENT_SPEAKS)}
+
+
 def _aim(case: schemathesis.Case) -> str:
-    """Aim a case (``_aim_ns``) and choose whose token it is sent with. (Not
-    with ``schema.given``: that turns off the coverage phase, the one that
-    tries each bound and one past it.)"""
+    """Aim a case (``_aim_ns``, ``_aim_version``) and choose whose token it is
+    sent with. (Not with ``schema.given``: that turns off the coverage phase,
+    the one that tries each bound and one past it.)"""
     roll = _roll(case)
     _aim_ns(case, roll)
+    _aim_version(case, roll)
     return WHO[(roll // 5) % len(WHO)]
 
 
@@ -338,6 +350,7 @@ def test_api(case: schemathesis.Case, world: World) -> None:
         and sent.get("Authorization") == f"Bearer {world.tokens['rw']}"
         and sent.get("Content-Type") == MEDIA_TYPE
         and (case.path_parameters or {}).get("ns") == HOME_NS
+        and version.server_verdict(sent.get(version.HEADER)) is None
     ):
         _upload_answer(case, response)
 
@@ -357,6 +370,7 @@ def test_stateful(world: World) -> None:
         def step(self, input: Any) -> Any:
             if input.transition is None:  # a scenario's first call: its ns is drawn
                 _aim_ns(input.case, _roll(input.case))
+            _aim_version(input.case, _roll(input.case))
             nonlocal steps
             steps += 1
             output = super().step(input)

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from linesync import __version__
-from linesync.protocol import schemas
+from linesync.protocol import schemas, version
 from linesync.protocol.errors import Code
 from linesync.protocol.framing import MEDIA_TYPE
 from linesync.protocol.inline import MAX_BASES, MAX_DICT
@@ -71,7 +71,48 @@ _WHY: dict[Code, str] = {
     Code.RATE_LIMITED: "the token's request budget, the address's failed sign-ins, or the "
     "server's memory for bodies is spent (Retry-After)",
     Code.UNAVAILABLE: "chunk storage failed",
+    Code.CLIENT_TOO_OLD: f"the `{version.HEADER}` header names only protocol versions older "
+    "than this server's newest, none it speaks: upgrade the client",
+    Code.CLIENT_TOO_NEW: f"the `{version.HEADER}` header names only protocol versions newer "
+    "than this server's newest, none it speaks: upgrade the server",
 }
+# Every request may be refused for its protocol versions (PROTOCOL §1.4), whatever
+# its operation: before anything else is looked at (a malformed header: bad_request).
+NEGOTIATION = (Code.BAD_REQUEST, Code.CLIENT_TOO_OLD, Code.CLIENT_TOO_NEW)
+# A Linesync-Protocol value as protocol/version.py parses it: whole numbers 0-9999
+# separated by commas (with spaces between, none leading or trailing: HTTP drops
+# those), at most MAX_HEADER characters.
+VERSIONS_PATTERN = r"^[0-9]{1,4}( *, *[0-9]{1,4})*$"
+_VERSIONS = {
+    "type": "string",
+    "maxLength": version.MAX_HEADER,
+    "pattern": VERSIONS_PATTERN,
+}
+PROTOCOL_PARAM: dict[str, Any] = {
+    "name": version.HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {**_VERSIONS, "examples": [version.format_versions(version.CLIENT_SPEAKS)]},
+    "description": "The protocol versions the client speaks (PROTOCOL §1.4), like "
+    f"`{version.format_versions(version.CLIENT_SPEAKS)}`. Absent: served (curl, browsers, "
+    "clients from before negotiation speak version 1). Sharing a version with the server's "
+    f"(`{version.format_versions(version.SERVER_SPEAKS)}`): served. Sharing none, checked "
+    "before anything else: 426 `client_too_old` when the server's newest version is newer "
+    "than the client's, else 400 `client_too_new`; not a list of whole numbers from 0 to "
+    f"{version.MAX_VERSION} (or over {version.MAX_HEADER} characters): 400 `bad_request`.",
+}
+
+
+def _protocol_header(always: bool = True) -> dict[str, Any]:
+    """The ``Linesync-Protocol`` response header: the versions the server speaks."""
+    return {
+        "required": always,
+        "description": "The protocol versions this server speaks (PROTOCOL §1.4), on every "
+        "answer"
+        + ("" if always else " (but the empty one a stopping server gives a waiting long-poll)")
+        + ": a client that shares none of them stops and tells its user what to upgrade.",
+        "schema": {**_VERSIONS, "examples": [version.format_versions(version.SERVER_SPEAKS)]},
+    }
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -178,7 +219,7 @@ def _op(
     if body is not None:
         op["requestBody"] = body
         codes += [Code.REQUEST_TIMEOUT, Code.PAYLOAD_TOO_LARGE, Code.UNSUPPORTED_MEDIA_TYPE]
-    codes += [*errors, Code.UNAVAILABLE]
+    codes += [*errors, *NEGOTIATION, Code.UNAVAILABLE]
     ok = {"description": "OK", **ok}
     if links:
         ok["links"] = links
@@ -320,7 +361,8 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                                 "required": ["status", "version"],
                             }
                         ),
-                    }
+                    },
+                    **_errors([*NEGOTIATION]),
                 },
             }
         },  # fmt: skip
@@ -337,7 +379,9 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                         "description": "Prometheus text exposition format 0.0.4",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
-                    **_errors([Code.UNAUTHENTICATED, Code.FORBIDDEN, Code.RATE_LIMITED]),
+                    **_errors(
+                        [Code.UNAUTHENTICATED, Code.FORBIDDEN, Code.RATE_LIMITED, *NEGOTIATION]
+                    ),
                 },
             }
         },
@@ -350,7 +394,8 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
                     "200": {
                         "description": "OK",
                         "content": _json({"type": "object"}),
-                    }
+                    },
+                    **_errors([*NEGOTIATION]),
                 },
             }
         },
@@ -633,6 +678,23 @@ def _paths(config: ServerConfig) -> dict[str, Any]:
     }
 
 
+def _negotiated(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation takes the ``Linesync-Protocol`` request header, and every
+    answer carries the server's (the negotiation middleware runs before any
+    route: PROTOCOL §1.4); the refusals are among each operation's errors."""
+    for item in paths.values():
+        for op in item.values():
+            op["parameters"] = [*op.get("parameters", []), PROTOCOL_PARAM]
+            for status, answer in op["responses"].items():
+                # A stopping server's empty answer to a waiting long-poll has none.
+                always = not (op["operationId"] == "list" and status == "200")
+                answer["headers"] = {
+                    **answer.get("headers", {}),
+                    version.HEADER: _protocol_header(always),
+                }
+    return paths
+
+
 @functools.cache
 def _document(config: ServerConfig) -> dict[str, Any]:
     return {
@@ -648,7 +710,7 @@ def _document(config: ServerConfig) -> dict[str, Any]:
             "other with 403.",
             "x-linesync-limits": _limits(config),
         },
-        "paths": _paths(config),
+        "paths": _negotiated(_paths(config)),
         "components": {
             "schemas": _components(config),
             "securitySchemes": {
