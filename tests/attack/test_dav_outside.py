@@ -12,7 +12,7 @@ import pytest
 
 from tests.attack.outside_helpers import KeptDav, journal_head, lockinfo, measured, team
 from tests.dav.davclient import PROPFIND_ALL, Dav
-from tests.support.api import User, new_token, new_user
+from tests.support.api import User, admin, new_token, new_user
 from tests.support.server import ServerProc
 
 MiB = 2**20
@@ -404,6 +404,34 @@ def test_dead_properties_cost_what_they_are_counted(srv: ServerProc, user: User)
     got = d.req("PROPFIND", d.url(ns, "c2/f"), PROPFIND_ALL, {"Depth": "0"})
     assert got.status == 207 and got.body.count(b"<a") >= 100
     d.close()
+
+
+def test_a_member_cannot_keep_a_namespace_locked_after_leaving_it(
+    srv: ServerProc, user: User
+) -> None:
+    """A member locks the whole shared namespace for a day (exclusive, depth
+    infinity) and is then unshared: the lock outlives their access, and no
+    one else may UNLOCK another user's lock. Its owner may end it."""
+    owner = new_user(srv)
+    t = team(srv, owner.name, user.name)
+    od = Dav(srv.url, owner.name, owner.token)
+    md = dav_of(srv, user)
+    root = md.url(t.name)
+    got = md.req("LOCK", root, lockinfo(), {"Depth": "infinity", "Timeout": "Infinite"})
+    assert got.status == 200
+    token = got.headers["lock-token"]
+    admin(srv, "namespace", "unshare", t.name, user.name)
+    assert md.req("UNLOCK", root, None, {"Lock-Token": token}).status == 404
+    assert od.req("PUT", od.url(t.name, "a.txt"), b"x\n").status == 423
+    seen = od.req("PROPFIND", root, None, {"Depth": "0"}).body.decode()
+    assert token.strip("<>") in seen
+    # Another member (not the owner) still may not end it.
+    third = new_user(srv)
+    admin(srv, "namespace", "share", t.name, third.name)
+    td = dav_of(srv, third)
+    assert td.req("UNLOCK", root, None, {"Lock-Token": token}).status == 403
+    assert od.req("UNLOCK", root, None, {"Lock-Token": token}).status == 204
+    assert od.req("PUT", od.url(t.name, "a.txt"), b"x\n").status == 201
 
 
 # -- ranges and lock tokens ------------------------------------------------------------
