@@ -13,6 +13,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from tests.attack.conftest import Launch
 from tests.attack.outside_helpers import journal_head, measured, team
 from tests.support.api import Remote, User, admin, new_token, new_user, put_file
 from tests.support.server import ServerProc
@@ -202,6 +203,24 @@ def test_sign_out_ends_the_session_everywhere_and_sign_in_fixes_nothing(srv: Ser
     assert "after" not in web_tokens(srv, user.name)
     # The attacker's own session is another token: signing out ended only the victim's.
     assert attacker.get("/web/").status == 200
+
+
+def test_an_ended_session_does_not_lock_its_browser_out(launch: Launch) -> None:
+    """A session revoked elsewhere (or expired) is a failed sign-in each time
+    its cookie is checked, counted against the address: the browser must be
+    told to forget it, not keep sending it at every click until the address
+    may no longer sign in at all."""
+    srv = launch(["--limit", "auth_fail_burst=6", "--limit", "auth_fail_rate=0.01"])
+    web, user = signed_in(srv)
+    device = [d for d in re.findall(r"web-[0-9a-f]{8}", web_tokens(srv, user.name))][0]
+    admin(srv, "token", "revoke", user.name, "--device", device)
+    for _ in range(8):  # the user clicks around, and lands on the sign-in page
+        r = web.get(f"/web/ns/{user.ns}/browse")
+        assert r.status == 303
+        assert web.get(r.location).status == 200
+    r = web.signin(user.name, user.token)
+    assert r.status == 303 and r.location == "/web/", (r.status, r.text[:200])
+    assert web.get("/web/").status == 200
 
 
 # -- names and contents ----------------------------------------------------------------------

@@ -58,7 +58,12 @@ async def _maybe_session(ctx: Context, request: Request) -> Session | None:
 async def signin_page(ctx: Context, request: Request) -> Response:
     if await _maybe_session(ctx, request) is not None:
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
-    return _signin_form(request, request.query_params.get("next", ""), "", "")
+    resp = _signin_form(request, request.query_params.get("next", ""), "", "")
+    if security.COOKIE in request.cookies:  # a session that ended: forget it
+        resp.headers.append(
+            "set-cookie", security.cookie_header(security.COOKIE, "", 0, _secure(request))
+        )
+    return resp
 
 
 def _signin_form(request: Request, nxt: str, user: str, error: str, status: int = 200) -> Response:

@@ -83,6 +83,14 @@ def page(ctx: Context, handler: Handler) -> Callable[[Request], Awaitable[Respon
                 response = back("/web/signin", next=_next_of(request))
             else:
                 response = _error(request, 401, "please sign in again")
+            if security.COOKIE in request.cookies:
+                # A revoked or expired session: the browser forgets it, so that
+                # it stops counting as a failed sign-in of its address at every
+                # click (the sign-in page it is sent to would count it again).
+                secure = request.url.scheme == "https"
+                response.headers.append(
+                    "set-cookie", security.cookie_header(security.COOKIE, "", 0, secure)
+                )
         except LinesyncError as exc:
             response = _error(request, exc.code.status, exc.message, exc)
         except paths.PathError as exc:
