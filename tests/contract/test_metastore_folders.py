@@ -143,6 +143,14 @@ def test_children_skip_deep_and_wide_folders(backend: Backend) -> None:
         assert len(await s.under(ns, "top/big", "", 1000)) == 121
         got = [r.path for r in await s.under(ns, "top", "top/big/deep/118", 3)]
         assert got == ["top/big/deep/119", "top/big0", "top/c"]
+        # Wider than a read of the skip scan, with a subfolder in the middle.
+        flat = [mkdir("flat"), mkdir("flat/m")]
+        flat += [file(f"flat/m/{i:03}", [C[2]]) for i in range(70)]
+        flat += [file(f"flat/{c}{i:03}", [C[3]]) for c in "ax" for i in range(75)]
+        await commit_ok(s, ns, flat)
+        want = sorted(["flat/m", *(f"flat/{c}{i:03}" for c in "ax" for i in range(75))])
+        assert [r.path for r in await s.children(ns, "flat", "", 1000)] == want
+        assert [r.path for r in await pages(lambda a, n: s.children(ns, "flat", a, n), 70)] == want
         _, other = await user(s, "bob")
         assert await s.children(other, "top", "", 10) == []  # namespaces stay apart
         assert await s.find(other, "top", "", 10) == []

@@ -36,6 +36,7 @@ from linesync.server.stores.sqlite_admin import SqliteAdmin
 
 T = TypeVar("T")
 _SQL_VARS = 500
+_SKIP_READ = (4, 256)  # rows a folder's skip scan reads at a time: first, most
 
 _ENTRY_COLS = ENTRY_COLUMNS
 
@@ -298,26 +299,32 @@ class SqliteStore(SqliteAdmin):
         prefix, end = folder_range(folder)
 
         def go() -> list[Row]:
-            # A skip scan: each step reads the next path in the folder's range;
-            # a path deeper down names a child folder, whose subtree is jumped.
+            # A skip scan: read the folder's range a few rows at a time; a
+            # path deeper down names a child folder, whose subtree the next
+            # read jumps. Reads grow while they find children only, and
+            # shrink again at a jump (whose rows were wasted).
             out: list[Row] = []
-            bound, op = max(after, prefix), ">"
+            bound, op, n = max(after, prefix), ">", _SKIP_READ[0]
             live = "" if deleted else " AND c.live=1"
             upper = "" if end is None else " AND c.path<?"
             while len(out) < limit:
                 found = self._current_rows(
-                    f"c.ns_id=? AND c.path{op}?{upper}{live} ORDER BY c.path LIMIT 1",
-                    (ns_id, bound, *(() if end is None else (end,))),
+                    f"c.ns_id=? AND c.path{op}?{upper}{live} ORDER BY c.path LIMIT ?",
+                    (ns_id, bound, *(() if end is None else (end,)), n),
                 )
-                if not found:
-                    break
-                row = found[0]
-                child = child_of(prefix, row.path)
-                if child == row.path:
+                for row in found:
+                    child = child_of(prefix, row.path)
+                    if child != row.path:
+                        bound, op, n = child + "0", ">=", _SKIP_READ[0]  # past ``child/``
+                        break
                     out.append(row)
                     bound, op = row.path, ">"
+                    if len(out) == limit:
+                        break
                 else:
-                    bound, op = child + "0", ">="  # past every path under ``child/``
+                    if len(found) < n:
+                        break
+                    n = min(2 * n, _SKIP_READ[1])
             return out
 
         return await self._run(go)
