@@ -19,6 +19,9 @@ from linesync.server.dav.rules import DavError
 
 MAX_LOCKS = 10_000  # held at once, over every namespace
 MAX_LOCKS_PER_USER = 500  # held at once by one user (others can still lock)
+# Locks covering any one path at most: shared locks stack, and a listing shows
+# every lock covering each child in its lockdiscovery (owner included).
+MAX_COVERING = 16
 
 
 @dataclass
@@ -146,6 +149,10 @@ class LockManager:
             clash += self.within(ns_id, root)
         if any(lk.scope == "exclusive" or scope == "exclusive" for lk in clash):
             raise DavError(423, "the resource is locked", condition="no-conflicting-lock")
+        # Every path this lock covers is covered by at most MAX_COVERING locks:
+        # those covering its root, those under it (depth infinity), and itself.
+        if len(clash) >= MAX_COVERING:
+            raise DavError(503, f"{MAX_COVERING} locks cover this resource already")
         if len(self.locks) >= MAX_LOCKS or self._held.get(user_id, 0) >= MAX_LOCKS_PER_USER:
             self._sweep()
         if self._held.get(user_id, 0) >= MAX_LOCKS_PER_USER:
