@@ -129,6 +129,14 @@ def _dirty(folder: Path, excluded: tuple[str, ...]) -> list[str]:
         index.close()
 
 
+def _meta(folder: Path, key: str) -> str | None:
+    index = Index.open(folder / ".linesync" / "index.sqlite3")
+    try:
+        return index.get(key)
+    finally:
+        index.close()
+
+
 def test_left_out_paths_leave_the_dirty_set_and_nothing_is_lost_taking_them_back(
     pair: tuple[Client, Client],
 ) -> None:
@@ -161,6 +169,7 @@ def test_left_out_paths_leave_the_dirty_set_and_nothing_is_lost_taking_them_back
         r = b.sync_once()
         assert r.converged and r.uploaded == 0 and r.deleted_remote == 0, r
     assert (b.folder / "top.txt").read_text() == "top\n"
+    assert _meta(b.folder, "excluded_done") == '["big"]'
     left = [p for p in _dirty(b.folder, ("big",)) if p.startswith("big/")]
     assert left == ["big/kept.txt"], left  # (a kept edit: it still has a synced view)
     assert len([p for p in _dirty(b.folder, ()) if p.startswith("big/")]) >= 23
@@ -179,6 +188,7 @@ def test_left_out_paths_leave_the_dirty_set_and_nothing_is_lost_taking_them_back
     assert got["big/new/n.txt"] == b"new on A\n"
     assert got["big/3.txt"] == b"big 3, again\n"
     assert _dirty(b.folder, ()) == []
+    assert _meta(b.folder, "excluded_done") is None  # (left out again: planned whole)
 
     # Left out again: applied again from scratch (what is here as synced goes).
     assert _cli("exclude", "add", "big", "--folder", str(b.folder))[0] == 0

@@ -90,6 +90,9 @@ class Engine(Committing):
         with self.fs.lock():
             self.path_errors = {}
             self.excluded = selective.excluded_in(self.folder, self.config)
+            done = self._excluded_applied()
+            if not done <= self.excluded:  # taken back in: planned whole if left out again
+                self._excluded_applied(done & self.excluded)
             try:
                 result = await self._sync_once(touched, news, pull)
             except Exception as exc:
