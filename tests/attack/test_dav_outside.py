@@ -7,6 +7,7 @@ floods, Range headers, and files that would run as the site."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -459,6 +460,38 @@ def test_a_member_cannot_keep_a_namespace_locked_after_leaving_it(
     assert td.req("UNLOCK", root, None, {"Lock-Token": token}).status == 403
     assert od.req("UNLOCK", root, None, {"Lock-Token": token}).status == 204
     assert od.req("PUT", od.url(t.name, "a.txt"), b"x\n").status == 201
+
+
+def test_properties_of_one_resource_are_bounded(srv: ServerProc, user: User) -> None:
+    """A resource's dead properties are rendered whole by every PROPFIND:
+    one file holding the server's whole budget of them, read by a few
+    clients at once, must not cost hundreds of megabytes."""
+    d = KeptDav(srv.url, user.name, user.token)
+    f = d.url(user.name, "heavy.txt")
+    assert d.req("PUT", f, b"x").status == 201
+    kept = 0
+    for j in range(60):
+        got = d.req("PROPPATCH", f, propset(b"v" * (MiB - 300), b"p%d" % j))
+        assert got.status in (207, 507), got.status
+        kept += got.status == 207
+    d.close()
+    pid = pid_of(srv)
+    before = rss(pid)
+    reset_peak_rss(pid)
+
+    def read() -> int:
+        got = Dav(srv.url, user.name, user.token).req("PROPFIND", f, PROPFIND_ALL, {"Depth": "0"})
+        assert got.status == 207
+        return len(got.body)
+
+    with ThreadPoolExecutor(6) as pool:
+        sizes = list(pool.map(lambda _: read(), range(6)))
+    grew = peak_rss(pid) - before
+    assert max(sizes) < 2 * MiB and grew < 60 * MiB, (kept, sizes[0], grew)
+    # Small properties still go in.
+    assert (
+        Dav(srv.url, user.name, user.token).req("PROPPATCH", f, propset(b"1", b"s")).status == 207
+    )
 
 
 # -- ranges and lock tokens ------------------------------------------------------------

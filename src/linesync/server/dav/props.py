@@ -11,6 +11,9 @@ from linesync.core import paths
 from linesync.server.dav.rules import DavError
 
 MAX_BYTES = 64 * 2**20  # of property values held at once, over every namespace
+# Of one resource's properties: a PROPFIND renders them whole (with a hundred
+# listed resources at a time), however many ask for them at once.
+MAX_PATH_BYTES = 64 * 2**10
 # What an element or attribute costs in memory beyond its text (a parsed
 # element is some 80 bytes for a few serialized ones: counting only the
 # serialized bytes let 64 MiB of empty elements hold a gigabyte).
@@ -23,8 +26,9 @@ def _size(elem: ET.Element) -> int:
 
 
 class DeadProps:
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES, max_path_bytes: int = MAX_PATH_BYTES) -> None:
         self.max_bytes = max_bytes
+        self.max_path_bytes = max_path_bytes
         self.used = 0
         self.by_ns: dict[int, dict[str, dict[str, ET.Element]]] = {}
 
@@ -44,6 +48,8 @@ class DeadProps:
                 used += _size(value)
         if used > self.max_bytes:
             raise DavError(507, "no room for more properties on this server")
+        if used - self.used > 0 and sum(_size(e) for e in props.values()) > self.max_path_bytes:
+            raise DavError(507, f"a resource's properties take at most {self.max_path_bytes} bytes")
         self.used = used
         space = self.by_ns.setdefault(ns_id, {})
         if props:
