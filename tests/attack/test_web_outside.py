@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import time
 from typing import Any
 from urllib.parse import quote
 
 from tests.attack.conftest import Launch
+from tests.attack.helpers import host_port
 from tests.attack.outside_helpers import journal_head, measured, team
 from tests.support.api import Remote, User, admin, new_token, new_user, put_file
 from tests.support.server import ServerProc
@@ -474,6 +477,36 @@ def test_upload_floods_are_refused_in_bounded_memory(srv: ServerProc) -> None:
         assert 400 <= r.status < 500, r.status
     assert use.rss_grew < 60 * MiB and use.cpu < 10, use
     assert journal_head(srv, user.token, user.ns) == head
+
+
+def test_a_stalled_upload_times_out_like_any_body(launch: Launch) -> None:
+    """An upload whose body stops coming holds a connection, which the
+    connection cap cannot take back while a request is in progress: it must
+    time out as the API's and WebDAV's bodies do (``--body-timeout``)."""
+    srv = launch(["--body-timeout", "1"])
+    web, user = signed_in(srv)
+    csrf = web.csrf()
+    body, ctype = _multipart([(b'Content-Disposition: form-data; name="csrf"', csrf.encode())])
+    host, port = host_port(srv)
+    sock = socket.create_connection((host, port), timeout=10)
+    try:
+        sock.sendall(
+            f"POST /web/ns/{user.ns}/upload HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Cookie: linesync_session={web.cookies['linesync_session']}\r\n"
+            f"Content-Type: {ctype}\r\nContent-Length: {len(body) + 10**6}\r\n"
+            f"X-CSRF-Token: {csrf}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
+        started = time.monotonic()
+        sock.settimeout(8)
+        try:
+            got = sock.recv(65536)  # the answer, or the close (b"")
+        except TimeoutError:
+            got = b"(nothing)"
+        assert got.startswith(b"HTTP/1.1 408") or got == b"", got[:200]
+        assert time.monotonic() - started < 6
+    finally:
+        sock.close()
 
 
 def test_error_pages_leak_nothing(srv: ServerProc) -> None:

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from linesync.server.context import Context
-from linesync.server.web import account, pages, security
+from linesync.server.web import account, common, pages, security
 from linesync.server.web.common import HERE, Handler, page, render
 
 __all__ = ["routes"]
@@ -31,7 +31,7 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("GET", NS + "/browse", pages.browse),
     ("GET", NS + "/download", pages.download),
     ("GET", NS + "/zip", pages.zip_folder),
-    ("POST", NS + "/upload", pages.upload),
+    ("POST", NS + "/upload", common.body_timeout(pages.upload)),
     ("POST", NS + "/mkdir", pages.mkdir),
     ("POST", NS + "/delete", pages.delete),
     ("POST", NS + "/move", pages.move),

@@ -4,6 +4,7 @@ reading with CSRF checks."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
+from starlette.types import Message
 
 from linesync.core import paths
 from linesync.protocol.errors import Code, LinesyncError
@@ -109,6 +111,27 @@ def page(ctx: Context, handler: Handler) -> Callable[[Request], Awaitable[Respon
         return response
 
     return endpoint
+
+
+def body_timeout(handler: Handler) -> Handler:
+    """``handler`` with its request's body under the server's idle timeout, as
+    ``Context.stream`` reads one: for a handler that lets Starlette read the
+    body (a multipart upload), which would otherwise wait for a stalled body
+    for ever, holding a connection the connection cap cannot take back."""
+
+    async def timed(ctx: Context, request: Request) -> Response:
+        receive = request.receive
+
+        async def receive_timed() -> Message:
+            try:
+                async with asyncio.timeout(ctx.config.body_idle_timeout):
+                    return await receive()
+            except TimeoutError:
+                raise LinesyncError(Code.REQUEST_TIMEOUT, "request body stalled") from None
+
+        return await handler(ctx, Request(request.scope, receive_timed))
+
+    return timed
 
 
 def _next_of(request: Request) -> str:
