@@ -718,11 +718,25 @@ class _Reader:
         )
         return [entry_row(r) for r in rows]
 
+    # One index lookup per path or key (LATERAL): with ``= ANY(array)`` the
+    # planner may scan the namespace's every row when its statistics are
+    # stale, as they are while a first sync fills a namespace (measured: a
+    # 1,000-path commit took 1 s at 30,000 entries, 0.09 s at 3,000).
+    async def _lookup(self, where: str, keys: Collection[str]) -> list[Row]:
+        rows = await self.con.fetch(
+            f"SELECT {_E_COLS} FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL "
+            f"(SELECT * FROM current_entries c WHERE c.ns_id=$1 AND {where}) c "
+            "JOIN entries e ON e.ns_id=c.ns_id AND e.jid=c.jid",
+            self.ns,
+            list(keys),
+        )
+        return [entry_row(r) for r in rows]
+
     async def current(self, paths_: Collection[str]) -> list[Row]:
-        return await self._current("c.path = ANY($2::text[])", list(paths_))
+        return await self._lookup("c.path = k.key", paths_)
 
     async def live_by_fold(self, keys: Collection[str]) -> list[Row]:
-        return await self._current("c.fold = ANY($2::text[]) AND c.live", list(keys))
+        return await self._lookup("c.fold = k.key AND c.live", keys)
 
     async def live_under(self, path: str, limit: int | None) -> list[Row]:
         return await self._current(
