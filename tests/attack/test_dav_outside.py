@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from tests.attack.outside_helpers import KeptDav, journal_head, lockinfo, measured, team
 from tests.dav.davclient import PROPFIND_ALL, Dav
 from tests.support.api import User, admin, new_token, new_user
@@ -232,12 +230,6 @@ def test_traversal_in_urls_and_destinations_is_refused(srv: ServerProc, user: Us
     assert d.req("MKCOL", "/dav/newns").status in (404, 405)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dav/copymove.py _prepare refuses a destination under the source but not one above "
-    "it: with Overwrite T, _clear deletes the destination's tree (the source with it) first; "
-    "MOVE then fails with 409 after the deletion, COPY answers 204 with an empty folder",
-)
 def test_copy_or_move_onto_the_folder_holding_the_source_deletes_nothing(
     srv: ServerProc, user: User
 ) -> None:

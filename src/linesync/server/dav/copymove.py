@@ -35,6 +35,8 @@ async def _prepare(call: Call, move: bool) -> tuple[Row, str, Row | None, str]:
         raise DavError(403, "the source and the destination are the same")
     if paths.is_under(dst.path, call.path):
         raise DavError(409, "a folder cannot go inside itself")
+    if paths.is_under(call.path, dst.path):
+        raise DavError(403, "the destination holds the source (they overlap)")
     there = await call.live(dst.path)
     if there is not None and not rules.overwrite(h.get("overwrite")):
         raise DavError(412, "the destination exists and Overwrite is F")

@@ -4,41 +4,21 @@ names. Pure, no I/O."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from linesync.core import paths
+from linesync.core.conflicts import ConflictCopy, parse_conflict_name
 from linesync.protocol.schemas import Kind
 from linesync.server.model import Row
 
-# The client names a conflict copy ``name (conflict from DEVICE YYYY-MM-DD
-# HHMMSS[ N]).ext`` (linesync.client.naming): the server cannot import the
-# client, so the pattern is here, tested against the client's names.
-_CONFLICT = re.compile(
-    r"^(?P<stem>.*) \((?P<what>[a-z]+) from (?P<device>[\w.-]+) "
-    r"(?P<stamp>\d{4}-\d{2}-\d{2} \d{6})(?: (?P<n>\d+))?\)(?P<ext>(?:\.[^./]*)?)$"
-)
 
-
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    original: str  # the path it is a copy of
-    device: str
-    stamp: str  # "YYYY-MM-DD HHMMSS", as in the name
-
-
-def conflict_of(path: str) -> Conflict | None:
-    """The original path of a conflict copy, or None for an ordinary name."""
-    folder, _, name = path.rpartition("/")
-    m = _CONFLICT.match(name)
-    if m is None or m.group("what") != "conflict" or not m.group("stem"):
-        return None
-    original = m.group("stem") + m.group("ext")
-    return Conflict(f"{folder}/{original}" if folder else original, m.group("device"),
-                    m.group("stamp"))  # fmt: skip
+def conflict_of(path: str) -> ConflictCopy | None:
+    """What a conflict copy's name says (its original's path...), or None
+    for an ordinary name."""
+    return parse_conflict_name(path)
 
 
 @dataclass(frozen=True, slots=True)
