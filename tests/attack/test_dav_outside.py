@@ -509,6 +509,31 @@ def test_range_abuse_gets_one_bounded_answer(srv: ServerProc, user: User) -> Non
         assert got.status == 416 and got.headers["content-range"] == f"bytes */{len(data)}"
 
 
+def test_downloads_are_never_compressed_in_part_or_at_great_cost(
+    srv: ServerProc, user: User
+) -> None:
+    """The server gzips answers for clients that accept it: a byte range must
+    still be the file's bytes (not a gzip of them under a Content-Range that
+    names the file's), and a big file must go as it is (gzip costs the server
+    CPU in proportion to the bytes, many times what serving them does)."""
+    d = dav_of(srv, user)
+    text = b"".join(b"line %d of a big text file\n" % i for i in range(700_000))  # 20 MB
+    f = d.url(user.name, "big.txt")
+    assert d.req("PUT", f, text).status == 201
+    gz = {"Accept-Encoding": "gzip"}
+    part = d.req("GET", f, None, {**gz, "Range": "bytes=100-4099"})
+    assert part.status == 206 and part.body == text[100:4100], part.headers
+    assert part.headers.get("content-encoding", "identity") == "identity"
+    with measured(srv) as use:
+        for _ in range(3):
+            whole = d.req("GET", f, None, gz)
+            assert whole.status == 200 and whole.body == text
+            assert whole.headers.get("content-encoding", "identity") == "identity"
+    assert use.cpu < 3, use
+    small = d.req("GET", d.url(user.name, "small.txt"), None, gz)
+    assert small.status == 404  # (a small file may be gzipped: no assertion on it)
+
+
 def test_another_users_lock_tokens_open_nothing_anywhere(srv: ServerProc, user: User) -> None:
     """A token from a lock in one namespace is no key in another: not in an
     If header, not to UNLOCK, not to refresh."""

@@ -24,6 +24,8 @@ log = logging.getLogger("linesync.server.dav")
 
 Handler = Callable[[Call], Awaitable[Response]]
 
+GZIP_MAX = 8 * 2**20  # answers up to this size may be gzipped (by the app's middleware)
+
 # Sent with every answer. /dav shares its origin with the web interface: a file
 # served inline (an uploaded HTML or SVG file, or one a shared namespace's other
 # member wrote) must never run as the site (read the pages' CSRF tokens, make
@@ -100,6 +102,10 @@ class DavApp:
                                            headers={"retry-after": "1"}))  # fmt: skip
         for k, v in SAFE_HEADERS.items():
             response.headers.setdefault(k, v)
+        if response.status_code == 206 or int(response.headers.get("content-length", 0)) > GZIP_MAX:
+            # As they are: a range of the file's bytes (not of a gzip of them),
+            # and big files (gzip would cost the server CPU in proportion).
+            response.headers.setdefault("content-encoding", "identity")
         ctx = self.state.ctx
         ctx.metrics.inc("linesync_requests_total", route="dav", status=str(response.status_code))
         try:
