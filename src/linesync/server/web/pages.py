@@ -253,19 +253,24 @@ async def move(ctx: Context, request: Request) -> Response:
 
 
 async def history(ctx: Context, request: Request) -> Response:
+    """A path's versions, newest first, HISTORY_PAGE at a time (``before``: the
+    JID the page starts below; an *Older versions* link leads on)."""
     sess, ns = await _open(ctx, request)
     path = _path(request)
-    rows = await ctx.meta.history(ns.id, path, 2**62, HISTORY_PAGE)
-    if not rows:
-        raise LinesyncError(Code.NOT_FOUND, "no such file")
+    before = int_query(request, "before") if "before" in request.query_params else 2**62
+    rows = await ctx.meta.history(ns.id, path, before, HISTORY_PAGE + 1)
+    current = rows[0] if before == 2**62 else await files.current(ctx, ns.id, path)
+    if not rows or current is None:
+        raise LinesyncError(Code.NOT_FOUND, "no such file or version")
     versions = []
-    for i, r in enumerate(rows):
+    for i, r in enumerate(rows[:HISTORY_PAGE]):
         older = next((o for o in rows[i + 1 :] if o.kind is Kind.FILE), None)
         versions.append({"row": r, "diff_from": older.jid if older else None})
+    more = rows[HISTORY_PAGE - 1].jid if len(rows) > HISTORY_PAGE else None
     return render(
         request, "history.html", sess, ns=ns, path=path, versions=versions,
-        current=rows[0], crumbs=tree.crumbs(paths.parent(path)),
-        writable=ns.role == "rw" and not sess.read_only, more=len(rows) == HISTORY_PAGE,
+        current=current, crumbs=tree.crumbs(paths.parent(path)),
+        writable=ns.role == "rw" and not sess.read_only, more=more, paged=before != 2**62,
     )  # fmt: skip
 
 
