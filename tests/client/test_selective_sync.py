@@ -155,7 +155,7 @@ def test_exclude_paths_are_checked(pair: tuple[Client, Client], tmp_path: Path) 
     assert _cli("exclude", "list", "--folder", str(root))[1].startswith("nothing is left out")
 
 
-def test_a_running_watch_takes_an_exclusion_at_its_next_round(
+def test_a_running_watch_takes_an_exclusion(
     pair: tuple[Client, Client], tmp_path: Path
 ) -> None:
     import os
