@@ -509,6 +509,18 @@ def test_a_stalled_upload_times_out_like_any_body(launch: Launch) -> None:
         sock.close()
 
 
+def test_a_flood_of_cookies_costs_no_more_than_a_request(srv: ServerProc) -> None:
+    """The HTTP server takes headers of any length: megabytes of cookies, sent
+    without any session, must not buy a fraction of a CPU second each."""
+    web = Web(srv.url)
+    flood = "a=b; " * 800_000  # 4 MB
+    with measured(srv) as use:
+        for path in ("/web/", "/web/signin", "/web/tokens", "/web/no-such-page"):
+            r = web.get(path, headers={"Cookie": flood})
+            assert r.status in (200, 303, 404), (path, r.status)
+    assert use.cpu < 0.3, use
+
+
 def test_error_pages_leak_nothing(srv: ServerProc) -> None:
     web, user = signed_in(srv)
     csrf = web.csrf()

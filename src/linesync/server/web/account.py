@@ -59,7 +59,7 @@ async def signin_page(ctx: Context, request: Request) -> Response:
     if await _maybe_session(ctx, request) is not None:
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
     resp = _signin_form(request, request.query_params.get("next", ""), "", "")
-    if security.COOKIE in request.cookies:  # a session that ended: forget it
+    if security.COOKIE in auth.cookies(request):  # a session that ended: forget it
         resp.headers.append(
             "set-cookie", security.cookie_header(security.COOKIE, "", 0, _secure(request))
         )
@@ -68,7 +68,7 @@ async def signin_page(ctx: Context, request: Request) -> Response:
 
 def _signin_form(request: Request, nxt: str, user: str, error: str, status: int = 200) -> Response:
     # The same value while it lasts: two sign-in tabs both work.
-    pre = request.cookies.get(security.PRE_COOKIE, "")
+    pre = auth.cookies(request).get(security.PRE_COOKIE, "")
     if not _PRE.fullmatch(pre):
         pre = security.new_pre_session()
     resp = render(
@@ -90,7 +90,7 @@ async def signin(ctx: Context, request: Request) -> Response:
     nxt = nxt if isinstance(nxt, str) else ""
     if not auth.origin_ok(request):
         raise LinesyncError(Code.FORBIDDEN, "cross-origin request refused")
-    pre = request.cookies.get(security.PRE_COOKIE, "")
+    pre = auth.cookies(request).get(security.PRE_COOKIE, "")
     given = data.get(security.CSRF_FIELD)
     if not security.csrf_ok(pre, given if isinstance(given, str) else None):
         return _signin_form(request, nxt, "", "The form expired; please sign in again.", 403)

@@ -49,8 +49,21 @@ def as_bearer(request: Request, token: str, ns: int | None = None) -> Request:
     return Request(scope)
 
 
+# Bytes of a Cookie header read at most: the HTTP server takes headers of any
+# length, and parsing megabytes of cookies costs a fraction of a second, before
+# any session is known (the web's own cookies are a few dozen bytes).
+MAX_COOKIE_HEADER = 16 * 2**10
+
+
+def cookies(request: Request) -> dict[str, str]:
+    """The request's cookies; none when its Cookie header is absurdly long."""
+    if len(request.headers.get("cookie", "")) > MAX_COOKIE_HEADER:
+        return {}
+    return request.cookies
+
+
 def cookie_token(request: Request) -> str | None:
-    raw = request.cookies.get(security.COOKIE)
+    raw = cookies(request).get(security.COOKIE)
     return raw if raw is not None and TOKEN_FORM.fullmatch(raw) else None
 
 

@@ -85,7 +85,7 @@ def page(ctx: Context, handler: Handler) -> Callable[[Request], Awaitable[Respon
                 response = back("/web/signin", next=_next_of(request))
             else:
                 response = _error(request, 401, "please sign in again")
-            if security.COOKIE in request.cookies:
+            if security.COOKIE in auth.cookies(request):
                 # A revoked or expired session: the browser forgets it, so that
                 # it stops counting as a failed sign-in of its address at every
                 # click (the sign-in page it is sent to would count it again).
