@@ -398,6 +398,33 @@ def test_stacked_locks_do_not_blow_up_a_listing(srv: ServerProc, user: User) -> 
     d.close()
 
 
+def test_a_propfind_of_thousands_of_names_is_refused(srv: ServerProc, user: User) -> None:
+    """Every listed resource answers every property asked for, missing ones
+    too: a request naming thousands of them made a listing of a hundred
+    folders tens of megabytes (held a hundred resources at a time)."""
+    d = KeptDav(srv.url, user.name, user.token)
+    ns = user.name
+    assert d.req("MKCOL", d.url(ns, "many")).status == 201
+    for i in range(100):
+        assert d.req("MKCOL", d.url(ns, f"many/d{i:03d}")).status == 201
+    names = b"".join(b'<x:n%d xmlns:x="urn:a-long-namespace-name"/>' % i for i in range(9000))
+    body = b'<D:propfind xmlns:D="DAV:"><D:prop>' + names + b"</D:prop></D:propfind>"
+    pid = pid_of(srv)
+    before = rss(pid)
+    reset_peak_rss(pid)
+    got = d.req("PROPFIND", d.url(ns, "many/"), body, {"Depth": "1"})
+    grew = peak_rss(pid) - before
+    assert got.status == 400 or len(got.body) < 5 * MiB, (got.status, len(got.body))
+    assert grew < 30 * MiB, grew
+    # A usual request is answered.
+    few = (
+        b'<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><x:a xmlns:x="urn:x"/></D:prop>'
+        b"</D:propfind>"
+    )
+    assert d.req("PROPFIND", d.url(ns, "many/"), few, {"Depth": "1"}).status == 207
+    d.close()
+
+
 def test_dead_properties_cost_what_they_are_counted(srv: ServerProc, user: User) -> None:
     """Dead properties are kept in memory up to a budget counted in bytes: a
     property of a megabyte of empty elements (4 bytes each in XML, some 80 in

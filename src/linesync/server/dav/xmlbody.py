@@ -24,6 +24,9 @@ MAX_BODY = 2**20  # bytes of request XML at most
 MAX_DEPTH = 64  # nested elements at most
 MAX_ITEMS = 10_000  # elements and attributes of one body at most
 MAX_OWNER = 4096  # bytes of a lock's DAV:owner (kept as long as the lock)
+# Properties a PROPFIND names at most: each listed resource answers every one
+# (a hundred resources rendered at a time), missing ones too.
+MAX_PROPFIND_NAMES = 256
 ET.register_namespace("D", DAV)
 
 STATUS_TEXT = {
@@ -103,9 +106,12 @@ def parse_propfind(body: bytes) -> Propfind:
         return Propfind("propname")
     if top.tag == dav("allprop"):
         include = root.find(dav("include"))
-        names = tuple(c.tag for c in include) if include is not None else ()
-        return Propfind("allprop", names)
-    return Propfind("prop", tuple(dict.fromkeys(c.tag for c in top)))
+        names = tuple(dict.fromkeys(c.tag for c in include)) if include is not None else ()
+    else:
+        names = tuple(dict.fromkeys(c.tag for c in top))
+    if len(names) > MAX_PROPFIND_NAMES:
+        raise DavError(400, f"a PROPFIND names at most {MAX_PROPFIND_NAMES} properties")
+    return Propfind("allprop" if top.tag == dav("allprop") else "prop", names)
 
 
 @dataclass(frozen=True, slots=True)
