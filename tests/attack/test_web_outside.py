@@ -335,6 +335,7 @@ def test_another_users_namespace_is_exactly_a_missing_one(srv: ServerProc) -> No
     actions = [
         ("mkdir", {"folder": "", "name": "planted"}),
         ("delete", {"path": "secret.txt"}),
+        ("move", {"path": "secret.txt", "to": "moved.txt"}),
         ("restore", {"path": "secret.txt", "jid": str(jid)}),
         ("resolve", {"copy": "secret (conflict from x 2026-01-01 000000).txt", "keep": "copy"}),
         ("share", {"user": "someone", "role": "rw"}),
@@ -407,6 +408,43 @@ def test_traversal_and_foreign_versions_in_query_parameters(srv: ServerProc) -> 
     assert web.get(f"/web/ns/{user.ns}/download?path=secret.txt").body == b"decoy\n"
 
 
+def test_a_move_stays_inside_and_destroys_nothing(srv: ServerProc) -> None:
+    """Rename/move from the web: never out of the namespace, never onto or
+    into what holds it, never over something that exists."""
+    web, user = signed_in(srv)
+    csrf = web.csrf()
+    for name in ("dir", "dir/sub"):
+        r = web.post(f"/web/ns/{user.ns}/mkdir", {"csrf": csrf, "folder": "", "name": name})
+        if r.status != 303:  # "dir/sub" as a name: make it inside "dir"
+            r = web.post(f"/web/ns/{user.ns}/mkdir", {"csrf": csrf, "folder": "dir", "name": "sub"})
+        assert r.status == 303
+    put(srv, user, "dir/a.txt", b"a\n")
+    put(srv, user, "dir/sub/b.txt", b"b\n")
+    put(srv, user, "top.txt", b"top\n")
+    head = journal_head(srv, user.token, user.ns)
+    for path, to in [
+        ("dir", "dir/sub/dir"),  # into itself
+        ("dir/sub", "dir"),  # onto its parent
+        ("dir/a.txt", "top.txt"),  # over a file
+        ("dir/a.txt", "dir/sub"),  # over a folder
+        ("dir/a.txt", "../a.txt"),
+        ("dir/a.txt", "dir/../../a.txt"),
+        ("dir/a.txt", "/"),
+        ("dir/a.txt", ""),
+        ("dir/a.txt", "a\x00b"),
+        ("dir/a.txt", "no/such/folder/a.txt"),
+        ("", "x"),
+        ("../x", "y"),
+        ("dir/none.txt", "none.txt"),
+    ]:
+        r = web.post(f"/web/ns/{user.ns}/move", {"csrf": csrf, "path": path, "to": to})
+        assert r.status in (400, 404), (path, to, r.status)
+        no_leak(r, srv)
+    assert journal_head(srv, user.token, user.ns) == head
+    for path, data in (("dir/a.txt", b"a\n"), ("dir/sub/b.txt", b"b\n"), ("top.txt", b"top\n")):
+        assert web.get(f"/web/ns/{user.ns}/download?path={quote(path)}").body == data
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="web/pages.py history (b36ca8b) reads rows[0] before its `if not rows` check: the "
@@ -440,6 +478,7 @@ def test_a_read_only_session_changes_nothing(srv: ServerProc) -> None:
         for action, fields in [
             ("mkdir", {"folder": "", "name": "x"}),
             ("delete", {"path": "doc.txt"}),
+            ("move", {"path": "doc.txt", "to": "moved.txt"}),
             ("restore", {"path": "doc.txt", "jid": str(jid)}),
             ("resolve", {"copy": "doc (conflict from x 2026-01-01 000000).txt", "keep": "copy"}),
             ("share", {"user": owner.name, "role": "rw"}),
