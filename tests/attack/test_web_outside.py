@@ -440,6 +440,9 @@ def test_a_move_stays_inside_and_destroys_nothing(srv: ServerProc) -> None:
         r = web.post(f"/web/ns/{user.ns}/move", {"csrf": csrf, "path": path, "to": to})
         assert r.status in (400, 404), (path, to, r.status)
         no_leak(r, srv)
+    for path in ("", "/", ".", "dir/..", "dir/"):  # the top, or a folder by another spelling
+        r = web.post(f"/web/ns/{user.ns}/delete", {"csrf": csrf, "path": path})
+        assert r.status in (400, 404), (path, r.status)
     assert journal_head(srv, user.token, user.ns) == head
     for path, data in (("dir/a.txt", b"a\n"), ("dir/sub/b.txt", b"b\n"), ("top.txt", b"top\n")):
         assert web.get(f"/web/ns/{user.ns}/download?path={quote(path)}").body == data
