@@ -29,10 +29,11 @@ GZIP_MAX = 8 * 2**20  # answers up to this size may be gzipped (by the app's mid
 # Sent with every answer. /dav shares its origin with the web interface: a file
 # served inline (an uploaded HTML or SVG file, or one a shared namespace's other
 # member wrote) must never run as the site (read the pages' CSRF tokens, make
-# tokens). A sandboxed document has an opaque origin and runs no script;
-# WebDAV clients ignore these headers.
+# tokens). A sandboxed document has an opaque origin and runs no script; the
+# policy is the one raw file hosts use (images and text still show in a
+# browser). WebDAV clients ignore these headers.
 SAFE_HEADERS = {
-    "content-security-policy": "default-src 'none'; sandbox",
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "same-origin",
