@@ -15,8 +15,6 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-
 from tests.attack.conftest import Launch
 from tests.attack.helpers import host_port
 from tests.attack.outside_helpers import journal_head, measured, team
@@ -448,12 +446,6 @@ def test_a_move_stays_inside_and_destroys_nothing(srv: ServerProc) -> None:
         assert web.get(f"/web/ns/{user.ns}/download?path={quote(path)}").body == data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="web/pages.py history (b36ca8b) reads rows[0] before its `if not rows` check: the "
-    "history of a path with no versions (a typo, a traversal attempt, another namespace's "
-    "file) raises IndexError, a 500; test `if not rows` first, then pick `current`",
-)
 def test_the_history_of_a_path_never_written_is_404(srv: ServerProc) -> None:
     victim = new_user(srv)
     put(srv, victim, "secret.txt", b"secret\n")
@@ -582,13 +574,6 @@ def test_a_stalled_upload_times_out_like_any_body(launch: Launch) -> None:
         sock.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="web/pages.py browse lists MAX_LISTED (2,000) entries a page whatever their path "
-    "lengths, and folder.html repeats each path some 8 times (links, rename and delete forms): "
-    "2,000 paths of 4 KB make a 51 MB page and 140 MB of peak memory per view; bound a page "
-    "by the bytes of its paths too (e.g. stop at 2 MB of paths, with the next-page link)",
-)
 def test_a_folder_of_long_paths_is_listed_in_bounded_memory(srv: ServerProc) -> None:
     web, user = signed_in(srv)
     chain = [f"d{i:03d}" + "x" * 246 for i in range(15)]

@@ -49,11 +49,15 @@ async def children(meta: MetadataStore, ns_id: int, folder: str) -> AsyncIterato
         after = rows[-1].path
 
 
-async def subtree(meta: MetadataStore, ns_id: int, folder: str) -> list[Row]:
-    """Every live entry under ``folder``, sorted by path (parents first)."""
+async def subtree(
+    meta: MetadataStore, ns_id: int, folder: str, cap: int | None = None
+) -> list[Row]:
+    """Every live entry under ``folder``, sorted by path (parents first); with
+    ``cap``, at most ``cap + 1`` of them (more than ``cap``: too many)."""
     out: list[Row] = []
-    while True:
+    while cap is None or len(out) <= cap:
         rows = await meta.under(ns_id, folder, out[-1].path if out else "", PAGE)
         out += rows
         if len(rows) < PAGE:
-            return out
+            break
+    return out if cap is None else out[: cap + 1]

@@ -4,6 +4,7 @@ upload, new folder, delete, history with line diffs, restore, conflicts."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from urllib.parse import quote
 
 from starlette.datastructures import UploadFile
@@ -14,6 +15,7 @@ from linesync.core import paths
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import CommitOp, Content, Kind
 from linesync.server.context import Context
+from linesync.server.dav.tree import subtree
 from linesync.server.model import Namespace, Row
 from linesync.server.stores.common import CONFLICT_MARK
 from linesync.server.web import auth, diffs, files, security, tree
@@ -36,7 +38,8 @@ HISTORY_PAGE = 100
 GZIP_MAX = 8 * 2**20  # downloads up to this size may be gzipped (by the app's middleware)
 MAX_CONFLICTS = 500  # conflict copies one page shows
 MAX_LISTED = 2000  # a folder page's entries (more: a link to the next page)
-_ZIP_PAGE = 1000
+MAX_LISTED_BYTES = 256 * 1024  # and the bytes of their paths
+_ZIP_SCAN = 2 * files.MAX_ZIP_FILES  # entries (files and folders) a zip reads at most
 MAX_FOLDER_DELETE = 100_000  # entries a folder deleted here may hold
 
 
@@ -48,6 +51,14 @@ async def _open(ctx: Context, request: Request, write: bool = False) -> tuple[Se
     sess = await auth.session(ctx, request)
     ns = await auth.namespace(ctx, request, sess, request.path_params["ns"], write=write)
     return sess, ns
+
+
+async def _folder(ctx: Context, ns: Namespace, folder: str) -> None:
+    """404 unless ``folder`` is a folder there now ("": the top)."""
+    if folder:
+        here = await files.current(ctx, ns.id, folder)
+        if here is None or here.kind is not Kind.DIRECTORY:
+            raise LinesyncError(Code.NOT_FOUND, "no such folder")
 
 
 def _path(request: Request, name: str = "path") -> str:
@@ -62,19 +73,23 @@ async def browse(ctx: Context, request: Request) -> Response:
     across pages; folders first and by name within one)."""
     sess, ns = await _open(ctx, request)
     folder = tree.clean_folder(request.query_params.get("path"))
-    if folder:
-        here = await files.current(ctx, ns.id, folder)
-        if here is None or here.kind is not Kind.DIRECTORY:
-            raise LinesyncError(Code.NOT_FOUND, "no such folder")
+    await _folder(ctx, ns, folder)
     show_deleted = request.query_params.get("deleted") == "1"
     after = request.query_params.get("after", "")
     rows = await ctx.meta.children(ns.id, folder, after, MAX_LISTED + 1, show_deleted)
-    more = rows[MAX_LISTED - 1].path if len(rows) > MAX_LISTED else None
+    # A page ends at MAX_LISTED entries, or at MAX_LISTED_BYTES of their paths
+    # (each is on the page several times: long paths make big pages).
+    shown = 0
+    for size in itertools.accumulate(len(r.path.encode()) for r in rows):
+        if shown == MAX_LISTED or (shown and size > MAX_LISTED_BYTES):
+            break
+        shown += 1
+    more = rows[shown - 1].path if shown < len(rows) else None
     copies = await ctx.meta.find(ns.id, CONFLICT_MARK, "", MAX_CONFLICTS + 1)
     found = sum(1 for r in copies if tree.conflict_of(r.path) is not None)
     return render(
         request, "folder.html", sess, ns=ns, folder=folder, crumbs=tree.crumbs(folder),
-        items=tree.children(rows[:MAX_LISTED], folder, deleted=show_deleted), more=more,
+        items=tree.children(rows[:shown], folder, deleted=show_deleted), more=more,
         after=after, show_deleted=show_deleted, writable=ns.role == "rw" and not sess.read_only,
         conflicts=f"{MAX_CONFLICTS}+" if found > MAX_CONFLICTS else found,
     )  # fmt: skip
@@ -108,19 +123,12 @@ async def download(ctx: Context, request: Request) -> Response:
 async def zip_folder(ctx: Context, request: Request) -> Response:
     sess, ns = await _open(ctx, request)
     folder = tree.clean_folder(request.query_params.get("path"))
-    if folder:
-        here = await files.current(ctx, ns.id, folder)
-        if here is None or here.kind is not Kind.DIRECTORY:
-            raise LinesyncError(Code.NOT_FOUND, "no such folder")
-    chosen: list[Row] = []
-    after = ""
-    while len(chosen) <= files.MAX_ZIP_FILES:  # one more than allowed: refused below
-        page = await ctx.meta.under(ns.id, folder, after, _ZIP_PAGE)
-        chosen += [r for r in page if r.kind is Kind.FILE]
-        if len(page) < _ZIP_PAGE:
-            break
-        after = page[-1].path
-    refused = files.zip_check(chosen)
+    await _folder(ctx, ns, folder)
+    below = await subtree(ctx.meta, ns.id, folder, _ZIP_SCAN)
+    chosen = [r for r in below if r.kind is Kind.FILE]
+    refused = files.zip_check(chosen) or (
+        f"more than {_ZIP_SCAN} files and folders" if len(below) > _ZIP_SCAN else None
+    )
     if refused:
         raise LinesyncError(Code.PAYLOAD_TOO_LARGE, f"Not zipped: {refused}.")
     name = (folder.rpartition("/")[2] or ns.name) + ".zip"
@@ -201,12 +209,7 @@ async def delete(ctx: Context, request: Request) -> Response:
         raise LinesyncError(Code.NOT_FOUND, "no such file or folder")
     rows = [cur]
     if cur.kind is Kind.DIRECTORY:
-        while len(rows) - 1 < MAX_FOLDER_DELETE:
-            page = await ctx.meta.under(ns.id, path, rows[-1].path if len(rows) > 1 else "",
-                                        _ZIP_PAGE)  # fmt: skip
-            rows += page
-            if len(page) < _ZIP_PAGE:
-                break
+        rows += await subtree(ctx.meta, ns.id, path, MAX_FOLDER_DELETE)
         if len(rows) - 1 > MAX_FOLDER_DELETE:
             raise LinesyncError(
                 Code.PAYLOAD_TOO_LARGE,
@@ -259,9 +262,10 @@ async def history(ctx: Context, request: Request) -> Response:
     path = _path(request)
     before = int_query(request, "before") if "before" in request.query_params else 2**62
     rows = await ctx.meta.history(ns.id, path, before, HISTORY_PAGE + 1)
-    current = rows[0] if before == 2**62 else await files.current(ctx, ns.id, path)
-    if not rows or current is None:
+    if not rows:
         raise LinesyncError(Code.NOT_FOUND, "no such file or version")
+    current = rows[0] if before == 2**62 else await files.current(ctx, ns.id, path)
+    assert current is not None  # the path has versions
     versions = []
     for i, r in enumerate(rows[:HISTORY_PAGE]):
         older = next((o for o in rows[i + 1 :] if o.kind is Kind.FILE), None)
