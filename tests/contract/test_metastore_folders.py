@@ -111,11 +111,14 @@ def test_children_under_find_match_the_tree(
                 )
                 assert [r.path for r in got] == want, (folder, deleted)
                 assert all(r.jid == tree[r.path].jid and r.kind is tree[r.path].kind for r in got)
-            below = sorted(
-                p for p, r in tree.items() if r.kind is not Kind.TOMBSTONE and p != folder
-                and (folder == "" or paths.is_under(p, folder)))  # fmt: skip
-            got = await pages(lambda a, n, f=folder: s.under(ns, f, a, n), limit)
-            assert [r.path for r in got] == below, folder
+            for deleted in (False, True):
+                below = sorted(
+                    p for p, r in tree.items() if p != folder
+                    and (deleted or r.kind is not Kind.TOMBSTONE)
+                    and (folder == "" or paths.is_under(p, folder)))  # fmt: skip
+                got = await pages(lambda a, n, f=folder, d=deleted: s.under(ns, f, a, n, d), limit)
+                assert [r.path for r in got] == below, (folder, deleted)
+                assert all(r.jid == tree[r.path].jid for r in got)
         for text in ["a", "/a", ".txt", "文", "nothing"]:
             want = sorted(p for p, r in tree.items() if r.kind is Kind.FILE and text in p)
             got = await pages(lambda a, n, t=text: s.find(ns, t, a, n), limit)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from linesync.core import paths
-from linesync.protocol.schemas import CommitOp, Kind
+from linesync.protocol.schemas import CommitOp, Content, Kind
 from linesync.server.dav import rules, tree
 from linesync.server.dav.base import Call, conflict_error, now_ns
 from linesync.server.dav.rules import DavError
-from linesync.server.dav.writes import file_op, first_failure, parent_folder, remove_tree
+from linesync.server.dav.writes import first_failure, parent_folder, remove_tree
 from linesync.server.model import Row
 
 
@@ -77,24 +77,40 @@ async def move(call: Call) -> Response:
     return Response(status_code=204 if there is not None else 201)
 
 
-async def _copy_op(call: Call, row: Row, path: str, base: int) -> CommitOp:
-    if row.kind is Kind.FILE:
-        ids = await call.ctx.meta.blocklist(call.ns.id, row.jid)
-        if ids is None:
-            raise DavError(409, f"{row.path} changed while it was copied")
-        return file_op(path, base, ids, row.size, now_ns(), row.exec)
+def _copy_op(row: Row, path: str, base: int) -> CommitOp:
+    if row.kind is Kind.FILE:  # the same blocklist, by reference to the version copied
+        return CommitOp(
+            path=path, kind=Kind.FILE, base_jid=base, size=row.size, mtime_ns=now_ns(),
+            exec=row.exec, content=Content(base=row.jid, edits=[]),
+        )  # fmt: skip
     return CommitOp(path=path, kind=row.kind, base_jid=base, mtime_ns=now_ns(), target=row.target)
 
 
 async def copy(call: Call) -> Response:
     src, dst, there, depth = await _prepare(call, move=False)
-    base = await _clear(call, src, dst, there)
-    ops = [await _copy_op(call, src, dst, base)]
+    meta, ns_id = call.ctx.meta, call.ns.id
+    rows: list[Row] = []
     if src.kind is Kind.DIRECTORY and depth == "infinity":
-        for r in await tree.subtree(call.ctx.meta, call.ns.id, src.path):
-            path = paths.rebase(r.path, src.path, dst)
-            before = await call.entry_at(path)
-            ops.append(await _copy_op(call, r, path, before.jid if before is not None else 0))
+        rows = await tree.subtree(meta, ns_id, src.path, tree.MAX_TREE)
+        if len(rows) > tree.MAX_TREE:
+            raise DavError(507, f"the folder holds more than {tree.MAX_TREE} entries: "
+                                "copy it with a linesync client")  # fmt: skip
+    base = await _clear(call, src, dst, there)
+    # What is at each destination path now (a tombstone: the base its op
+    # needs), read in one go; past twice the copy's size, looked up one by one.
+    before: dict[str, int] = {}
+    complete = True
+    if rows:
+        found = await tree.subtree(meta, ns_id, dst, 2 * len(rows), deleted=True)
+        before = {r.path: r.jid for r in found}
+        complete = len(found) <= 2 * len(rows)
+    ops = [_copy_op(src, dst, base)]
+    for r in rows:
+        path = paths.rebase(r.path, src.path, dst)
+        if path not in before and not complete:
+            now = await call.entry_at(path)
+            before[path] = now.jid if now is not None else 0
+        ops.append(_copy_op(r, path, before.get(path, 0)))
     failed = first_failure(await call.commit(ops))
     if failed is not None:
         raise conflict_error(failed)

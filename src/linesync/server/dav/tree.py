@@ -14,6 +14,9 @@ from linesync.server.model import Row
 from linesync.server.stores.base import MetadataStore
 
 PAGE = 1000
+# Entries a folder may hold for a WebDAV COPY or DELETE (or a web folder
+# delete) in one request: past it, the request is refused (use a client).
+MAX_TREE = 100_000
 LATEST = 2**62
 # What a listing shows: a symbolic link has no bytes to serve over WebDAV.
 _SHOWN = (Kind.FILE, Kind.DIRECTORY)
@@ -50,13 +53,14 @@ async def children(meta: MetadataStore, ns_id: int, folder: str) -> AsyncIterato
 
 
 async def subtree(
-    meta: MetadataStore, ns_id: int, folder: str, cap: int | None = None
+    meta: MetadataStore, ns_id: int, folder: str, cap: int | None = None, deleted: bool = False
 ) -> list[Row]:
-    """Every live entry under ``folder``, sorted by path (parents first); with
-    ``cap``, at most ``cap + 1`` of them (more than ``cap``: too many)."""
+    """Every live entry under ``folder`` (tombstones too with ``deleted``),
+    sorted by path (parents first); with ``cap``, at most ``cap + 1`` of them
+    (more than ``cap``: too many)."""
     out: list[Row] = []
     while cap is None or len(out) <= cap:
-        rows = await meta.under(ns_id, folder, out[-1].path if out else "", PAGE)
+        rows = await meta.under(ns_id, folder, out[-1].path if out else "", PAGE, deleted)
         out += rows
         if len(rows) < PAGE:
             break

@@ -117,7 +117,10 @@ async def remove_tree(call: Call, row: Row) -> None:
     for _ in range(TRIES):
         rows = [row]
         if row.kind is Kind.DIRECTORY:
-            rows += await tree.subtree(call.ctx.meta, call.ns.id, row.path)
+            rows += await tree.subtree(call.ctx.meta, call.ns.id, row.path, tree.MAX_TREE)
+            if len(rows) - 1 > tree.MAX_TREE:
+                raise DavError(403, f"the folder holds more than {tree.MAX_TREE} entries: "
+                                    "delete it with a linesync client")  # fmt: skip
         rows.sort(key=lambda r: r.path, reverse=True)
         ops = [CommitOp(path=r.path, kind=Kind.TOMBSTONE, base_jid=r.jid) for r in rows]
         results = await call.commit(ops)

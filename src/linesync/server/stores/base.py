@@ -140,9 +140,12 @@ class JournalStore(Protocol):
         namespace's size."""
         ...
 
-    async def under(self, ns_id: int, folder: str, after: str, limit: int) -> list[Row]:
+    async def under(
+        self, ns_id: int, folder: str, after: str, limit: int, deleted: bool = False
+    ) -> list[Row]:
         """The live current entries anywhere below ``folder`` ("" for all),
-        after ``after``, at most ``limit``, by path."""
+        after ``after``, at most ``limit``, by path; tombstones too with
+        ``deleted``."""
         ...
 
     async def find(self, ns_id: int, text: str, after: str, limit: int) -> list[Row]:

@@ -491,13 +491,16 @@ class PostgresStore(PostgresAdmin):
         rows = await self.pool.fetch(sql, *args, *(() if end is None else (end,)))
         return [entry_row(r) for r in rows]
 
-    async def under(self, ns_id: int, folder: str, after: str, limit: int) -> list[Row]:
+    async def under(
+        self, ns_id: int, folder: str, after: str, limit: int, deleted: bool = False
+    ) -> list[Row]:
         prefix, end = folder_range(folder)
         upper = "" if end is None else " AND c.path<$4"
+        live = "" if deleted else " AND c.live"
         rows = await self.pool.fetch(
             f"SELECT {_E_COLS} FROM current_entries c JOIN entries e "
             "ON e.ns_id=c.ns_id AND e.jid=c.jid "
-            f"WHERE c.ns_id=$1 AND c.path>$2{upper} AND c.live ORDER BY c.path LIMIT $3",
+            f"WHERE c.ns_id=$1 AND c.path>$2{upper}{live} ORDER BY c.path LIMIT $3",
             ns_id,
             max(after, prefix),
             limit,

@@ -329,12 +329,15 @@ class SqliteStore(SqliteAdmin):
 
         return await self._run(go)
 
-    async def under(self, ns_id: int, folder: str, after: str, limit: int) -> list[Row]:
+    async def under(
+        self, ns_id: int, folder: str, after: str, limit: int, deleted: bool = False
+    ) -> list[Row]:
         prefix, end = folder_range(folder)
         upper = "" if end is None else " AND c.path<?"
+        live = "" if deleted else " AND c.live=1"
         return await self._run(
             self._current_rows,
-            f"c.ns_id=? AND c.path>?{upper} AND c.live=1 ORDER BY c.path LIMIT ?",
+            f"c.ns_id=? AND c.path>?{upper}{live} ORDER BY c.path LIMIT ?",
             (ns_id, max(after, prefix), *(() if end is None else (end,)), limit),
         )
 

@@ -15,7 +15,7 @@ from linesync.core import paths
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import CommitOp, Content, Kind
 from linesync.server.context import Context
-from linesync.server.dav.tree import subtree
+from linesync.server.dav.tree import MAX_TREE, subtree
 from linesync.server.model import Namespace, Row
 from linesync.server.stores.common import CONFLICT_MARK
 from linesync.server.web import auth, diffs, files, security, tree
@@ -40,7 +40,6 @@ MAX_CONFLICTS = 500  # conflict copies one page shows
 MAX_LISTED = 2000  # a folder page's entries (more: a link to the next page)
 MAX_LISTED_BYTES = 256 * 1024  # and the bytes of their paths
 _ZIP_SCAN = 2 * files.MAX_ZIP_FILES  # entries (files and folders) a zip reads at most
-MAX_FOLDER_DELETE = 100_000  # entries a folder deleted here may hold
 
 
 def _browse_url(ns: Namespace, folder: str) -> str:
@@ -209,11 +208,11 @@ async def delete(ctx: Context, request: Request) -> Response:
         raise LinesyncError(Code.NOT_FOUND, "no such file or folder")
     rows = [cur]
     if cur.kind is Kind.DIRECTORY:
-        rows += await subtree(ctx.meta, ns.id, path, MAX_FOLDER_DELETE)
-        if len(rows) - 1 > MAX_FOLDER_DELETE:
+        rows += await subtree(ctx.meta, ns.id, path, MAX_TREE)
+        if len(rows) - 1 > MAX_TREE:
             raise LinesyncError(
                 Code.PAYLOAD_TOO_LARGE,
-                f"{path} holds more than {MAX_FOLDER_DELETE} entries: delete it from a client",
+                f"{path} holds more than {MAX_TREE} entries: delete it from a client",
             )
     # Deepest first, so that each folder is empty when its turn comes; in
     # commits of the server's batch size (a big folder goes in several).
