@@ -6,6 +6,8 @@ long-polls, other clients."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import select
 import time
 
 from tests.attack.conftest import Launch
@@ -253,3 +255,59 @@ def test_a_stalled_body_times_out_and_others_are_served(launch: Launch) -> None:
         writer.close()
 
     asyncio.run(go())
+
+
+def test_request_heads_past_64_kib_are_refused_with_431(launch: Launch) -> None:
+    """The HTTP parser takes headers of any length: a head over 64 KiB, in one
+    write or dripped, gets 431 and a closed connection, and costs little; one
+    just under it, and big bodies, are served."""
+    from linesync.server.listener import MAX_HEAD_BYTES
+    from tests.support.resources import cpu_seconds
+
+    srv = launch()
+    pid = pid_of(srv)
+
+    def send(head: bytes, pieces: int = 1, body: bytes = b"") -> bytes:
+        sock = connect(srv)
+        try:
+            step = -(-len(head) // pieces)
+            try:
+                for i in range(0, len(head), step):
+                    if select.select([sock], [], [], 0.01 if pieces > 1 else 0)[0]:
+                        break  # answered: sending more would only reset the connection
+                    sock.sendall(head[i : i + step])
+                sock.sendall(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused and closed: its answer was sent first
+            sock.settimeout(10)
+            got = b""
+            with contextlib.suppress(ConnectionResetError):
+                while piece := sock.recv(65536):
+                    got += piece
+            return got
+        finally:
+            sock.close()
+
+    def head(filler: int, extra: str = "") -> bytes:
+        return (
+            f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: {'a' * filler}\r\n{extra}"
+            "Connection: close\r\n\r\n"
+        ).encode()
+
+    cpu = cpu_seconds(pid)
+    for pieces in (1, 20):
+        got = send(head(MAX_HEAD_BYTES + 10), pieces)
+        assert got.startswith(b"HTTP/1.1 431 "), got[:100]
+    many = "".join(f"X-H{i}: {'b' * 90}\r\n" for i in range(2000))  # 200 KB of headers
+    assert send(head(10, many), 10).startswith(b"HTTP/1.1 431 ")
+    assert cpu_seconds(pid) - cpu < 1.0
+    assert send(head(MAX_HEAD_BYTES - 1000)).startswith(b"HTTP/1.1 200 ")
+    # A small head with a big body in the same write is not a big head.
+    body = b"x" * (512 * 1024)
+    post = (
+        f"POST /v1/ns/1/commit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {srv.token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    answer = send(post + body)
+    assert answer.startswith(b"HTTP/1.1 4") and not answer.startswith(b"HTTP/1.1 431"), answer[:200]

@@ -11,7 +11,9 @@ connections until the process runs out of file descriptors. Here:
   closed to make room, and only when every one is busy is the new one refused;
   a line says so in the log, at most once every 10 seconds;
 - the open-file limit is raised to what the system allows, and the default
-  cap stays below it, so ``accept`` never fails with EMFILE.
+  cap stays below it, so ``accept`` never fails with EMFILE;
+- a request's line and headers take at most ``MAX_HEAD_BYTES`` (the HTTP
+  parser takes any length): past it, ``431`` and the connection is closed.
 
 Body stalls are the application's (``body_idle_timeout``), idle kept-alive
 connections uvicorn's (``keepalive_timeout``).
@@ -42,6 +44,12 @@ RESERVED_FDS = 128
 ACCEPT_BATCH = 16
 LISTEN_BACKLOG = 2048
 _WARN_EVERY = 10.0
+MAX_HEAD_BYTES = 64 * 1024  # a request's line and headers, as sent
+_TOO_BIG_TEXT = b"request headers are over 64 KiB\n"
+_TOO_BIG = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_BIG_TEXT), _TOO_BIG_TEXT)
+)
 
 
 def raise_open_file_limit(ceiling: int = 1 << 20) -> int:
@@ -118,6 +126,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._head_bytes: int | None = 0  # of the request's head so far (None: in its body)
+        self._tail = b""  # the last bytes of the head so far (a blank line may straddle reads)
         if not self.guard.admit(self):
             self.connections.discard(self)
             transport.abort()
@@ -131,11 +141,33 @@ class GuardedProtocol(HttpToolsProtocol):
             longpoll.hang_up(cast(dict[str, Any], self.cycle.scope))
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._head_bytes is not None:
+            # The head ends at the first blank line (a read may hold the start
+            # of the body too); refused before the parser buffers any more.
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            self._tail = seen[-3:]
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._disarm()
+                self._head_bytes = None
+                if not self.transport.is_closing():
+                    self.transport.write(_TOO_BIG)
+                    self.transport.close()
+                return
+        super().data_received(data)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm()  # the first byte of a request: its headers are due
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes, self._tail = 0, b""  # a next request's head may follow
+
     def on_headers_complete(self) -> None:
+        self._head_bytes = None
         self._disarm()
         self.guard.busy(self)
         super().on_headers_complete()
