@@ -48,7 +48,7 @@ def _scrape(port: int) -> str:
 def test_a_watching_client_serves_its_metrics_on_loopback(
     pair: tuple[Client, Client], server: ServerProc
 ) -> None:
-    a, _ = pair
+    a, b = pair
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "linesync", "sync", str(a.folder), "--watch", "--quiet",
@@ -75,8 +75,20 @@ def test_a_watching_client_serves_its_metrics_on_loopback(
             if m.get('linesync_client_files_total{action="uploaded"}', 0) >= 1:
                 break
             time.sleep(0.1)
+        # Another device writes three files: the watcher catches up three
+        # journal entries (or more: its own commit's may come in the same pull).
+        for i in range(3):
+            (b.folder / f"from-b-{i}.md").write_text(f"line {i}\n")
+        assert b.sync_once().uploaded == 3
+        while time.monotonic() < deadline:
+            m = parse_metrics(_scrape(port))
+            if m.get('linesync_client_files_total{action="downloaded"}', 0) >= 3:
+                break
+            time.sleep(0.1)
         text = _scrape(port)
         m = parse_metrics(text)
+        assert m['linesync_client_files_total{action="downloaded"}'] == 3, text
+        assert 3 <= m["linesync_client_journal_lag_entries"] <= 4, text
         assert m['linesync_client_files_total{action="uploaded"}'] >= 1, text
         assert m['linesync_client_requests_total{route="commit",status="200"}'] >= 1, text
         assert m['linesync_client_sent_bytes_total{route="commit"}'] > len(secret)

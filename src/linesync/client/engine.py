@@ -46,6 +46,7 @@ from linesync.client.ignore import IgnoreRules
 from linesync.client.index import Index
 from linesync.client.localfs import STATE_DIR, Changed, Walk
 from linesync.client.merge import merge3
+from linesync.client.metrics import METRICS
 from linesync.client.model import Local, Node, PathState, Stat, Version
 from linesync.client.tasks import gather_all
 from linesync.client.transfer import split
@@ -53,6 +54,7 @@ from linesync.core import blocklist as bl
 from linesync.core import paths
 from linesync.core.chunking import is_text
 from linesync.core.ids import ChunkId, file_hash
+from linesync.protocol import cursor as cursors
 from linesync.protocol import inline
 from linesync.protocol.errors import Code, LinesyncError
 from linesync.protocol.schemas import Kind, ListResponse
@@ -294,6 +296,7 @@ class Engine(Committing):
         """Bring the remote view up to the server's head; True if anything came."""
         got = False
         fold = True
+        began = _jid_of(self.index.get("cursor"))
         while True:
             cursor = self.index.get("cursor")
             try:
@@ -314,6 +317,7 @@ class Engine(Committing):
                 continue
             got = got or bool(resp.entries)
             if not resp.more:
+                METRICS.lag.set(max(0, _jid_of(self.index.get("cursor")) - began))
                 return got
 
     # -- scan: the local view --------------------------------------------------
@@ -1054,3 +1058,11 @@ def open_folder(folder: Path) -> tuple[FolderConfig, Index]:
     config = FolderConfig.load(folder)
     index = Index.open(folder / STATE_DIR / INDEX_FILE)
     return config, index
+
+
+def _jid_of(cursor: str | None) -> int:
+    """The JID a cursor stands at (0: none, or not one this client can read)."""
+    try:
+        return cursors.parse(cursor).jid if cursor else 0
+    except LinesyncError:
+        return 0

@@ -77,6 +77,13 @@ class ClientMetrics:
             "folder may lag behind the server.",
             registry=r,
         )
+        self.lag = Gauge(
+            "linesync_client_journal_lag_entries",
+            "Journal entries this device was behind the server when its last pull began "
+            "(how far its cursor moved to catch up): the server shows every device's lag "
+            "only as a histogram, without names.",
+            registry=r,
+        )
         self.behind = Gauge(
             "linesync_client_unsynced",
             "1 while the last pass did not converge (changes left to send or fetch), else 0.",
