@@ -20,6 +20,7 @@ from linesync.client.progress import THRESHOLD_BYTES, Bars, console_for
 from tests.client.conftest import files
 from tests.support import corpus
 from tests.support.server import ServerProc
+from tests.support.watch import interrupt
 
 ESC = "\x1b["
 
@@ -141,7 +142,6 @@ def test_a_terminal_gets_bars_for_a_big_sync_and_none_for_a_small_one(
 
 
 def test_watch_draws_bars_for_its_first_pass_only(server: ServerProc, tmp_path: Path) -> None:
-    import signal
     import threading
 
     a = Client.init(tmp_path / "A", server=server.url, token=server.new_token("admin", "a"))
@@ -193,13 +193,9 @@ def test_watch_draws_bars_for_its_first_pass_only(server: ServerProc, tmp_path: 
         time.sleep(0.5)
         assert b"files" not in seen[mark:], seen[mark:].decode(errors="replace")
     finally:
-        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            interrupt(proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
             os.close(master)
             reader.join(timeout=5)
     assert proc.returncode == 0

@@ -20,6 +20,7 @@ from linesync.client.remote import Remote
 from linesync.protocol.schemas import Kind
 from tests.client.conftest import files
 from tests.support.server import ServerProc
+from tests.support.watch import interrupt
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -155,11 +156,8 @@ def test_exclude_paths_are_checked(pair: tuple[Client, Client], tmp_path: Path) 
     assert _cli("exclude", "list", "--folder", str(root))[1].startswith("nothing is left out")
 
 
-def test_a_running_watch_takes_an_exclusion(
-    pair: tuple[Client, Client], tmp_path: Path
-) -> None:
+def test_a_running_watch_takes_an_exclusion(pair: tuple[Client, Client], tmp_path: Path) -> None:
     import os
-    import signal
     import subprocess
     import sys
     import time
@@ -203,13 +201,9 @@ def test_a_running_watch_takes_an_exclusion(
         nudge("three")
         until(lambda: files(b.folder) == files(a.folder), "big/ back")
     finally:
-        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            interrupt(proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
             log.close()
     assert proc.returncode == 0
     assert a.sync_once().converged and files(a.folder)["big/new.txt"] == b"made on A\n"

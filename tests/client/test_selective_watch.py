@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import io
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from linesync.client.config import FolderConfig
 from linesync.client.index import Index
 from linesync.client.watcher import FolderWatcher
 from tests.client.conftest import files
+from tests.support.watch import interrupt
 
 PROMPT = 5.0  # seconds an exclusion may take to reach a running watcher
 
@@ -99,13 +99,9 @@ def test_an_exclusion_reaches_a_running_watch_promptly(
             f"(periodic round: {WATCH_RESCAN:.0f} s, stat check: {WATCHER_CHECK:.0f} s)"
         )
     finally:
-        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            interrupt(proc)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
             log.close()
     assert proc.returncode == 0, log_path.read_text()
     assert a.sync_once().converged and files(a.folder) == files(b.folder)

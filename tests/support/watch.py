@@ -4,6 +4,8 @@ folder (and on other clients) while the watcher runs."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -95,3 +97,15 @@ def watching(*clients: Client, **watch_args: Any) -> Iterator[list[WatchThread]]
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def interrupt(proc: subprocess.Popen[Any], timeout: float = 30) -> int:
+    """Stop a ``linesync sync --watch`` process as Ctrl-C does (killed if it
+    does not end within ``timeout``); its exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
