@@ -12,10 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
 
 from tests.attack.helpers import head, run
-from tests.dav.davclient import Answer
+from tests.dav.davclient import Answer, Dav
 from tests.support.api import Api, admin, ns_id, unique
 from tests.support.resources import cpu_seconds, pid_of, rss
 from tests.support.server import ServerProc
@@ -30,21 +29,17 @@ def lockinfo(scope: str = "exclusive", owner: bytes = b"") -> bytes:
     return LOCKINFO.replace(b"{scope}", scope.encode()).replace(b"{owner}", owner)
 
 
-class KeptDav:
+class KeptDav(Dav):
     """A WebDAV client on one kept-alive connection (reconnecting when the
     server closes it): a flood of small requests without a handshake each."""
 
     def __init__(self, url: str, user: str, password: str) -> None:
-        u = urlsplit(url)
-        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        super().__init__(url, user, password)
         cred = base64.b64encode(f"{user}:{password}".encode()).decode()
         self.auth = f"Basic {cred}"
         self.con: http.client.HTTPConnection | None = None
 
-    def url(self, ns: str, path: str = "") -> str:
-        return f"/dav/{quote(ns, safe='')}/{quote(path)}"
-
-    def req(
+    def req(  # type: ignore[override]
         self,
         method: str,
         target: str,
