@@ -256,5 +256,3 @@ def test_hostile_diffs_stay_cheap(period: int) -> None:
     d = diffs.line_diff(a, b)
     assert time.process_time() - t < 2.0
     assert d.refused is None and d.lines
-
-
