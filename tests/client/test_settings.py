@@ -293,10 +293,10 @@ def test_a_file_named_in_the_environment_is_used_and_must_exist(
 
 
 def test_the_built_in_defaults_are_the_library_s_own() -> None:
-    from linesync.cli import client_cmds
+    from linesync.cli import client_args
     from linesync.client import base, remote
 
-    assert S.DEFAULT_RETRY_FOR == client_cmds.DEFAULT_RETRY_FOR
+    assert S.DEFAULT_RETRY_FOR == client_args.DEFAULT_RETRY_FOR
     assert S.DEFAULT_DOWNLOAD_CONCURRENCY == base.DOWNLOAD_CONCURRENCY
     assert S.DEFAULT_UPLOAD_CONCURRENCY == base.UPLOAD_CONCURRENCY
     assert (S.DEFAULT_TIMEOUT, S.DEFAULT_CONNECTIONS) == (

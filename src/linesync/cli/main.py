@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="verify that every indexed chunk reads back intact")
     _data_arg(p)
     from linesync.cli import ops_cmds
-    from linesync.cli.client_cmds import add_parsers
+    from linesync.cli.client_args import add_parsers
 
     add_parsers(sub)
     from linesync.cli import completion, config_cmds, help_text

@@ -17,19 +17,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import uvicorn
-
-from linesync.server.app import create_app
 from linesync.server.config import ServerConfig
-from linesync.server.listener import (
-    ACCEPT_BATCH,
-    LISTEN_BACKLOG,
-    ConnectionGuard,
-    Server,
-    default_max_connections,
-    protocol_for,
-    raise_open_file_limit,
-)
 from linesync.server.stores.base import AdminStore, MetadataStore, StoreError
 from linesync.server.stores.packs import ChunkStore, fsync_dir
 from linesync.server.stores.urls import meta_kind, open_chunks, open_meta, shared, sqlite_path
@@ -134,6 +122,8 @@ def bind(host: str, port: int) -> socket.socket:
             errno.EACCES: "permission denied (ports below 1024 need privileges)",
         }.get(exc.errno or 0, exc.strerror or str(exc))
         raise CannotListen(f"cannot listen on {host}:{port}: {why}") from None
+    from linesync.server.listener import LISTEN_BACKLOG
+
     sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
@@ -159,6 +149,20 @@ async def _serve(
     announce: Callable[[str, str | None], None],
     log_level: str,
 ) -> None:
+    # The app and the HTTP server, here: the admin commands that open the
+    # stores only (``open_stores``, ``exclusive``) do not pay for importing them.
+    import uvicorn
+
+    from linesync.server.app import create_app
+    from linesync.server.listener import (
+        ACCEPT_BATCH,
+        ConnectionGuard,
+        Server,
+        default_max_connections,
+        protocol_for,
+        raise_open_file_limit,
+    )
+
     async with open_stores(config) as (meta, packs):
         token = await first_start(meta, config.data_dir)
         app = create_app(config, meta, packs)
