@@ -312,3 +312,24 @@ def test_dead_props_are_bounded_all_or_nothing() -> None:
         p.apply(1, "f", [("{x}a", _el("{x}a", "1")), ("{x}b", _el("{x}b", "z" * 2000))])
     assert exc.value.status == 507
     assert p.get(1, "f") == {} and p.used == 0
+
+
+def test_one_namespace_cannot_take_every_namespaces_property_room() -> None:
+    """A namespace's properties are bounded apart from the server's: its users
+    fill their own share (PROPPATCH and COPY alike), others still have room."""
+    p = DeadProps(max_bytes=10_000, max_path_bytes=2_000, max_ns_bytes=3_000)
+    for i in range(100):
+        try:
+            p.apply(1, f"f{i}", [("{x}a", _el("{x}a", "z" * 500))])
+        except DavError as exc:
+            assert exc.status == 507 and "namespace" in exc.args[0]
+            break
+    else:
+        raise AssertionError("namespace 1 was never refused")
+    assert p.ns_used[1] <= 3_000 and p.used == p.ns_used[1]
+    p.copy(1, "", "copied")  # past its share: the copy leaves them out
+    assert p.ns_used[1] <= 3_000
+    p.apply(2, "g", [("{x}a", _el("{x}a", "y" * 500))])  # another namespace has room
+    assert p.get(2, "g")["{x}a"].text == "y" * 500
+    p.drop(1, "")
+    assert p.ns_used[1] == 0 and p.used == p.ns_used[2]
