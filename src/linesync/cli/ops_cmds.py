@@ -45,16 +45,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "  linesync service uninstall ~/Notes --disable",
         formatter_class=_RAW,
     )
-    actions = service.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for action, text in (
-        ("install", "write the unit and print the commands that start it"),
-        ("uninstall", "remove the unit (and, with --disable, stop it first)"),
-        ("status", "where the unit is and whether it runs"),
-    ):
-        p = actions.add_parser(
-            action, help=text, description=text[0].upper() + text[1:] + ".",
-            epilog=f"example:\n  linesync service {action} ~/Notes", formatter_class=_RAW,
-        )  # fmt: skip
+    for action, p in _actions(service, (
+        ("install", "write the unit and print the commands that start it", "~/Notes"),
+        ("uninstall", "remove the unit (and, with --disable, stop it first)", "~/Notes"),
+        ("status", "where the unit is and whether it runs", "~/Notes"),
+    )):  # fmt: skip
         p.add_argument("folder", type=Path, nargs="?", default=Path("."), help="(default: .)")
         p.add_argument("--name", help="the service's name (default: linesync-FOLDERNAME)")
         p.add_argument(
@@ -73,6 +68,27 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_exclude_parser(sub)
 
 
+def _actions(
+    command: argparse.ArgumentParser, actions: tuple[tuple[str, str, str], ...]
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    """The ACTION subcommands of ``command``: (name, help, example arguments)
+    each, with its help as description and its example as epilog."""
+    sub = command.add_subparsers(dest="action", required=True, metavar="ACTION")
+    return [
+        (
+            name,
+            sub.add_parser(
+                name,
+                help=text,
+                description=text[0].upper() + text[1:] + ".",
+                epilog=f"example:\n  linesync {command.prog.split()[-1]} {name} {example}",
+                formatter_class=_RAW,
+            ),
+        )
+        for name, text, example in actions
+    ]
+
+
 def add_exclude_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex = sub.add_parser(
         "exclude",
@@ -88,18 +104,12 @@ def add_exclude_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "~/Notes",
         formatter_class=_RAW,
     )
-    actions = ex.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for action, text in (
-        ("add", "leave these folders out on this device"),
-        ("remove", "include these folders again (downloaded at the next sync)"),
-        ("list", "the folders left out on this device"),
-    ):
-        p = actions.add_parser(
-            action, help=text, description=text[0].upper() + text[1:] + ".",
-            epilog=f"example:\n  linesync exclude {action}"
-            + (" Videos" if action != "list" else "") + " --folder ~/Notes",
-            formatter_class=_RAW,
-        )  # fmt: skip
+    for action, p in _actions(ex, (
+        ("add", "leave these folders out on this device", "Videos --folder ~/Notes"),
+        ("remove", "include these folders again (downloaded at the next sync)",
+         "Videos --folder ~/Notes"),
+        ("list", "the folders left out on this device", "--folder ~/Notes"),
+    )):  # fmt: skip
         if action != "list":
             p.add_argument("paths", nargs="+", metavar="PATH",
                            help="a folder inside the synced folder (relative to its root, or "
